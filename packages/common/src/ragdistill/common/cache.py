@@ -1,0 +1,157 @@
+"""The content-addressed teacher-label cache every stage's ``teach`` writes through.
+
+A label's key is the hash of (teacher id, prompt/template, input), so the same input labelled by
+the same teacher with the same prompt is never paid for twice, and changing the teacher or the
+prompt never serves a stale label. Labels live in one SQLite file (WAL mode); each batch is
+committed in one transaction, so a killed run loses at most the batch in flight and a rerun
+labels only what is missing. ``shard=i/n`` restricts a run to a deterministic 1/n of the keys,
+written to its own file, so labelling can fan out over machines.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import sqlite3
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ragdistill.common.errors import RagdistillError
+from ragdistill.common.logging import get_logger
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Shard:
+    """One of ``count`` disjoint, deterministic slices of the keys."""
+
+    index: int
+    count: int
+
+    @classmethod
+    def parse(cls, spec: str | None) -> Shard | None:
+        if spec in (None, "", "null"):
+            return None
+        try:
+            i, n = (int(x) for x in str(spec).split("/"))
+        except ValueError:
+            raise RagdistillError(f"shard={spec!r}: expected i/n, e.g. shard=0/4") from None
+        if not 0 <= i < n:
+            raise RagdistillError(f"shard={spec!r}: need 0 <= i < n")
+        return cls(i, n)
+
+    def owns(self, key: str) -> bool:
+        return int(key[:15], 16) % self.count == self.index
+
+    @property
+    def suffix(self) -> str:
+        return f".shard-{self.index}-of-{self.count}"
+
+
+def label_key(teacher_id: str, template: str, payload: Any) -> str:
+    """sha256 of the teacher id, the prompt/template and the canonical JSON of the input."""
+    blob = json.dumps([teacher_id, template, payload], sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+def _encode(value: Any) -> bytes:
+    if isinstance(value, np.ndarray):
+        buf = io.BytesIO()
+        np.save(buf, value, allow_pickle=False)
+        return b"N" + buf.getvalue()
+    return b"J" + json.dumps(value, ensure_ascii=False).encode("utf-8")
+
+
+def _decode(blob: bytes) -> Any:
+    if blob[:1] == b"N":
+        return np.load(io.BytesIO(blob[1:]), allow_pickle=False)
+    return json.loads(blob[1:].decode("utf-8"))
+
+
+class LabelCache:
+    """Teacher labels on disk, keyed by :func:`label_key`."""
+
+    def __init__(self, path: str | Path, shard: Shard | None = None) -> None:
+        path = Path(path)
+        if shard is not None:
+            path = path.with_name(path.name + shard.suffix)
+        self.path, self.shard = path, shard
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, timeout=120)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS labels (key TEXT PRIMARY KEY, teacher TEXT, value BLOB, created REAL DEFAULT (julianday('now')))"
+        )
+        self._db.commit()
+
+    def __len__(self) -> int:
+        return self._db.execute("SELECT COUNT(*) FROM labels").fetchone()[0]
+
+    def __contains__(self, key: str) -> bool:
+        return self._db.execute("SELECT 1 FROM labels WHERE key=?", (key,)).fetchone() is not None
+
+    def close(self) -> None:
+        self._db.close()
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for i in range(0, len(keys), 500):
+            chunk = list(keys[i : i + 500])
+            q = f"SELECT key, value FROM labels WHERE key IN ({','.join('?' * len(chunk))})"
+            out.update((k, _decode(v)) for k, v in self._db.execute(q, chunk))
+        return out
+
+    def put_many(self, items: dict[str, Any], teacher_id: str = "") -> None:
+        """Write a batch in one transaction: all of it lands, or none of it."""
+        with self._db:
+            self._db.executemany(
+                "INSERT OR REPLACE INTO labels (key, teacher, value) VALUES (?, ?, ?)",
+                [(k, teacher_id, _encode(v)) for k, v in items.items()],
+            )
+
+    def items(self) -> list[tuple[str, Any]]:
+        return [(k, _decode(v)) for k, v in self._db.execute("SELECT key, value FROM labels ORDER BY key")]
+
+    def label(
+        self,
+        inputs: Sequence[Any],
+        compute: Callable[[list[Any]], Sequence[Any]],
+        teacher_id: str,
+        template: str = "",
+        batch_size: int = 32,
+        desc: str = "teacher labels",
+    ) -> list[Any]:
+        """Labels for ``inputs`` in order: cached ones are read, missing ones computed by
+        ``compute(batch)`` and committed batch by batch. Inputs outside this cache's shard are
+        skipped and returned as ``None``."""
+        keys = [label_key(teacher_id, template, x) for x in inputs]
+        have = self.get_many(keys)
+        todo: list[int] = []
+        seen: set[str] = set()
+        for i, k in enumerate(keys):  # identical inputs are labelled once
+            if k in have or k in seen or (self.shard is not None and not self.shard.owns(k)):
+                continue
+            seen.add(k)
+            todo.append(i)
+        log.info("%s: %d inputs, %d cached, %d to label (%s)", desc, len(inputs), len(have), len(todo), self.path)
+        with tqdm(total=len(todo), desc=desc, unit="item", disable=not todo) as bar:
+            for b in range(0, len(todo), batch_size):
+                idx = todo[b : b + batch_size]
+                values = list(compute([inputs[i] for i in idx]))
+                if len(values) != len(idx):
+                    raise RagdistillError(
+                        f"teacher {teacher_id!r} returned {len(values)} labels for a batch of {len(idx)}"
+                    )
+                batch = {keys[i]: v for i, v in zip(idx, values, strict=True)}
+                self.put_many(batch, teacher_id)
+                have.update(batch)
+                bar.update(len(idx))
+        return [have.get(k) for k in keys]

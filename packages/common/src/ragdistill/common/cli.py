@@ -1,0 +1,120 @@
+"""``ragdistill <stage> <verb> [overrides]``: every stage verb is a Hydra app.
+
+    ragdistill --help                         stages, verbs and commands
+    ragdistill embedder --help                the stage's verbs
+    ragdistill embedder train --help          config groups and the composed config
+    ragdistill embedder train teacher=mpnet student=minilm-l6 data.max_queries=100
+    ragdistill embedder evaluate -m student.model=minilm-l6,mpnet     (Hydra multirun)
+    ragdistill demo                           the default main job on the bundled data
+
+Errors in the user's input (data, config, missing artifacts) print one clear message and exit 2.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from ragdistill.common.errors import RagdistillError
+from ragdistill.common.logging import get_logger, offline_defaults, setup_logging
+
+log = get_logger("ragdistill")
+
+
+def _fail(msg: str) -> None:
+    print(f"ragdistill: error: {msg}", file=sys.stderr)
+    sys.exit(2)
+
+
+def run_verb(config_name: str, fn: Callable[[Any], Any], argv: list[str], job_name: str) -> None:
+    """Run ``fn(cfg)`` as a Hydra app composed from ``conf/<config_name>.yaml`` plus ``argv``."""
+    import hydra
+    from omegaconf import DictConfig, OmegaConf
+
+    from ragdistill.common.config import apply_run_settings
+    from ragdistill.common.paths import conf_dir
+
+    def task(cfg: DictConfig) -> Any:
+        OmegaConf.resolve(cfg)
+        setup_logging(cfg.run.log_level)
+        apply_run_settings(cfg)
+        try:
+            return fn(cfg)
+        except RagdistillError as e:
+            _fail(str(e))
+
+    extra = [a for a in argv]
+    if not any(a.startswith("hydra.run.dir=") for a in argv):
+        extra.append(f"hydra.run.dir=${{paths.work_dir}}/logs/{job_name}/${{now:%Y-%m-%d_%H-%M-%S}}")
+    if not any(a.startswith("hydra.sweep.dir=") for a in argv):
+        extra.append(f"hydra.sweep.dir=${{paths.work_dir}}/logs/{job_name}/multirun-${{now:%Y-%m-%d_%H-%M-%S}}")
+    extra += [f"hydra.job.name={job_name}", "hydra.job.chdir=False"]
+    sys.argv = [f"ragdistill {job_name.replace('.', ' ')}", *extra]
+    hydra.main(version_base=None, config_path=str(conf_dir()), config_name=config_name)(task)()
+
+
+def _usage() -> str:
+    from ragdistill.common.stage import load_stages
+
+    lines = ["usage: ragdistill <stage> <verb> [key=value ...]   (Hydra overrides; --help after the verb lists them)", ""]
+    lines.append("stages:")
+    for s in load_stages().values():
+        lines.append(f"  {s.name:<16} {s.description}")
+        lines.append(f"  {'':<16} verbs: {', '.join(s.verbs)}")
+    lines += ["", "commands:", "  demo             the default main job: every installed stage's teach -> train -> export -> evaluate",
+              "                   on the bundled data with the bundled models (conf/demo.yaml)"]
+    for name, (desc, _) in _commands().items():
+        lines.append(f"  {name:<16} {desc}")
+    return "\n".join(lines)
+
+
+def _commands() -> dict[str, tuple[str, Callable[[list[str]], None]]]:
+    """Top-level commands other than stages (e2e, ...), from the ``ragdistill.commands`` entry points."""
+    import importlib.metadata as md
+
+    out = {}
+    for ep in md.entry_points(group="ragdistill.commands"):
+        obj = ep.load()
+        out[ep.name] = (getattr(obj, "description", ""), obj)
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    offline_defaults()
+    try:
+        from ragdistill.common.stage import load_stages
+
+        if not argv or argv[0] in ("-h", "--help", "help"):
+            print(_usage())
+            return
+        head, rest = argv[0], argv[1:]
+        if head == "demo":
+            from ragdistill.common.demo import run_demo
+
+            setup_logging()
+            run_demo(rest)
+            return
+        commands = _commands()
+        if head in commands:
+            commands[head][1](rest)
+            return
+        stages = load_stages()
+        if head not in stages:
+            _fail(f"unknown stage or command {head!r}\n\n{_usage()}")
+        stage = stages[head]
+        if not rest or rest[0] in ("-h", "--help"):
+            print(f"ragdistill {stage.name}: {stage.description}\n\nverbs: {', '.join(stage.verbs)}\n"
+                  f"usage: ragdistill {stage.name} <verb> [key=value ...]   (add --help after the verb for config groups)")
+            return
+        verb, overrides = rest[0], rest[1:]
+        if verb not in stage.verbs:
+            _fail(f"stage {stage.name!r} has no verb {verb!r}; verbs: {', '.join(stage.verbs)}")
+        run_verb(stage.name, stage.verbs[verb], overrides, f"{stage.name}.{verb}")
+    except RagdistillError as e:
+        _fail(str(e))
+
+
+if __name__ == "__main__":
+    main()

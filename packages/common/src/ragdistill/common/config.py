@@ -1,0 +1,141 @@
+"""Structured configs shared by every stage, registered with Hydra's ConfigStore.
+
+Every stage's primary config (``conf/<stage>.yaml``) starts from a schema built on
+:class:`StageConfig`, so an override with a typo (``teacher.modle=...``) or a wrong type is an
+error that names the key, and each group file (``conf/teacher/*.yaml``) is checked against its
+dataclass. Paths are relative to the working directory unless absolute.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, OmegaConf
+
+from ragdistill.common.errors import RagdistillError
+
+
+@dataclass
+class DataConfig:
+    """Which data a stage reads. ``name`` is a bundled dataset (scifact, squad, canard); ``path``,
+    when set, replaces it with a local folder/file or a Hugging Face dataset id."""
+
+    name: str = "scifact"
+    path: str | None = None
+    train_split: str = "train"
+    test_split: str = "test"
+    max_queries: int | None = None  # per split; None = all
+    max_docs: int | None = None  # corpus slice (relevant docs always kept); None = all
+    extra: str | None = None  # extra training inputs, e.g. a failure queue
+
+    @property
+    def source(self) -> str:
+        return self.path or self.name
+
+
+@dataclass
+class TeacherConfig:
+    """A teacher backend (see ragdistill.common.teachers)."""
+
+    backend: str = "sentence_transformer"
+    model: str = ""
+    batch_size: int = 32
+    max_length: int | None = None
+    max_new_tokens: int = 128
+    temperature: float = 0.0
+    base_url: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    tensor_parallel_size: int = 1
+
+
+@dataclass
+class StudentConfig:
+    """The model distilled into: a packaged name, a local folder or a hub id."""
+
+    model: str = ""
+    max_length: int | None = None
+
+
+@dataclass
+class PathsConfig:
+    work_dir: str = "${oc.env:RAGDISTILL_WORK,work}"
+    label_cache: str = "${paths.work_dir}/cache/labels.sqlite"
+
+
+@dataclass
+class RunSettings:
+    seed: int = 42
+    log_level: str = "INFO"
+    report_to: list[str] = field(default_factory=lambda: ["wandb"])  # Trainer callbacks; wandb is offline by default
+    torch_threads: int | None = None
+    shard: str | None = None  # "i/n": label 1/n of the inputs into a shard cache
+
+
+@dataclass
+class StageConfig:
+    """What every stage's config has; a stage's schema subclasses it and adds its own group."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    student: StudentConfig = field(default_factory=StudentConfig)
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    run: RunSettings = field(default_factory=RunSettings)
+
+
+def register_schema(name: str, node: type) -> None:
+    """Register a stage's primary schema and the shared group schemas (idempotent)."""
+    cs = ConfigStore.instance()
+    cs.store(name=name, node=node)
+    cs.store(group="data", name="data_schema", node=DataConfig)
+    cs.store(group="teacher", name="teacher_schema", node=TeacherConfig)
+    cs.store(group="student", name="student_schema", node=StudentConfig)
+
+
+def stage_dir(cfg: Any, stage: str, verb: str) -> Path:
+    """``<work_dir>/<stage>/<verb>``: where a verb writes and the next verb reads."""
+    return Path(cfg.paths.work_dir).resolve() / stage / verb
+
+
+def seed_everything(seed: int) -> None:
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def apply_run_settings(cfg: DictConfig) -> None:
+    import torch
+
+    seed_everything(cfg.run.seed)
+    if cfg.run.torch_threads:
+        torch.set_num_threads(int(cfg.run.torch_threads))
+    os.environ.setdefault("WANDB_DIR", str(Path(cfg.paths.work_dir).resolve()))
+
+
+def compose(config_name: str, overrides: list[str] | None = None) -> DictConfig:
+    """Compose a stage config outside the CLI (tests, notebooks), with the same checks."""
+    from hydra import compose as h_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from ragdistill.common.paths import conf_dir
+    from ragdistill.common.stage import load_stages
+
+    load_stages()  # registers the stages' schemas
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(conf_dir()), version_base=None):
+            cfg = h_compose(config_name=config_name, overrides=list(overrides or []))
+            OmegaConf.resolve(cfg)
+            return cfg
+    except (HydraException, OmegaConfBaseException) as e:
+        raise RagdistillError(f"config error in {config_name!r}: {e}") from e

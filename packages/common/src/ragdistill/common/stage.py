@@ -1,0 +1,67 @@
+"""The stage protocol: every stage is four verbs over one config, found through an entry point.
+
+A stage package declares ``[project.entry-points."ragdistill.stages"] <name> = "<module>:stage"``;
+the CLI and the e2e harness only ever see :class:`Stage` objects, so a team's own stage package
+plugs in exactly like the built-in ones.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata as md
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ragdistill.common.errors import RagdistillError
+
+Verb = Callable[[Any], Any]
+VERBS = ("teach", "train", "export", "evaluate")
+ENTRY_POINT_GROUP = "ragdistill.stages"
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A pipeline stage: its name, one-line purpose, Hydra schema and verbs.
+
+    ``teach`` labels data with the teacher (cached, resumable); ``train`` distills; ``export``
+    writes the production artifact and checks parity; ``evaluate`` scores teacher, undistilled
+    student and distilled student side by side. ``extra`` holds further verbs (e.g. calibrate).
+    """
+
+    name: str
+    description: str
+    schema: type
+    teach: Verb
+    train: Verb
+    export: Verb
+    evaluate: Verb
+    extra: dict[str, Verb] = field(default_factory=dict)
+    order: int = 50  # position in the pipeline / demo
+
+    @property
+    def verbs(self) -> dict[str, Verb]:
+        return {"teach": self.teach, "train": self.train, "export": self.export, "evaluate": self.evaluate, **self.extra}
+
+
+_STAGES: dict[str, Stage] | None = None
+
+
+def load_stages() -> dict[str, Stage]:
+    """All installed stages, in pipeline order."""
+    global _STAGES
+    if _STAGES is None:
+        found = {}
+        for ep in md.entry_points(group=ENTRY_POINT_GROUP):
+            obj = ep.load()
+            if not isinstance(obj, Stage):
+                raise RagdistillError(f"entry point {ep.name}={ep.value} is not a ragdistill Stage")
+            found[obj.name] = obj
+        _STAGES = dict(sorted(found.items(), key=lambda kv: (kv[1].order, kv[0])))
+    return _STAGES
+
+
+def get_stage(name: str) -> Stage:
+    stages = load_stages()
+    if name not in stages:
+        raise RagdistillError(f"unknown stage {name!r}; installed stages: {', '.join(stages) or 'none'}")
+    return stages[name]

@@ -1,0 +1,54 @@
+"""Teacher backends behind one interface; :func:`build_teacher` makes one from its config."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ragdistill.common.errors import RagdistillError
+from ragdistill.common.teachers.base import (
+    EmbeddingTeacher,
+    GenerationTeacher,
+    Messages,
+    ScoringTeacher,
+    Teacher,
+    require,
+)
+
+BACKENDS = ("sentence_transformer", "cross_encoder", "causal_lm", "seq2seq", "openai", "vllm")
+
+
+def build_teacher(cfg: Any) -> Teacher:
+    """Instantiate the backend named by ``cfg.backend`` (a TeacherConfig or a dict-like)."""
+    get = cfg.get if isinstance(cfg, dict) else lambda k, d=None: getattr(cfg, k, d)
+    backend, model = get("backend"), get("model")
+    if not model:
+        raise RagdistillError("teacher.model is not set; pass teacher=<name> or teacher.model=<path or hub id>")
+    if backend == "sentence_transformer":
+        from ragdistill.common.teachers.local import SentenceTransformerTeacher
+
+        return SentenceTransformerTeacher(model, batch_size=get("batch_size", 32), max_length=get("max_length"))
+    if backend == "cross_encoder":
+        from ragdistill.common.teachers.local import CrossEncoderTeacher
+
+        return CrossEncoderTeacher(model, batch_size=get("batch_size", 32), max_length=get("max_length") or 256)
+    if backend in ("causal_lm", "seq2seq"):
+        from ragdistill.common.teachers.local import HFCausalLMTeacher, Seq2SeqTeacher
+
+        cls = HFCausalLMTeacher if backend == "causal_lm" else Seq2SeqTeacher
+        return cls(model, max_new_tokens=get("max_new_tokens", 128), temperature=get("temperature", 0.0), batch_size=get("batch_size", 8))
+    if backend == "openai":
+        from ragdistill.common.teachers.openai_http import OpenAIChatTeacher
+
+        return OpenAIChatTeacher(
+            model, base_url=get("base_url") or "http://127.0.0.1:8000/v1", api_key_env=get("api_key_env", "OPENAI_API_KEY"),
+            temperature=get("temperature", 0.0), max_new_tokens=get("max_new_tokens", 128),
+        )
+    if backend == "vllm":
+        from ragdistill.common.teachers.vllm_engine import VLLMTeacher
+
+        return VLLMTeacher(model, temperature=get("temperature", 0.0), max_new_tokens=get("max_new_tokens", 128),
+                           tensor_parallel_size=get("tensor_parallel_size", 1))
+    raise RagdistillError(f"teacher.backend={backend!r} is unknown; choose one of {', '.join(BACKENDS)}")
+
+
+__all__ = ["BACKENDS", "EmbeddingTeacher", "GenerationTeacher", "Messages", "ScoringTeacher", "Teacher", "build_teacher", "require"]

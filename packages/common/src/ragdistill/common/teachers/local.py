@@ -1,0 +1,104 @@
+"""Teachers that run in this process: sentence-transformers, cross-encoders, HF causal LMs, seq2seq."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from ragdistill.common.models import resolve_model
+from ragdistill.common.teachers.base import Messages
+
+
+class SentenceTransformerTeacher:
+    """Embeds texts with a ``SentenceTransformer`` (normalised by default)."""
+
+    def __init__(self, model: str, batch_size: int = 32, normalize: bool = True, max_length: int | None = None, device: str | None = None) -> None:
+        from sentence_transformers import SentenceTransformer
+
+        self.model = SentenceTransformer(resolve_model(model), device=device)
+        if max_length:
+            self.model.max_seq_length = max_length
+        self.batch_size, self.normalize = batch_size, normalize
+        self.teacher_id = f"st:{model}:norm={normalize}:len={self.model.max_seq_length}"
+
+    @property
+    def dim(self) -> int:
+        return int(self.model.get_sentence_embedding_dimension())
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        return self.model.encode(
+            texts, batch_size=self.batch_size, normalize_embeddings=self.normalize, convert_to_numpy=True, show_progress_bar=False
+        ).astype(np.float32)
+
+
+class CrossEncoderTeacher:
+    """Scores (query, document) pairs with a ``CrossEncoder``; raw logits (no activation)."""
+
+    def __init__(self, model: str, batch_size: int = 32, max_length: int | None = 256, device: str | None = None) -> None:
+        from sentence_transformers import CrossEncoder
+
+        self.model = CrossEncoder(resolve_model(model), max_length=max_length, device=device)
+        self.batch_size = batch_size
+        self.teacher_id = f"ce:{model}:len={max_length}"
+
+    def score(self, pairs: list[tuple[str, str]]) -> list[float]:
+        s = self.model.predict(
+            [list(p) for p in pairs], batch_size=self.batch_size, activation_fn=torch.nn.Identity(), show_progress_bar=False
+        )
+        return [float(x) for x in np.asarray(s).reshape(-1)]
+
+
+class _HFGenerator:
+    """Shared batching and decoding for causal and seq2seq generators."""
+
+    seq2seq = False
+
+    def __init__(self, model: str, max_new_tokens: int = 128, temperature: float = 0.0, batch_size: int = 8, device: str | None = None) -> None:
+        from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
+
+        path = resolve_model(model)
+        self.tokenizer = AutoTokenizer.from_pretrained(path, padding_side="left")
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        cls = AutoModelForSeq2SeqLM if self.seq2seq else AutoModelForCausalLM
+        self.model = cls.from_pretrained(path, torch_dtype=torch.float32).to(device or "cpu").eval()
+        self.max_new_tokens, self.temperature, self.batch_size = max_new_tokens, temperature, batch_size
+        kind = "s2s" if self.seq2seq else "lm"
+        self.teacher_id = f"{kind}:{model}:T={temperature}:max={max_new_tokens}"
+
+    def _prompt(self, messages: Messages) -> str:
+        if not self.seq2seq and self.tokenizer.chat_template:
+            return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return "\n\n".join(m["content"] for m in messages)
+
+    @torch.inference_mode()
+    def generate(self, conversations: list[Messages], **overrides: Any) -> list[str]:
+        temperature = overrides.get("temperature", self.temperature)
+        gen = {
+            "max_new_tokens": overrides.get("max_new_tokens", self.max_new_tokens),
+            "do_sample": temperature > 0,
+            "pad_token_id": self.tokenizer.pad_token_id,
+        }
+        if temperature > 0:
+            gen["temperature"] = temperature
+        out: list[str] = []
+        for i in range(0, len(conversations), self.batch_size):
+            prompts = [self._prompt(c) for c in conversations[i : i + self.batch_size]]
+            enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=self.seq2seq).to(self.model.device)
+            ids = self.model.generate(**enc, **gen)
+            if not self.seq2seq:
+                ids = ids[:, enc["input_ids"].shape[1] :]
+            out.extend(t.strip() for t in self.tokenizer.batch_decode(ids, skip_special_tokens=True))
+        return out
+
+
+class HFCausalLMTeacher(_HFGenerator):
+    """A local Hugging Face causal LM; chat template applied when the tokenizer has one."""
+
+
+class Seq2SeqTeacher(_HFGenerator):
+    """A local encoder-decoder (T5 family); messages are joined into one input text."""
+
+    seq2seq = True

@@ -1,0 +1,11 @@
+"""embedder evaluate."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ragdistill.common.errors import RagdistillError
+
+
+def evaluate(cfg: Any) -> Any:
+    raise RagdistillError("ragdistill embedder evaluate is not implemented yet")

@@ -1,0 +1,11 @@
+"""embedder train."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ragdistill.common.errors import RagdistillError
+
+
+def train(cfg: Any) -> Any:
+    raise RagdistillError("ragdistill embedder train is not implemented yet")

@@ -1,0 +1,21 @@
+"""ragdistill.generator: Teacher answers over retrieved contexts -> filtered -> LoRA/QLoRA SFT, GKD; merged, vLLM-ready export."""
+
+from ragdistill.common.stage import Stage
+from ragdistill.generator.config import GeneratorConfig
+from ragdistill.generator.evaluate import evaluate
+from ragdistill.generator.export import export
+from ragdistill.generator.teach import teach
+from ragdistill.generator.train import train
+
+stage = Stage(
+    name="generator",
+    description="Teacher answers over retrieved contexts -> filtered -> LoRA/QLoRA SFT, GKD; merged, vLLM-ready export",
+    schema=GeneratorConfig,
+    teach=teach,
+    train=train,
+    export=export,
+    evaluate=evaluate,
+    order=40,
+)
+
+__all__ = ["stage"]

@@ -1,0 +1,11 @@
+"""generator train."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ragdistill.common.errors import RagdistillError
+
+
+def train(cfg: Any) -> Any:
+    raise RagdistillError("ragdistill generator train is not implemented yet")

@@ -1,0 +1,21 @@
+"""ragdistill.query_rewriter: Teacher rewrites/expansions -> seq2seq/decoder student; ONNX export; recall-lift evaluation."""
+
+from ragdistill.common.stage import Stage
+from ragdistill.query_rewriter.config import QueryRewriterConfig
+from ragdistill.query_rewriter.evaluate import evaluate
+from ragdistill.query_rewriter.export import export
+from ragdistill.query_rewriter.teach import teach
+from ragdistill.query_rewriter.train import train
+
+stage = Stage(
+    name="query_rewriter",
+    description="Teacher rewrites/expansions -> seq2seq/decoder student; ONNX export; recall-lift evaluation",
+    schema=QueryRewriterConfig,
+    teach=teach,
+    train=train,
+    export=export,
+    evaluate=evaluate,
+    order=10,
+)
+
+__all__ = ["stage"]

@@ -1,0 +1,11 @@
+"""query_rewriter teach."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ragdistill.common.errors import RagdistillError
+
+
+def teach(cfg: Any) -> Any:
+    raise RagdistillError("ragdistill query_rewriter teach is not implemented yet")

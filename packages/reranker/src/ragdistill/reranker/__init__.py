@@ -1,0 +1,21 @@
+"""ragdistill.reranker: Cross-encoder teacher scores -> margin-MSE / listwise-KL into a small cross-encoder and a ColBERT student; ONNX export."""
+
+from ragdistill.common.stage import Stage
+from ragdistill.reranker.config import RerankerConfig
+from ragdistill.reranker.evaluate import evaluate
+from ragdistill.reranker.export import export
+from ragdistill.reranker.teach import teach
+from ragdistill.reranker.train import train
+
+stage = Stage(
+    name="reranker",
+    description="Cross-encoder teacher scores -> margin-MSE / listwise-KL into a small cross-encoder and a ColBERT student; ONNX export",
+    schema=RerankerConfig,
+    teach=teach,
+    train=train,
+    export=export,
+    evaluate=evaluate,
+    order=30,
+)
+
+__all__ = ["stage"]
