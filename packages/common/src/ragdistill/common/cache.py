@@ -155,3 +155,33 @@ class LabelCache:
                 have.update(batch)
                 bar.update(len(idx))
         return [have.get(k) for k in keys]
+
+    # ---- portable copies: ship a dataset's teacher labels with the repo, merge shard files
+
+    def export_jsonl(self, path: str | Path, teacher_id: str | None = None) -> int:
+        """Write labels (optionally one teacher's) as JSONL ``{key, teacher, value}``; arrays as lists."""
+        from ragdistill.common.io import write_jsonl
+
+        q = "SELECT key, teacher, value FROM labels" + (" WHERE teacher=?" if teacher_id else "") + " ORDER BY key"
+        rows = []
+        for k, t, v in self._db.execute(q, (teacher_id,) if teacher_id else ()):
+            val = _decode(v)
+            rows.append({"key": k, "teacher": t, "value": val.tolist() if isinstance(val, np.ndarray) else val,
+                         "array": isinstance(val, np.ndarray)})
+        write_jsonl(path, rows)
+        return len(rows)
+
+    def import_jsonl(self, path: str | Path) -> int:
+        """Add labels from :meth:`export_jsonl` output that this cache lacks; returns how many were added."""
+        from ragdistill.common.io import iter_jsonl
+
+        rows = {}
+        for lineno, r in iter_jsonl(path):
+            if not isinstance(r, dict) or "key" not in r or "value" not in r:
+                raise RagdistillError(f"{path}:{lineno}: expected {{\"key\", \"teacher\", \"value\"}} (a label-cache export)")
+            rows[r["key"]] = (r.get("teacher", ""), np.asarray(r["value"], dtype=np.float32) if r.get("array") else r["value"])
+        have = self.get_many(list(rows))
+        new = {k: v for k, v in rows.items() if k not in have}
+        for teacher in {t for t, _ in new.values()}:
+            self.put_many({k: v for k, (t, v) in new.items() if t == teacher}, teacher)
+        return len(new)

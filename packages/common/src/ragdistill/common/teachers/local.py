@@ -63,7 +63,7 @@ class _HFGenerator:
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         cls = AutoModelForSeq2SeqLM if self.seq2seq else AutoModelForCausalLM
-        self.model = cls.from_pretrained(path, torch_dtype=torch.float32).to(device or "cpu").eval()
+        self.model = cls.from_pretrained(path, dtype=torch.float32).to(device or "cpu").eval()
         self.max_new_tokens, self.temperature, self.batch_size = max_new_tokens, temperature, batch_size
         kind = "s2s" if self.seq2seq else "lm"
         self.teacher_id = f"{kind}:{model}:T={temperature}:max={max_new_tokens}"
