@@ -138,4 +138,5 @@ def compose(config_name: str, overrides: list[str] | None = None) -> DictConfig:
             OmegaConf.resolve(cfg)
             return cfg
     except (HydraException, OmegaConfBaseException) as e:
-        raise RagdistillError(f"config error in {config_name!r}: {e}") from e
+        cause = f"\n{e.__cause__}" if e.__cause__ is not None else ""
+        raise RagdistillError(f"config error in {config_name!r}: {e}{cause}") from e

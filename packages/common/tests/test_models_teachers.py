@@ -1,0 +1,91 @@
+"""Packaged models resolve offline; teachers behind one interface; the HTTP teacher retries."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ragdistill.common.errors import RagdistillError
+from ragdistill.common.models import resolve_model
+from ragdistill.common.teachers import EmbeddingTeacher, GenerationTeacher, build_teacher, require
+
+
+def test_packaged_names_resolve_to_local_folders():
+    for name in ("minilm-l6", "mpnet"):
+        p = Path(resolve_model(name))
+        assert (p / "config.json").exists() and (p / "modules.json").exists()
+
+
+def test_local_path_and_hub_id_pass_through(tmp_path):
+    assert resolve_model(str(tmp_path)) == str(tmp_path.resolve())
+    assert resolve_model("BAAI/bge-base-en-v1.5") == "BAAI/bge-base-en-v1.5"
+
+
+def test_missing_model_path_is_a_clear_error(tmp_path):
+    with pytest.raises(RagdistillError, match=r"model path '.*nope' does not exist; pass an existing folder"):
+        resolve_model(str(tmp_path / "nope"))
+
+
+def test_embedding_teacher_is_real_and_normalised():
+    t = build_teacher({"backend": "sentence_transformer", "model": "minilm-l6", "max_length": 64})
+    v = require(t, EmbeddingTeacher, "embedder").embed(["a cat sits", "a kitten is sitting", "stock prices fell"])
+    assert v.shape == (3, 384)
+    assert np.allclose(np.linalg.norm(v, axis=1), 1, atol=1e-5)
+    assert v[0] @ v[1] > v[0] @ v[2] + 0.2
+    with pytest.raises(RagdistillError, match="generator needs a teacher that can generation"):
+        require(t, GenerationTeacher, "generator")
+
+
+def test_unknown_backend_and_missing_model():
+    with pytest.raises(RagdistillError, match="teacher.backend='gpt' is unknown"):
+        build_teacher({"backend": "gpt", "model": "x"})
+    with pytest.raises(RagdistillError, match="teacher.model is not set"):
+        build_teacher({"backend": "openai", "model": ""})
+
+
+class _Server(BaseHTTPRequestHandler):
+    """A real OpenAI-compatible endpoint on loopback that fails twice with 429/503, then answers."""
+
+    failures = [429, 503]
+    seen_auth: list[str] = []
+
+    def do_POST(self):  # noqa: N802
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        type(self).seen_auth.append(self.headers.get("Authorization", ""))
+        if type(self).failures:
+            self.send_response(type(self).failures.pop(0))
+            self.send_header("Retry-After", "0")
+            self.end_headers()
+            return
+        reply = {"choices": [{"message": {"role": "assistant", "content": body["messages"][-1]["content"].upper()}}]}
+        data = json.dumps(reply).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_openai_teacher_retries_and_keeps_the_key_out_of_repr(monkeypatch):
+    monkeypatch.setenv("MY_KEY", "sk-secret")
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Server)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        t = build_teacher({"backend": "openai", "model": "m", "base_url": f"http://127.0.0.1:{server.server_port}/v1", "api_key_env": "MY_KEY"})
+        t.backoff = 0.01
+        assert t.generate([[{"role": "user", "content": "hello"}]]) == ["HELLO"]
+        assert _Server.seen_auth == ["Bearer sk-secret"] * 3
+        assert "sk-secret" not in repr(t)
+        _Server.failures = [400]
+        with pytest.raises(RagdistillError, match="answered 400"):
+            t.generate([[{"role": "user", "content": "x"}]])
+    finally:
+        server.shutdown()
