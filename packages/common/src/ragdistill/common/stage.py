@@ -37,6 +37,9 @@ class Stage:
     evaluate: Verb
     extra: dict[str, Verb] = field(default_factory=dict)
     order: int = 50  # position in the pipeline / demo
+    # component(cfg, variant) -> the stage's inference callable for the e2e harness, where variant is
+    # "teacher", "student_base", "student" or "student_onnx"; see ragdistill.common.pipeline
+    component: Callable[[Any, str], Any] | None = None
 
     @property
     def verbs(self) -> dict[str, Verb]:
