@@ -47,3 +47,15 @@ def test_latency_stats():
     calls = []
     st = measure(lambda b: calls.append(len(b)), list(range(10)), batch_size=4, warmup=1)
     assert calls == [4, 4, 4, 2] and st.n_items == 10 and st.n_calls == 3
+
+
+def test_answer_metrics_hand_computed():
+    from ragdistill.common.answer_metrics import exact_match, grounding, normalize_answer, token_f1
+
+    assert normalize_answer("The  Eiffel Tower!") == "eiffel tower"
+    assert exact_match("the Eiffel tower", ["Eiffel Tower", "x"]) == 1.0
+    # pred tokens {eiffel, tower, paris}, gold {eiffel, tower}: P = 2/3, R = 1 -> F1 = 0.8
+    assert token_f1("Eiffel Tower Paris", ["The Eiffel Tower"]) == pytest.approx(0.8)
+    assert token_f1("nothing", ["Eiffel"]) == 0.0
+    # content tokens: built, 1889 (both in context), paris (not) -> 2/3
+    assert grounding("built in 1889 in Paris", ["The tower was built in 1889."]) == pytest.approx(2 / 3)
