@@ -33,10 +33,6 @@ class DataConfig:
     max_docs: int | None = None  # corpus slice (relevant docs always kept); None = all
     extra: str | None = None  # extra training inputs, e.g. a failure queue
 
-    @property
-    def source(self) -> str:
-        return self.path or self.name
-
 
 @dataclass
 class TeacherConfig:

@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ragdistill.common.errors import RagdistillError
+from ragdistill.common.logging import get_logger
+
+log = get_logger(__name__)
 
 Verb = Callable[[Any], Any]
 VERBS = ("teach", "train", "export", "evaluate")
@@ -47,6 +50,7 @@ class Stage:
 
 
 _STAGES: dict[str, Stage] | None = None
+_BROKEN: dict[str, str] = {}  # stage name -> why its package failed to import
 
 
 def load_stages() -> dict[str, Stage]:
@@ -55,7 +59,12 @@ def load_stages() -> dict[str, Stage]:
     if _STAGES is None:
         found = {}
         for ep in md.entry_points(group=ENTRY_POINT_GROUP):
-            obj = ep.load()
+            try:
+                obj = ep.load()
+            except Exception as e:  # noqa: BLE001 - one broken plugin must not take the others down
+                _BROKEN[ep.name] = f"{type(e).__name__}: {e}"
+                log.warning("stage %s failed to load and is skipped: %s", ep.name, _BROKEN[ep.name])
+                continue
             if not isinstance(obj, Stage):
                 raise RagdistillError(f"entry point {ep.name}={ep.value} is not a ragdistill Stage")
             found[obj.name] = obj
@@ -65,6 +74,8 @@ def load_stages() -> dict[str, Stage]:
 
 def get_stage(name: str) -> Stage:
     stages = load_stages()
+    if name in _BROKEN:
+        raise RagdistillError(f"stage {name!r} is installed but failed to load: {_BROKEN[name]}")
     if name not in stages:
         raise RagdistillError(f"unknown stage {name!r}; installed stages: {', '.join(stages) or 'none'}")
     return stages[name]

@@ -1,0 +1,52 @@
+"""The e2e harness config (``conf/e2e.yaml``): which variant each stage runs, and the budget."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from hydra.core.config_store import ConfigStore
+
+from ragdistill.common.config import DataConfig, PathsConfig, RunSettings
+
+STAGE_VARIANTS = ("teacher", "student_base", "student", "student_onnx", "off")
+
+
+@dataclass
+class PipelineChoice:
+    """Per stage: ``teacher``, ``student_base`` (undistilled), ``student``, ``student_onnx`` or ``off``.
+    The embedder and generator cannot be ``off``; ``generator=off`` skips generation metrics."""
+
+    rewriter: str = "off"
+    embedder: str = "student"
+    reranker: str = "student"
+    generator: str = "student"
+
+
+@dataclass
+class RetrievalSettings:
+    top_k: int = 100  # first-stage candidates (Recall@100)
+    rerank_k: int = 20  # candidates the reranker rescores
+    n_contexts: int = 3  # passages given to the generator
+
+
+@dataclass
+class CostSettings:
+    hourly_price_usd: float = 0.20  # price of the machine the pipeline runs on (2 vCPU class)
+
+
+@dataclass
+class E2EConfig:
+    pipeline: PipelineChoice = field(default_factory=PipelineChoice)
+    data: DataConfig = field(default_factory=lambda: DataConfig(name="squad"))
+    retrieval: RetrievalSettings = field(default_factory=RetrievalSettings)
+    cost: CostSettings = field(default_factory=CostSettings)
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    run: RunSettings = field(default_factory=RunSettings)
+    max_generate: int = 20  # questions answered per run (generation is the slow part on CPU)
+    mteb: bool = True  # also run the embedder through MTEB on the local custom task
+    # per-stage config overrides passed when loading each stage's component, e.g. {embedder: [student.model=x]}
+    stage_overrides: dict[str, list[str]] = field(default_factory=dict)
+    out_dir: str | None = None  # default: <work_dir>/e2e/runs/<time>_<pipeline>
+
+
+ConfigStore.instance().store(name="e2e_schema", node=E2EConfig)

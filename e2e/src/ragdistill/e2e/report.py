@@ -1,0 +1,222 @@
+"""One directory per run: ``report.json`` (every figure, the config, versions, git commit) and
+``report.html`` with a table per stage and PNG plots, readable offline; plus the multi-run comparison."""
+
+from __future__ import annotations
+
+import html
+import importlib.metadata as md
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from ragdistill.common.io import write_json, write_text_atomic
+from ragdistill.common.paths import project_home
+from ragdistill.common.report import SYSTEM_ORDER
+
+VERSIONED = ("torch", "transformers", "sentence-transformers", "optimum", "onnxruntime", "trl", "peft", "faiss-cpu", "mteb", "ragas")
+STAGE_NAMES = ("query_rewriter", "embedder", "reranker", "generator")
+
+
+def versions() -> dict[str, str]:
+    out = {}
+    for name in VERSIONED:
+        try:
+            out[name] = md.version(name)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+def git_commit() -> str | None:
+    try:
+        r = subprocess.run(["git", "rev-parse", "HEAD"], cwd=project_home(), capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=project_home(), capture_output=True, text=True, timeout=10)
+        return r.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "") if r.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def stage_evaluations(work_dir: Path) -> dict[str, Any]:
+    """The latest ``ragdistill <stage> evaluate`` results (teacher vs students vs export) per stage."""
+    out = {}
+    for s in STAGE_NAMES:
+        f = work_dir / s / "evaluate" / "results.json"
+        if f.exists():
+            out[s] = json.loads(f.read_text())
+    return out
+
+
+def pipeline_label(p: dict[str, str]) -> str:
+    return " ".join(f"{k}={v}" for k, v in p.items())
+
+
+def _table(rows: list[list[Any]]) -> str:
+    def cell(v: Any) -> str:
+        if isinstance(v, float):
+            return f"{v:.4f}" if abs(v) < 10 else f"{v:.1f}"
+        return html.escape("-" if v is None else str(v))
+
+    head, *body = rows
+    return ("<table><tr>" + "".join(f"<th>{cell(h)}</th>" for h in head) + "</tr>"
+            + "".join("<tr>" + "".join(f"<td>{cell(c)}</td>" for c in r) + "</tr>" for r in body) + "</table>")
+
+
+def _stage_rows(results: dict[str, dict[str, float]]) -> list[list[Any]]:
+    """A stage table: metric rows, system columns, retention % and speed-up x of each system vs the teacher."""
+    systems = [s for s in SYSTEM_ORDER if s in results] + sorted(s for s in results if s not in SYSTEM_ORDER)
+    metrics = list(dict.fromkeys(m for s in systems for m in results[s]))
+    rows: list[list[Any]] = [["metric", *systems]]
+    for m in metrics:
+        row: list[Any] = [m]
+        for s in systems:
+            v, t = results[s].get(m), results.get("teacher", {}).get(m)
+            if isinstance(v, (int, float)) and isinstance(t, (int, float)) and t and s != "teacher":
+                lower = any(x in m for x in ("_ms", "latency", "size", "memory"))
+                ratio = (t / v if lower else v / t) if v else None
+                tag = "x" if any(x in m for x in ("per_s", "_ms", "latency")) else "%"
+                row.append(f"{v:.4g} ({ratio:.2f}x)" if ratio and tag == "x" else f"{v:.4g} ({ratio:.1%})" if ratio else f"{v:.4g}")
+            else:
+                row.append(v)
+        rows.append(row)
+    return rows
+
+
+def _plots(report: dict[str, Any], out: Path) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    files = []
+    lat = {k: v["p50_ms"] for k, v in report["result"]["latency"].items() if k != "end_to_end"}
+    if lat:
+        fig, ax = plt.subplots(figsize=(6, 3))
+        ax.barh(list(lat), list(lat.values()), color="#4c72b0")
+        ax.set_xlabel("p50 latency per query (ms)")
+        ax.set_title("per-stage latency: " + pipeline_label(report["result"]["pipeline"]), fontsize=8)
+        fig.tight_layout()
+        fig.savefig(out / "latency_breakdown.png", dpi=100)
+        plt.close(fig)
+        files.append("latency_breakdown.png")
+    for stage, ev in report.get("stage_evaluations", {}).items():
+        res = ev.get("results", {})
+        pts = []
+        for system, m in res.items():
+            q = next((m[k] for k in ("ndcg@10", "token_f1", "recall_lift@10", "recall@10") if k in m), None)
+            speed = next((m[k] for k in m if k.endswith("p50_ms")), None)
+            if q is not None and speed is not None:
+                pts.append((system, speed, q))
+        if len(pts) >= 2:
+            fig, ax = plt.subplots(figsize=(5, 3.5))
+            for name, x, y in pts:
+                ax.scatter(x, y)
+                ax.annotate(name, (x, y), fontsize=7)
+            ax.set_xscale("log")
+            ax.set_xlabel("p50 latency (ms, log)")
+            ax.set_ylabel("quality")
+            ax.set_title(f"{stage}: quality vs latency", fontsize=9)
+            fig.tight_layout()
+            fig.savefig(out / f"quality_vs_latency_{stage}.png", dpi=100)
+            plt.close(fig)
+            files.append(f"quality_vs_latency_{stage}.png")
+    return files
+
+
+CSS = "body{font-family:sans-serif;margin:2em;max-width:1100px}table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;font-size:13px}th{background:#eee}"
+
+
+def write_report(out: Path, cfg: dict[str, Any], result: dict[str, Any], work_dir: Path) -> dict[str, Any]:
+    out.mkdir(parents=True, exist_ok=True)
+    report = {"config": cfg, "versions": versions(), "git_commit": git_commit(), "result": result,
+              "stage_evaluations": stage_evaluations(work_dir)}
+    write_json(out / "report.json", report)
+    pngs = _plots(report, out)
+    r = result
+    parts = [f"<html><head><meta charset='utf-8'><title>ragdistill e2e</title><style>{CSS}</style></head><body>",
+             f"<h1>ragdistill e2e report</h1><p>{html.escape(pipeline_label(r['pipeline']))} &mdash; {r['dataset']}, "
+             f"{r['n_queries']} held-out queries, {r['n_docs']} docs; commit {html.escape(str(report['git_commit']))}</p>"]
+    rows = [["", "ndcg@10", "mrr@10", "recall@100"], ["after retrieve", *r["retrieval"].values()]]
+    if r.get("after_rerank"):
+        rows.append(["after rerank", *r["after_rerank"].values()])
+    parts += ["<h2>Retrieval</h2>", _table(rows)]
+    if r.get("generation"):
+        g = r["generation"]
+        parts += ["<h2>Generation</h2>", _table([list(g), list(g.values())])]
+    lat_rows = [["stage", "p50 ms", "p95 ms", "items/s", "n"]] + [
+        [k, v["p50_ms"], v["p95_ms"], v["items_per_s"], v["n_items"]] for k, v in r["latency"].items()]
+    parts += ["<h2>Latency and cost</h2>", _table(lat_rows),
+              _table([["s / query", "queries/s", "USD / 1K queries", "hourly price"],
+                      [r["cost"]["per_query_s"], r["cost"]["queries_per_s"], r["cost"]["usd_per_1k_queries"], r["cost"]["hourly_price_usd"]]]),
+              _table([["stage", "variant", "size MB", "memory MB", "load s"]] + [
+                  [k, f.get("variant"), f.get("size_mb"), f.get("memory_mb"), f.get("load_s")] for k, f in r["stages"].items()])]
+    for stage, ev in report["stage_evaluations"].items():
+        if ev.get("results"):
+            parts += [f"<h2>Stage: {stage} (teacher vs student vs export; retention % / speed-up x vs teacher)</h2>",
+                      _table(_stage_rows(ev["results"]))]
+    parts += [f"<h2>Plots</h2>"] + [f"<img src='{p}' alt='{p}'>" for p in pngs] + ["</body></html>"]
+    write_text_atomic(out / "report.html", "\n".join(parts))
+    return report
+
+
+def summary_row(report: dict[str, Any]) -> dict[str, Any]:
+    r = report["result"]
+    row = {"pipeline": pipeline_label(r["pipeline"]), "ndcg@10": r["retrieval"]["ndcg@10"],
+           "ndcg@10_reranked": (r.get("after_rerank") or {}).get("ndcg@10"),
+           "recall@100": r["retrieval"]["recall@100"]}
+    g = r.get("generation") or {}
+    row.update({"token_f1": g.get("token_f1"), "grounding": g.get("grounding"),
+                "e2e_p50_ms": r["latency"].get("end_to_end", {}).get("p50_ms"),
+                "usd_per_1k": r["cost"]["usd_per_1k_queries"], "size_mb": r.get("total_size_mb")})
+    return row
+
+
+def compare_runs(run_dirs: list[Path], out: Path | None = None) -> str:
+    """Join several runs' reports into one table; retention % and speed-up x vs the all-teacher run
+    (or the first run when there is none)."""
+    from ragdistill.common.errors import RagdistillError
+
+    reports = []
+    for d in run_dirs:
+        f = Path(d) / "report.json"
+        if not f.exists():
+            raise RagdistillError(f"{f}: no report here; run `ragdistill e2e` first (each run writes one directory)")
+        reports.append(json.loads(f.read_text()))
+    rows = [summary_row(r) for r in reports]
+    base = next((r for r, rep in zip(rows, reports, strict=True) if set(rep["result"]["pipeline"].values()) <= {"teacher", "off"}), rows[0])
+    cols = list(rows[0])
+    lines = ["  ".join(cols) + "  quality_retention  speedup"]
+    for r in rows:
+        q = r["token_f1"] if r["token_f1"] is not None and base["token_f1"] else r["ndcg@10_reranked"] or r["ndcg@10"]
+        bq = base["token_f1"] if r["token_f1"] is not None and base["token_f1"] else base["ndcg@10_reranked"] or base["ndcg@10"]
+        ret = f"{q / bq:.1%}" if bq else "-"
+        sp = f"{base['e2e_p50_ms'] / r['e2e_p50_ms']:.2f}x" if r["e2e_p50_ms"] and base["e2e_p50_ms"] else "-"
+        lines.append("  ".join(f"{v:.4f}" if isinstance(v, float) else str(v) for v in r.values()) + f"  {ret}  {sp}")
+    text = "\n".join(lines)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(out / "comparison.json", {"runs": [str(d) for d in run_dirs], "rows": rows, "baseline": base["pipeline"]})
+        write_text_atomic(out / "comparison.txt", text + "\n")
+        _compare_plot(rows, out)
+    return text
+
+
+def _compare_plot(rows: list[dict[str, Any]], out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pts = [(r["pipeline"], r["e2e_p50_ms"], r["token_f1"] if r["token_f1"] is not None else r["ndcg@10"]) for r in rows if r["e2e_p50_ms"]]
+    if not pts:
+        return
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for name, x, y in pts:
+        ax.scatter(x, y)
+        ax.annotate(name, (x, y), fontsize=6)
+    ax.set_xlabel("end-to-end p50 latency (ms)")
+    ax.set_ylabel("answer token F1 (or NDCG@10)")
+    ax.set_title("quality vs latency per configuration", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out / "quality_vs_latency.png", dpi=100)
+    plt.close(fig)

@@ -1,0 +1,167 @@
+"""Run one pipeline configuration over the held-out split and measure every stage.
+
+rewrite (optional) -> retrieve (faiss, cached index) -> rerank top-k (optional) -> generate.
+Stages are loaded through ``Stage.component(cfg, variant)``, so any installed stage, or a user's
+own callable passed in ``custom``, plugs in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+from tqdm.auto import tqdm
+
+from ragdistill.common.config import compose
+from ragdistill.common.data import QARecord, load_qa, load_retrieval
+from ragdistill.common.errors import RagdistillError
+from ragdistill.common.logging import get_logger
+from ragdistill.common.metrics import evaluate_run
+from ragdistill.common.stage import get_stage
+from ragdistill.common.timing import stats_from_latencies
+from ragdistill.e2e.retrieval import FaissRetriever
+
+log = get_logger(__name__)
+
+# pipeline slot -> stage name
+SLOTS = {"rewriter": "query_rewriter", "embedder": "embedder", "reranker": "reranker", "generator": "generator"}
+
+
+def _rss_mb() -> float:
+    import psutil
+
+    return psutil.Process(os.getpid()).memory_info().rss / 2**20
+
+
+def _dir_size_mb(path: str | None) -> float | None:
+    if not path or not Path(path).exists():
+        return None
+    p = Path(path)
+    files = [p] if p.is_file() else [f for f in p.rglob("*") if f.is_file()]
+    return sum(f.stat().st_size for f in files) / 2**20
+
+
+def load_components(cfg: DictConfig, custom: dict[str, Callable] | None = None) -> tuple[dict[str, Any], dict[str, dict]]:
+    """Build each slot's callable; returns the components and per-slot facts (variant, size, memory, load time)."""
+    comps: dict[str, Any] = {}
+    facts: dict[str, dict] = {}
+    for slot, stage_name in SLOTS.items():
+        variant = cfg.pipeline[slot]
+        if custom and slot in custom:
+            comps[slot], facts[slot] = custom[slot], {"variant": "custom"}
+            continue
+        if variant == "off":
+            if slot == "embedder":
+                raise RagdistillError("pipeline.embedder=off: the pipeline needs a retriever; choose teacher, student_base, student or student_onnx")
+            continue
+        stage = get_stage(stage_name)
+        if stage.component is None:
+            raise RagdistillError(f"stage {stage_name!r} offers no pipeline component; set pipeline.{slot}=off")
+        overrides = [f"paths.work_dir={cfg.paths.work_dir}", "run.report_to=[]", *cfg.stage_overrides.get(slot, [])]
+        stage_cfg = compose(stage_name, overrides)
+        rss0, t0 = _rss_mb(), time.perf_counter()
+        comp = stage.component(stage_cfg, variant)
+        facts[slot] = {
+            "variant": variant,
+            "load_s": time.perf_counter() - t0,
+            "memory_mb": max(0.0, _rss_mb() - rss0),
+            "size_mb": _dir_size_mb(getattr(comp, "model_path", None)),
+            "model": str(getattr(comp, "model_path", "")),
+        }
+        comps[slot] = comp
+    return comps, facts
+
+
+def _qa_records(cfg: DictConfig, qids: list[str]) -> dict[str, QARecord]:
+    if cfg.data.name != "squad" and not str(cfg.data.path or "").endswith(".json"):
+        return {}
+    by_id = {r.id: r for split in load_qa(cfg.data.path or "squad").values() for r in split}
+    return {q: by_id[q] for q in qids if q in by_id}
+
+
+def run_pipeline(cfg: DictConfig, custom: dict[str, Callable] | None = None) -> dict[str, Any]:
+    """Run the configured pipeline; returns every measured figure (see report.py for the layout)."""
+    data = load_retrieval(cfg.data.path or cfg.data.name, cfg.data.max_queries, cfg.data.max_docs)
+    queries, qrels = data.split(cfg.data.test_split)
+    qids = list(queries)
+    comps, facts = load_components(cfg, custom)
+    work = Path(cfg.paths.work_dir).resolve()
+    emb_id = json.dumps([facts.get("embedder", {}).get("variant"), facts.get("embedder", {}).get("model"),
+                         OmegaConf.to_container(cfg.stage_overrides)], sort_keys=True)
+    t0 = time.perf_counter()
+    retriever = FaissRetriever(comps["embedder"], data.corpus, work / "e2e" / "index", hashlib.sha256(emb_id.encode()).hexdigest())
+    index_s = time.perf_counter() - t0
+    lat: dict[str, list[float]] = {s: [] for s in ("rewriter", "retrieve", "reranker", "generator", "end_to_end")}
+    run_retrieve: dict[str, dict[str, float]] = {}
+    run_rerank: dict[str, dict[str, float]] = {}
+    answers: dict[str, dict[str, Any]] = {}
+    qa = _qa_records(cfg, qids)
+    r = cfg.retrieval
+    for i, qid in enumerate(tqdm(qids, desc="e2e queries", unit="q")):
+        t_start = time.perf_counter()
+        question = queries[qid]
+        query = question
+        if "rewriter" in comps:
+            t = time.perf_counter()
+            query = comps["rewriter"]([], question) or question
+            lat["rewriter"].append(time.perf_counter() - t)
+        t = time.perf_counter()
+        hits = retriever([query], r.top_k)[0]
+        lat["retrieve"].append(time.perf_counter() - t)
+        run_retrieve[qid] = dict(hits)
+        ranked = hits
+        if "reranker" in comps:
+            head = hits[: r.rerank_k]
+            t = time.perf_counter()
+            scores = comps["reranker"](query, [data.corpus[d].full_text for d, _ in head])
+            lat["reranker"].append(time.perf_counter() - t)
+            order = sorted(zip([d for d, _ in head], scores, strict=True), key=lambda x: -x[1])
+            # reranked head first, the rest of the first-stage list after it (so Recall@100 still counts)
+            ranked = [(d, 1e6 - j) for j, (d, _) in enumerate(order)] + [(d, -1.0 - j) for j, (d, _) in enumerate(hits[r.rerank_k :])]
+        run_rerank[qid] = dict(ranked)
+        if "generator" in comps and i < cfg.max_generate:
+            contexts = [data.corpus[d].text for d, _ in ranked[: r.n_contexts]]
+            t = time.perf_counter()
+            answer = comps["generator"](question, contexts)
+            lat["generator"].append(time.perf_counter() - t)
+            rec = qa.get(qid)
+            answers[qid] = {"question": question, "query": query, "answer": answer, "contexts": contexts,
+                            "references": rec.answers if rec else [], "gold_in_contexts": any(d in qrels[qid] for d, _ in ranked[: r.n_contexts])}
+        if "generator" not in comps or i < cfg.max_generate:  # end to end = queries that went through every stage
+            lat["end_to_end"].append(time.perf_counter() - t_start)
+    metrics = ("ndcg@10", "mrr@10", "recall@100")
+    result: dict[str, Any] = {
+        "pipeline": OmegaConf.to_container(cfg.pipeline),
+        "n_queries": len(qids),
+        "n_docs": len(data.corpus),
+        "dataset": data.name,
+        "stages": facts,
+        "index_build_s": index_s,
+        "retrieval": evaluate_run(qrels, run_retrieve, metrics),
+        "after_rerank": evaluate_run(qrels, run_rerank, metrics) if "reranker" in comps else None,
+        "latency": {k: stats_from_latencies(v, len(v)).as_dict() for k, v in lat.items() if v},
+        "answers": answers,
+    }
+    if answers:
+        from ragdistill.e2e.generation_metrics import score_answers
+
+        result["generation"] = score_answers(list(answers.values()))
+    e2e = result["latency"]["end_to_end"]
+    # generation runs on max_generate queries only: cost uses the measured mean of each stage
+    per_query_s = sum(v["mean_ms"] for k, v in result["latency"].items() if k != "end_to_end") / 1000
+    result["cost"] = {
+        "per_query_s": per_query_s,
+        "queries_per_s": 1 / per_query_s if per_query_s else float("inf"),
+        "usd_per_1k_queries": per_query_s * 1000 / 3600 * cfg.cost.hourly_price_usd,
+        "hourly_price_usd": cfg.cost.hourly_price_usd,
+        "end_to_end_p50_ms": e2e["p50_ms"],
+    }
+    result["total_size_mb"] = float(np.nansum([f.get("size_mb") or np.nan for f in facts.values()])) if facts else None
+    return result
