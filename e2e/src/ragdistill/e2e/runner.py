@@ -54,20 +54,19 @@ def load_components(cfg: DictConfig, custom: dict[str, Callable] | None = None) 
     facts: dict[str, dict] = {}
     for slot, stage_name in SLOTS.items():
         variant = cfg.pipeline[slot]
+        rss0, t0 = _rss_mb(), time.perf_counter()
         if custom and slot in custom:
-            comps[slot], facts[slot] = custom[slot], {"variant": "custom"}
-            continue
-        if variant == "off":
+            comp, variant = custom[slot], "custom"
+        elif variant == "off":
             if slot == "embedder":
                 raise RagdistillError("pipeline.embedder=off: the pipeline needs a retriever; choose teacher, student_base, student or student_onnx")
             continue
-        stage = get_stage(stage_name)
-        if stage.component is None:
-            raise RagdistillError(f"stage {stage_name!r} offers no pipeline component; set pipeline.{slot}=off")
-        overrides = [f"paths.work_dir={cfg.paths.work_dir}", "run.report_to=[]", *cfg.stage_overrides.get(slot, [])]
-        stage_cfg = compose(stage_name, overrides)
-        rss0, t0 = _rss_mb(), time.perf_counter()
-        comp = stage.component(stage_cfg, variant)
+        else:
+            stage = get_stage(stage_name)
+            if stage.component is None:
+                raise RagdistillError(f"stage {stage_name!r} offers no pipeline component; set pipeline.{slot}=off")
+            overrides = [f"paths.work_dir={cfg.paths.work_dir}", "run.report_to=[]", *cfg.stage_overrides.get(slot, [])]
+            comp = stage.component(compose(stage_name, overrides), variant)
         facts[slot] = {
             "variant": variant,
             "load_s": time.perf_counter() - t0,
@@ -138,7 +137,7 @@ def run_pipeline(cfg: DictConfig, custom: dict[str, Callable] | None = None) -> 
             lat["end_to_end"].append(time.perf_counter() - t_start)
     metrics = ("ndcg@10", "mrr@10", "recall@100")
     result: dict[str, Any] = {
-        "pipeline": OmegaConf.to_container(cfg.pipeline),
+        "pipeline": {slot: facts.get(slot, {}).get("variant", "off") for slot in SLOTS},
         "n_queries": len(qids),
         "n_docs": len(data.corpus),
         "dataset": data.name,

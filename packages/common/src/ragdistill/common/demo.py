@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from ragdistill.common.config import apply_run_settings, compose
 from ragdistill.common.errors import RagdistillError
@@ -36,8 +36,29 @@ def run_demo(extra_overrides: list[str]) -> dict[str, float]:
             print(f"\n=== ragdistill {name} {verb} {' '.join(overrides)}", flush=True)
             stage.verbs[verb](cfg)
             timings[f"{name}.{verb}"] = time.perf_counter() - t
-    timings["total"] = time.perf_counter() - t_all
     if not timings:
         raise RagdistillError("no stage is installed; install a stage package (make install)")
+    if spec.get("e2e") and spec.e2e.get("runs"):
+        t = time.perf_counter()
+        _run_e2e(spec.e2e, extra_overrides)
+        timings["e2e"] = time.perf_counter() - t
+    timings["total"] = time.perf_counter() - t_all
     print("\n=== demo timings (s): " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()), flush=True)
     return timings
+
+
+def _run_e2e(spec: DictConfig, extra_overrides: list[str]) -> None:
+    """The e2e harness for each configured pipeline, then one comparison table."""
+    try:
+        from ragdistill.e2e.cli import run_e2e
+        from ragdistill.e2e.report import compare_runs
+    except ImportError:
+        log.warning("demo: ragdistill-e2e is not installed; skipping the end-to-end runs")
+        return
+    outs = []
+    for run in spec.runs:
+        overrides = [*spec.get("overrides", []), *run, *extra_overrides]
+        print(f"\n=== ragdistill e2e {' '.join(overrides)}", flush=True)
+        outs.append(run_e2e(compose("e2e", overrides)))
+    print("\n=== teacher vs student pipelines (retention and speed-up vs the all-teacher run)", flush=True)
+    print(compare_runs(outs, outs[-1].parent / "demo-comparison"), flush=True)
