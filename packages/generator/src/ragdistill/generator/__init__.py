@@ -1,6 +1,7 @@
 """ragdistill.generator: Teacher answers over retrieved contexts -> filtered -> LoRA/QLoRA SFT, GKD; merged, vLLM-ready export."""
 
 from ragdistill.common.stage import Stage
+from ragdistill.generator.component import component
 from ragdistill.generator.config import GeneratorConfig
 from ragdistill.generator.evaluate import evaluate
 from ragdistill.generator.export import export
@@ -16,6 +17,7 @@ stage = Stage(
     export=export,
     evaluate=evaluate,
     order=40,
+    component=component,
 )
 
 __all__ = ["stage"]

@@ -1,0 +1,104 @@
+"""Questions with their contexts: what teacher and student answer from.
+
+Each question gets the BM25 top-k passages of the corpus with its gold paragraph always among
+them (replacing the last hit when retrieval missed it), in a seeded order so the gold passage is
+not always first. The same function builds train and test examples, so the student is evaluated
+on the input distribution it was trained on; the held-out test split shares no article with train.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ragdistill.common.data import Document, QARecord, load_qa, load_retrieval
+from ragdistill.common.errors import RagdistillError
+from ragdistill.common.logging import get_logger
+
+log = get_logger(__name__)
+
+
+@dataclass
+class QAExample:
+    """One question, its reference answers and the passages shown with it."""
+
+    id: str
+    question: str
+    answers: list[str]
+    contexts: list[Document]
+    gold_doc_ids: list[str]
+
+    @property
+    def context_texts(self) -> list[str]:
+        return [d.text for d in self.contexts]
+
+
+class BM25Index:
+    """BM25 over a corpus (title + text) via ``bm25s``.
+
+    The reranker keeps a twin of this (``reranker.candidates.BM25Retriever``); a shared first-stage
+    helper belongs in common.
+    """
+
+    def __init__(self, corpus: dict[str, Document]) -> None:
+        import bm25s
+
+        self._bm25s, self.doc_ids = bm25s, list(corpus)
+        tokens = bm25s.tokenize([corpus[d].full_text for d in self.doc_ids], stopwords="en", show_progress=False)
+        self.index = bm25s.BM25()
+        self.index.index(tokens, show_progress=False)
+
+    def search(self, queries: Sequence[str], k: int) -> list[list[str]]:
+        if not queries:
+            return []
+        k = min(k, len(self.doc_ids))
+        tokens = self._bm25s.tokenize(list(queries), stopwords="en", show_progress=False)
+        idx, _ = self.index.retrieve(tokens, k=k, show_progress=False, n_threads=1)
+        return [[self.doc_ids[i] for i in row] for row in idx]
+
+
+def sample_records(records: list[QARecord], n: int | None, seed: int) -> list[QARecord]:
+    """A seeded sample; the sample for a smaller ``n`` is a prefix of the one for a larger ``n``,
+    so a short run reuses the labels of a long one."""
+    order = sorted(records, key=lambda r: r.id)
+    random.Random(seed).shuffle(order)
+    return order[:n] if n else order
+
+
+def load_examples(cfg: Any, split: str, n: int | None) -> list[QAExample]:
+    """``n`` questions of ``split`` with their contexts, per ``cfg.generator.retrieval``."""
+    source = cfg.data.path or cfg.data.name
+    try:
+        records = load_qa(source)
+    except RagdistillError:
+        raise
+    except Exception as e:
+        raise RagdistillError(
+            f"data={source!r}: the generator needs QA data with reference answers (bundled 'squad' or a SQuAD-format "
+            f"JSON file via data.path); loading it failed: {type(e).__name__}: {e}"
+        ) from e
+    if split not in records:
+        raise RagdistillError(f"data={source!r} has no split {split!r}; available: {sorted(records)}")
+    chosen = sample_records(records[split], n, cfg.run.seed)
+    data = load_retrieval(source, max_docs=cfg.data.max_docs) if cfg.data.max_docs else load_retrieval(source)
+    corpus = data.corpus
+    for r in chosen:  # a corpus slice must still hold every gold paragraph
+        for d in r.gold_doc_ids:
+            if d not in corpus:
+                raise RagdistillError(f"gold document {d!r} of question {r.id!r} is missing from the corpus of {source!r}")
+    r_cfg = cfg.generator.retrieval
+    hits = BM25Index(corpus).search([r.question for r in chosen], r_cfg.top_k)
+    out = []
+    for r, ids in zip(chosen, hits, strict=True):
+        ids = list(ids)
+        missing = [g for g in r.gold_doc_ids if g not in ids] if r_cfg.include_gold else []
+        if missing:
+            ids = ids[: max(0, r_cfg.top_k - len(missing))] + missing
+        if r_cfg.shuffle:
+            random.Random(f"{cfg.run.seed}:{r.id}").shuffle(ids)
+        out.append(QAExample(r.id, r.question, list(r.answers), [corpus[d] for d in ids], list(r.gold_doc_ids)))
+    recall = sum(any(g in [d.id for d in e.contexts] for g in e.gold_doc_ids) for e in out) / max(1, len(out))
+    log.info("%s: %d questions, %d contexts each, gold in contexts for %.0f%%", split, len(out), r_cfg.top_k, 100 * recall)
+    return out

@@ -1,0 +1,87 @@
+"""Generation teachers for this stage: built lazily, keyed by their config, answers through the cache.
+
+Loading a local 0.5B teacher costs tens of seconds on CPU; when every label is already in the
+cache (e.g. imported from ``data/labels/generator*.jsonl``) no model is loaded at all. The cache
+key names the backend, model and decoding settings, so changing any of them labels afresh.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+from ragdistill.common.cache import LabelCache, Shard
+from ragdistill.common.logging import get_logger
+from ragdistill.common.paths import project_home
+from ragdistill.common.teachers import GenerationTeacher, Messages, build_teacher, require
+
+log = get_logger(__name__)
+
+
+def teacher_key(tcfg: Any, max_new_tokens: int | None = None) -> str:
+    """A stable id for a generation teacher's labels: backend, model and decoding settings."""
+    mnt = max_new_tokens if max_new_tokens is not None else tcfg.max_new_tokens
+    return f"gen:{tcfg.backend}:{tcfg.model}:T={float(tcfg.temperature)}:max={int(mnt)}"
+
+
+class LazyTeacher:
+    """A generation teacher built from its config on first use."""
+
+    def __init__(self, tcfg: Any, stage: str = "generator") -> None:
+        self.cfg = OmegaConf.create(OmegaConf.to_container(tcfg, resolve=True)) if OmegaConf.is_config(tcfg) else tcfg
+        self.stage = stage
+        self._teacher: GenerationTeacher | None = None
+        self.teacher_id = teacher_key(self.cfg)
+
+    @property
+    def backend(self) -> GenerationTeacher:
+        if self._teacher is None:
+            log.info("loading teacher %s (%s)", self.cfg.model, self.cfg.backend)
+            self._teacher = require(build_teacher(self.cfg), GenerationTeacher, self.stage)
+        return self._teacher
+
+    @property
+    def loaded(self) -> bool:
+        return self._teacher is not None
+
+    def generate(self, conversations: list[Messages], **overrides: Any) -> list[str]:
+        return self.backend.generate(conversations, **overrides)
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.cfg.get("batch_size") or 4)
+
+
+def open_cache(cfg: Any) -> LabelCache:
+    """The stage's label cache, with the shipped label files imported (missing files are skipped)."""
+    cache = LabelCache(cfg.paths.label_cache, shard=Shard.parse(cfg.run.shard))
+    for f in cfg.generator.teach.labels_files or []:
+        path = Path(f) if Path(f).is_absolute() else project_home() / f
+        if path.is_file():
+            added = cache.import_jsonl(path)
+            if added:
+                log.info("imported %d teacher labels from %s", added, path)
+    return cache
+
+
+def answer_cached(
+    cache: LabelCache,
+    teacher: LazyTeacher,
+    conversations: Sequence[Messages],
+    template: str,
+    max_new_tokens: int | None = None,
+    desc: str = "teacher answers",
+) -> list[str | None]:
+    """Teacher replies for ``conversations``, reading the cache first and committing new ones batch by batch."""
+    mnt = max_new_tokens if max_new_tokens is not None else int(teacher.cfg.max_new_tokens)
+    overrides = {"max_new_tokens": mnt}
+    return cache.label(
+        list(conversations),
+        lambda batch: teacher.generate(batch, **overrides),
+        teacher_id=teacher_key(teacher.cfg, mnt),
+        template=template,
+        batch_size=teacher.batch_size,
+        desc=desc,
+    )
