@@ -185,3 +185,143 @@ class LabelCache:
         for teacher in {t for t, _ in new.values()}:
             self.put_many({k: v for k, (t, v) in new.items() if t == teacher}, teacher)
         return len(new)
+
+
+# ---- shard files from `launcher=shards run.shard=i/n` joined into one cache
+
+
+@dataclass
+class MergeReport:
+    """What :func:`merge_caches` did: rows read per file, rows added, identical duplicates."""
+
+    out: Path
+    rows_before: int
+    rows_after: int
+    per_file: dict[str, tuple[int, int]]  # file -> (rows in it, rows it added)
+    duplicates: int  # keys present in more than one input with the same value
+    missing_shards: list[str]  # e.g. ["1/4"] when a shard file of a set was not given
+
+    def summary(self) -> str:
+        lines = [f"merged {len(self.per_file)} file(s) into {self.out}"]
+        for f, (rows, added) in self.per_file.items():
+            lines.append(f"  {f}: {rows} rows, {added} new")
+        lines.append(f"  identical duplicates skipped: {self.duplicates}")
+        lines.append(f"  rows: {self.rows_before} before, {self.rows_after} after")
+        if self.missing_shards:
+            lines.append(f"  warning: shard(s) {', '.join(self.missing_shards)} of the set were not given")
+        return "\n".join(lines)
+
+
+def _check_label_db(path: Path) -> None:
+    if not path.is_file():
+        raise RagdistillError(f"{path}: no such label cache file")
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        ok = db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='labels'").fetchone()
+        db.close()
+    except sqlite3.DatabaseError as e:
+        raise RagdistillError(f"{path}: not a label cache ({e})") from None
+    if not ok:
+        raise RagdistillError(f"{path}: not a label cache (no 'labels' table); pass files written by `teach`")
+
+
+def _missing_shards(paths: Sequence[Path]) -> list[str]:
+    import re
+
+    sets: dict[int, set[int]] = {}
+    for p in paths:
+        m = re.search(r"\.shard-(\d+)-of-(\d+)$", p.name)
+        if m:
+            sets.setdefault(int(m[2]), set()).add(int(m[1]))
+    return [f"{i}/{n}" for n, have in sorted(sets.items()) for i in range(n) if i not in have]
+
+
+def _has_key(path: Path, key: str) -> bool:
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return db.execute("SELECT 1 FROM labels WHERE key=?", (key,)).fetchone() is not None
+    finally:
+        db.close()
+
+
+def _same_value(a: bytes, b: bytes, atol: float) -> bool:
+    if a == b:
+        return True
+    if atol > 0 and a[:1] == b[:1] == b"N":
+        x, y = _decode(a), _decode(b)
+        return x.shape == y.shape and bool(np.allclose(x, y, rtol=0.0, atol=atol))
+    return False
+
+
+def merge_caches(out: str | Path, shards: Sequence[str | Path], atol: float = 0.0) -> MergeReport:
+    """Join label-cache files (typically ``<cache>.shard-i-of-n``) into ``out``.
+
+    A key found in two files (or in ``out`` already) must carry the same value: else a
+    :class:`RagdistillError` names the key and both files and ``out`` is left untouched (the
+    merge is written beside it and renamed over it only when every file is in). ``atol`` lets
+    embedding labels that differ only by float noise (another machine's BLAS) count as equal.
+    """
+    from ragdistill.common.io import atomic_path
+
+    out = Path(out)
+    paths = [Path(s) for s in shards]
+    if not paths:
+        raise RagdistillError("cache merge: no shard files given")
+    for p in paths:
+        _check_label_db(p)
+        if out.exists() and p.resolve() == out.resolve():
+            raise RagdistillError(f"cache merge: {p} is both an input and the output; write to a new file")
+    if out.exists():
+        _check_label_db(out)
+    per_file: dict[str, tuple[int, int]] = {}
+    duplicates = 0
+    with atomic_path(out) as tmp:
+        LabelCache(tmp).close()  # the schema
+        db = sqlite3.connect(tmp)
+        db.execute("PRAGMA journal_mode=DELETE")  # one self-contained file to rename
+        sources = ([out] if out.exists() else []) + paths
+        rows_before = 0
+        for n, src in enumerate(sources):
+            db.execute("ATTACH DATABASE ? AS src", (str(src),))
+            rows = db.execute("SELECT COUNT(*) FROM src.labels").fetchone()[0]
+            clash = db.execute(
+                "SELECT s.key, s.value, m.value FROM src.labels s JOIN main.labels m ON s.key = m.key WHERE s.value != m.value"
+            )
+            for key, new, old in clash:
+                if not _same_value(new, old, atol):
+                    first = next(p for p in sources[:n] if _has_key(p, key))
+                    db.close()
+                    raise RagdistillError(
+                        f"cache merge: key {key} has different values in {first} and {src}; the shards were labelled "
+                        "by different teachers or settings under the same id. Relabel one of them (delete it and rerun "
+                        "its shard) or merge them into separate caches"
+                    )
+            same = db.execute("SELECT COUNT(*) FROM src.labels s JOIN main.labels m ON s.key = m.key").fetchone()[0]
+            with db:
+                cur = db.execute("INSERT OR IGNORE INTO main.labels (key, teacher, value, created) SELECT key, teacher, value, created FROM src.labels")
+            db.execute("DETACH DATABASE src")
+            if n == 0 and out.exists():
+                rows_before = rows
+            else:
+                per_file[str(src)] = (rows, cur.rowcount)
+                duplicates += same
+        rows_after = db.execute("SELECT COUNT(*) FROM labels").fetchone()[0]
+        db.close()
+        for side in ("-wal", "-shm"):  # a stale journal beside the old file must not be replayed onto the new one
+            out.with_name(out.name + side).unlink(missing_ok=True)
+    return MergeReport(out, rows_before, rows_after, per_file, duplicates, _missing_shards(paths))
+
+
+def cache_stats(path: str | Path) -> dict[str, Any]:
+    """Rows per teacher and per value kind (array / json) and the file size."""
+    path = Path(path)
+    _check_label_db(path)
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        per_teacher = dict(db.execute("SELECT teacher, COUNT(*) FROM labels GROUP BY teacher ORDER BY teacher").fetchall())
+        kinds = {("array" if k == "N" else "json"): c for k, c in db.execute(
+            "SELECT CAST(substr(value, 1, 1) AS TEXT), COUNT(*) FROM labels GROUP BY 1")}
+        total = db.execute("SELECT COUNT(*) FROM labels").fetchone()[0]
+    finally:
+        db.close()
+    return {"path": str(path), "rows": total, "bytes": path.stat().st_size, "teachers": per_teacher, "kinds": kinds}
