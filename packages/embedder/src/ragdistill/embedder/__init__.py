@@ -1,6 +1,11 @@
-"""ragdistill.embedder: Bi-encoder distillation: MSE on teacher embeddings, contrastive with teacher-mined hard negatives, Matryoshka; ONNX (+int8) export."""
+"""ragdistill.embedder: Bi-encoder distillation: MSE on teacher embeddings, contrastive with teacher-mined hard negatives, Matryoshka; ONNX (+int8) export.
+
+``ragdistill.embedder.retrieve`` holds a reusable first-stage retriever (encode corpus -> faiss
+``IndexFlatIP`` -> top-k run) for the stages that need candidates.
+"""
 
 from ragdistill.common.stage import Stage
+from ragdistill.embedder.component import component
 from ragdistill.embedder.config import EmbedderConfig
 from ragdistill.embedder.evaluate import evaluate
 from ragdistill.embedder.export import export
@@ -16,6 +21,7 @@ stage = Stage(
     export=export,
     evaluate=evaluate,
     order=20,
+    component=component,
 )
 
 __all__ = ["stage"]

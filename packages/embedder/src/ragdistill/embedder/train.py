@@ -1,11 +1,242 @@
-"""embedder train."""
+"""embedder train: distill the teacher into the student with sentence-transformers' trainer.
+
+The loss is :class:`~ragdistill.embedder.losses.DistillationLoss` (MSE to teacher embeddings,
+MNRL over teacher-mined negatives, MarginMSE on teacher margins, weighted by ``embedder.loss`` and
+``embedder.loss_weights``), wrapped in ``MatryoshkaLoss`` when ``embedder.matryoshka`` lists dims.
+A slice of the *training* queries (``val_fraction``) is held out for an
+``InformationRetrievalEvaluator``: NDCG@10 before training and at every evaluation, early
+stopping on it, best checkpoint kept. The test split is never seen here.
+Writes ``<work_dir>/embedder/train/``: ``model/`` (the best student), ``train.json`` (history),
+``projection.safetensors`` (the learned student->teacher map, reusable), ``pca.npy`` (PCA path).
+"""
 
 from __future__ import annotations
 
+import random
+import shutil
+from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from ragdistill.common.config import stage_dir
+from ragdistill.common.data import RetrievalData, Triple
 from ragdistill.common.errors import RagdistillError
+from ragdistill.common.io import atomic_path, write_json
+from ragdistill.common.logging import get_logger
+from ragdistill.common.timing import Stopwatch
+from ragdistill.embedder.config import LOSSES, PROJECTIONS
+from ragdistill.embedder.losses import DistillationLoss
+from ragdistill.embedder.models import STAGE, embedding_dim, load_sentence_transformer, trained_model_dir
+from ragdistill.embedder.teach import TeachArtifacts, data_source, load_data
+
+log = get_logger(__name__)
 
 
-def train(cfg: Any) -> Any:
-    raise RagdistillError("ragdistill embedder train is not implemented yet")
+def parse_losses(spec: str, weights: dict[str, float]) -> dict[str, float]:
+    """``"mse+mnrl"`` -> ``{"mse": w_mse, "mnrl": w_mnrl}`` (weights from ``loss_weights``, default 1)."""
+    names = [x.strip() for x in str(spec).split("+") if x.strip()]
+    bad = [x for x in names if x not in LOSSES]
+    if not names or bad:
+        raise RagdistillError(f"embedder.loss={spec!r}: unknown component(s) {bad}; combine {', '.join(LOSSES)} with '+', e.g. mse+mnrl")
+    out = {n: float(weights.get(n, 1.0)) for n in names}
+    if all(w == 0 for w in out.values()):
+        raise RagdistillError(f"embedder.loss_weights gives every component of {spec!r} weight 0; nothing would be trained")
+    return {n: w for n, w in out.items() if w != 0}
+
+
+def check_dims(student_dim: int, teacher_dim: int, projection: str, losses: dict[str, float], matryoshka: list[int], student: str) -> None:
+    """Fail early, naming the keys, when the student cannot be trained against these targets."""
+    if projection not in PROJECTIONS:
+        raise RagdistillError(f"embedder.projection={projection!r}: choose one of {', '.join(PROJECTIONS)}")
+    if "mse" in losses and student_dim != teacher_dim:
+        if projection == "none":
+            raise RagdistillError(
+                f"student {student!r} embeds in {student_dim} dims but the teacher's embeddings have {teacher_dim} "
+                f"(embedder/teach/teach.json), and embedder.projection=none: MSE cannot compare them. Set "
+                f"embedder.projection=learned (a trained {student_dim}->{teacher_dim} map) or pca (reduce the teacher "
+                f"to {student_dim}), or drop mse from embedder.loss"
+            )
+        if projection == "pca" and teacher_dim < student_dim:
+            raise RagdistillError(
+                f"embedder.projection=pca reduces the teacher ({teacher_dim} dims) to the student's {student_dim}, "
+                "which is larger; use embedder.projection=learned"
+            )
+    too_big = [d for d in matryoshka if d > student_dim or d <= 0]
+    if too_big:
+        raise RagdistillError(f"embedder.matryoshka={list(matryoshka)}: dims {too_big} are not in 1..{student_dim} (the student's size)")
+
+
+def pca_components(x: np.ndarray, k: int) -> np.ndarray:
+    """Top-``k`` principal directions of the teacher's embeddings (uncentred, as
+    sentence-transformers' distillation recipe adds them as a bias-free Dense layer)."""
+    _, _, vt = np.linalg.svd(x - x.mean(0), full_matrices=False)
+    return vt[:k].astype(np.float32)
+
+
+def split_validation(train_qids: list[str], fraction: float, seed: int) -> tuple[set[str], set[str]]:
+    qids = sorted(train_qids)
+    random.Random(seed).shuffle(qids)
+    n_val = int(round(len(qids) * fraction)) if fraction > 0 else 0
+    if 0 < fraction and n_val == 0 and len(qids) > 1:
+        n_val = 1
+    return set(qids[n_val:]), set(qids[:n_val])
+
+
+def build_dataset(triples: list[Triple], data: RetrievalData, art: TeachArtifacts, targets: Any) -> Any:
+    """HF dataset (anchor, positive, negative, label) with :meth:`DistillationLoss.pack_labels` labels;
+    ``targets(x)`` maps teacher embeddings to the MSE targets (identity, or the PCA reduction)."""
+    from datasets import Dataset
+
+    tq = targets(np.stack([art.query(t.query_id) for t in triples]))
+    tp = targets(np.stack([art.doc(t.pos_id) for t in triples]))
+    tn = targets(np.stack([art.doc(t.neg_id) for t in triples]))
+    margin = np.array([t.pos_score - t.neg_score for t in triples], dtype=np.float32)
+    labels = DistillationLoss.pack_labels(tq, tp, tn, margin)
+    return Dataset.from_dict({
+        "anchor": [data.queries[t.query_id] for t in triples],
+        "positive": [data.corpus[t.pos_id].full_text for t in triples],
+        "negative": [data.corpus[t.neg_id].full_text for t in triples],
+        "label": labels.tolist(),
+    })
+
+
+def build_evaluator(val_qids: set[str], triples: list[Triple], data: RetrievalData, qrels: dict, max_docs: int, seed: int) -> Any:
+    """IR evaluator on held-out *training* queries: their positives and mined negatives plus
+    random documents, up to ``max_docs``."""
+    from sentence_transformers import util
+    from sentence_transformers.evaluation import InformationRetrievalEvaluator
+
+    needed = list(dict.fromkeys([d for q in sorted(val_qids) for d in qrels[q]] + [t.neg_id for t in triples if t.query_id in val_qids]))
+    others = sorted(set(data.corpus) - set(needed))
+    random.Random(seed).shuffle(others)
+    doc_ids = needed + others[: max(0, max_docs - len(needed))]
+    return InformationRetrievalEvaluator(
+        queries={q: data.queries[q] for q in sorted(val_qids)},
+        corpus={d: data.corpus[d].full_text for d in doc_ids},
+        relevant_docs={q: set(qrels[q]) for q in val_qids},
+        name="val", mrr_at_k=[10], ndcg_at_k=[10], accuracy_at_k=[1], precision_recall_at_k=[100], map_at_k=[100],
+        score_functions={"cosine": util.cos_sim}, write_csv=False,
+    )
+
+
+def train(cfg: Any) -> dict[str, Any]:
+    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+    from sentence_transformers.base.sampler import BatchSamplers
+    from sentence_transformers.sentence_transformer.losses import MatryoshkaLoss
+    from transformers import EarlyStoppingCallback
+
+    s = cfg.embedder
+    losses = parse_losses(s.loss, dict(s.loss_weights))
+    art = TeachArtifacts(cfg)
+    data = load_data(cfg)
+    _, qrels = data.split(cfg.data.train_split)
+    missing = {t.query_id for t in art.triples} - set(data.queries) | ({t.pos_id for t in art.triples} | {t.neg_id for t in art.triples}) - set(data.corpus)
+    if missing:
+        raise RagdistillError(
+            f"{art.dir / 'triples.jsonl'} names ids not in the configured data ({sorted(missing)[:3]}...): teach ran on other "
+            "data; rerun `ragdistill embedder teach` with the same data.* settings"
+        )
+    student = load_sentence_transformer(cfg.student.model, max_length=s.train_max_length or cfg.student.max_length)
+    sdim, tdim = embedding_dim(student), art.dim
+    matryoshka = sorted({int(d) for d in (s.matryoshka or [])}, reverse=True)
+    check_dims(sdim, tdim, s.projection, losses, matryoshka, cfg.student.model)
+
+    out = stage_dir(cfg, STAGE, "train")
+    out.mkdir(parents=True, exist_ok=True)
+    project = "mse" in losses and sdim != tdim and s.projection == "learned"
+    pca = None
+    if "mse" in losses and sdim != tdim and s.projection == "pca":
+        pca = pca_components(np.concatenate([art.doc_emb, art.query_emb]), sdim)
+        np.save(out / "pca.npy", pca)
+
+    def targets(x: np.ndarray) -> np.ndarray:
+        if pca is None:
+            return x
+        y = x @ pca.T
+        return y / np.maximum(np.linalg.norm(y, axis=1, keepdims=True), 1e-12)
+
+    train_qids, val_qids = split_validation(sorted({t.query_id for t in art.triples}), s.val_fraction, cfg.run.seed)
+    train_triples = [t for t in art.triples if t.query_id in train_qids]
+    if not train_triples:
+        raise RagdistillError(f"no training triples left after holding out embedder.val_fraction={s.val_fraction}; lower it or add queries")
+    dataset = build_dataset(train_triples, data, art, targets)
+    evaluator = build_evaluator(val_qids, art.triples, data, qrels, s.val_max_docs, cfg.run.seed) if val_qids else None
+
+    inner = DistillationLoss(student, losses, teacher_dim=sdim if pca is not None else tdim,
+                             projection_dim=tdim if project else None, mnrl_scale=s.mnrl_scale)
+    if project:
+        fit = _init_projection(inner, student, dataset, tdim)
+        log.info("projection %d->%d initialised by ridge least squares (fit loss %.4f)", sdim, tdim, fit)
+    loss = MatryoshkaLoss(student, inner, matryoshka, s.matryoshka_weights) if matryoshka else inner
+
+    has_eval = evaluator is not None
+    strategy = ("steps" if s.eval_steps else "epoch") if has_eval else "no"
+    metric = "eval_val_cosine_ndcg@10"
+    args = SentenceTransformerTrainingArguments(
+        output_dir=str(out / "checkpoints"),
+        num_train_epochs=float(s.epochs), max_steps=int(s.max_steps),
+        per_device_train_batch_size=int(s.batch_size), per_device_eval_batch_size=int(s.batch_size),
+        learning_rate=float(s.learning_rate), warmup_ratio=float(s.warmup_ratio), weight_decay=float(s.weight_decay),
+        batch_sampler=BatchSamplers.NO_DUPLICATES,
+        eval_strategy=strategy, save_strategy=strategy if has_eval else "no", eval_steps=s.eval_steps, save_steps=s.eval_steps,
+        load_best_model_at_end=has_eval, metric_for_best_model=metric if has_eval else None, greater_is_better=True,
+        save_total_limit=2, logging_steps=max(1, min(10, int(s.eval_steps or 10))), report_to=list(cfg.run.report_to),
+        seed=int(cfg.run.seed), use_cpu=True, dataloader_num_workers=0, disable_tqdm=False,
+    )
+    callbacks = [EarlyStoppingCallback(early_stopping_patience=int(s.early_stopping_patience))] if has_eval and s.early_stopping_patience > 0 else []
+    trainer = SentenceTransformerTrainer(model=student, args=args, train_dataset=dataset, loss=loss, evaluator=evaluator, callbacks=callbacks)
+
+    history: list[dict[str, Any]] = []
+    if evaluator is not None:
+        base = evaluator(student)
+        history.append({"step": 0, "epoch": 0.0, "val_ndcg@10": float(base["val_cosine_ndcg@10"])})
+        log.info("val NDCG@10 before training: %.4f", history[0]["val_ndcg@10"])
+    resume = _last_checkpoint(out / "checkpoints")
+    with Stopwatch() as sw:
+        result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    for h in trainer.state.log_history:
+        if metric in h:
+            history.append({"step": int(h["step"]), "epoch": float(h.get("epoch", 0)), "val_ndcg@10": float(h[metric])})
+    best = {"step": 0, "val_ndcg@10": history[0]["val_ndcg@10"]} if history else None
+    for h in history:
+        if best is None or h["val_ndcg@10"] > best["val_ndcg@10"]:
+            best = h
+
+    student.max_seq_length = int(cfg.student.max_length or student.max_seq_length)
+    with atomic_path(trained_model_dir(cfg)) as tmp:
+        student.save_pretrained(str(tmp))
+    if project and inner.mse is not None:
+        inner.mse.save_projection(out / "projection.safetensors")
+    shutil.rmtree(out / "checkpoints", ignore_errors=True)  # the best one is model/ now
+    summary = {
+        "student": cfg.student.model, "teacher_id": art.manifest.get("teacher_id"), "student_dim": sdim, "teacher_dim": tdim,
+        "losses": losses, "projection": ("learned" if project else "pca" if pca is not None else "none"),
+        "matryoshka": matryoshka, "n_train_rows": len(dataset), "n_train_queries": len(train_qids), "n_val_queries": len(val_qids),
+        "steps": int(trainer.state.global_step), "train_loss": float(result.training_loss), "seconds": sw.seconds,
+        "history": history, "best": best, "model_dir": str(trained_model_dir(cfg)),
+    }
+    write_json(out / "train.json", summary)
+    if best is not None:
+        log.info("train: best val NDCG@10 %.4f at step %d (before training %.4f); model -> %s",
+                 best["val_ndcg@10"], best["step"], history[0]["val_ndcg@10"], trained_model_dir(cfg))
+    return summary
+
+
+def _init_projection(inner: DistillationLoss, student: Any, dataset: Any, tdim: int, n: int = 512) -> float:
+    """Ridge fit of teacher on student embeddings over up to ``n`` training texts (queries first)."""
+    rows = dataset.select(range(min(len(dataset), n // 2)))
+    texts = list(rows["anchor"]) + list(rows["positive"])
+    labels = np.asarray(rows["label"], dtype=np.float32)
+    teacher = np.concatenate([labels[:, :tdim], labels[:, tdim:2 * tdim]])
+    emb = student.encode(texts, batch_size=32, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
+    assert inner.mse is not None
+    return inner.mse.init_projection(emb, teacher)
+
+
+def _last_checkpoint(folder: Path) -> Path | None:
+    """A checkpoint an interrupted run left behind (success removes the folder)."""
+    if not folder.is_dir():
+        return None
+    ckpts = sorted(folder.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
+    return ckpts[-1] if ckpts else None
