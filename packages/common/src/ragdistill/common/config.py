@@ -47,6 +47,20 @@ class TeacherConfig:
     base_url: str | None = None
     api_key_env: str = "OPENAI_API_KEY"
     tensor_parallel_size: int = 1
+    # openai backend as a fleet (docs/scale.md): endpoints load-balanced by the client. When set, base_urls
+    # replaces base_url (which may itself hold several URLs joined by commas)
+    base_urls: list[str] = field(default_factory=list)
+    max_in_flight: int = 8  # requests open at once over the fleet
+    rate_limit: float | None = None  # requests/s over the fleet (token bucket); None = unlimited
+    max_retries: int = 5  # per request, on 429/5xx/timeouts, with exponential backoff
+    request_timeout: float = 120.0  # seconds
+    fail_threshold: int = 3  # failures in a row that take an endpoint out of rotation
+    cooldown_s: float = 30.0  # seconds out of rotation before it is tried again
+    # backend=ensemble (ragdistill.common.teachers.ensemble): several teachers combined. Each member is a
+    # teacher config (backend, model, batch_size, ...) plus a weight; combine is how embeddings are joined:
+    # concat (any dimensions; the student needs a projection) or mean (same dimension)
+    members: list[Any] = field(default_factory=list)
+    combine: str = "concat"
 
 
 @dataclass
@@ -70,6 +84,34 @@ class RunSettings:
     report_to: list[str] = field(default_factory=lambda: ["wandb"])  # Trainer callbacks; wandb is offline by default
     torch_threads: int | None = None
     shard: str | None = None  # "i/n": label 1/n of the inputs into a shard cache
+    launcher: str = "local"  # how teach labels: local (this process) | ray (Ray Data) | shards (job array, needs shard)
+
+
+@dataclass
+class RaySettings:
+    """``run.launcher=ray``: where the Ray Data labelling pipeline runs (docs/scale.md)."""
+
+    address: str | None = None  # None: start a local runtime; "auto" or ray://host:10001 joins a cluster
+    num_workers: int = 2  # teacher replicas (Ray actors), each loads the teacher once
+    num_cpus_per_worker: float = 1.0
+    num_gpus_per_worker: float = 0.0
+    batch_size: int = 32  # inputs per map_batches call
+    local_num_cpus: int | None = None  # CPUs of a local runtime; None = all of this machine
+
+
+@dataclass
+class RoutingConfig:
+    """Confidence routing (ragdistill.common.routing): the student answers; an input whose confidence
+    ``signal`` is below a threshold goes to the teacher. ``calibrate`` picks the threshold on held-out
+    data: the fewest teacher calls that reach ``min_retention`` of the teacher's quality within
+    ``max_teacher_fraction`` of the inputs (null = no cap); with ``min_retention`` null, the best
+    quality within the budget."""
+
+    signal: str = ""  # "" = the stage's default; see ragdistill.common.routing.signals.SIGNALS
+    max_teacher_fraction: float | None = 0.1  # teacher-call budget, in (0, 1)
+    min_retention: float | None = None  # quality target as a share of the teacher's, e.g. 0.98
+    queue: bool = True  # append routed inputs and held-out disagreements to the stage's failure queue
+    queue_disagreement: float = 0.5  # a held-out case is queued when student-teacher disagreement exceeds this
 
 
 @dataclass
@@ -81,6 +123,8 @@ class StageConfig:
     student: StudentConfig = field(default_factory=StudentConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
     run: RunSettings = field(default_factory=RunSettings)
+    ray: RaySettings = field(default_factory=RaySettings)
+    routing: RoutingConfig = field(default_factory=RoutingConfig)
 
 
 def register_schema(name: str, node: type) -> None:
@@ -90,6 +134,7 @@ def register_schema(name: str, node: type) -> None:
     cs.store(group="data", name="data_schema", node=DataConfig)
     cs.store(group="teacher", name="teacher_schema", node=TeacherConfig)
     cs.store(group="student", name="student_schema", node=StudentConfig)
+    cs.store(group="routing", name="routing_schema", node=RoutingConfig)
 
 
 def stage_dir(cfg: Any, stage: str, verb: str) -> Path:

@@ -14,13 +14,17 @@ from ragdistill.common.teachers.base import (
     require,
 )
 
-BACKENDS = ("sentence_transformer", "cross_encoder", "causal_lm", "seq2seq", "openai", "vllm")
+BACKENDS = ("sentence_transformer", "cross_encoder", "causal_lm", "seq2seq", "openai", "vllm", "ensemble")
 
 
 def build_teacher(cfg: Any) -> Teacher:
     """Instantiate the backend named by ``cfg.backend`` (a TeacherConfig or a dict-like)."""
     get = cfg.get if isinstance(cfg, dict) else lambda k, d=None: getattr(cfg, k, d)
     backend, model = get("backend"), get("model")
+    if backend == "ensemble":  # several weighted teachers as one (teachers/ensemble.py)
+        from ragdistill.common.teachers.ensemble import build_ensemble
+
+        return build_ensemble(cfg, build_teacher)
     if not model:
         raise RagdistillError("teacher.model is not set; pass teacher=<name> or teacher.model=<path or hub id>")
     if backend == "sentence_transformer":
@@ -39,9 +43,14 @@ def build_teacher(cfg: Any) -> Teacher:
     if backend == "openai":
         from ragdistill.common.teachers.openai_http import OpenAIChatTeacher
 
+        from ragdistill.common.teachers.fleet import parse_base_urls
+
+        urls = parse_base_urls(list(get("base_urls") or [])) or parse_base_urls(get("base_url"))  # the fleet wins
         return OpenAIChatTeacher(
-            model, base_url=get("base_url") or "http://127.0.0.1:8000/v1", api_key_env=get("api_key_env", "OPENAI_API_KEY"),
+            model, base_url=urls or "http://127.0.0.1:8000/v1", api_key_env=get("api_key_env", "OPENAI_API_KEY"),
             temperature=get("temperature", 0.0), max_new_tokens=get("max_new_tokens", 128),
+            max_in_flight=get("max_in_flight", 8), rate_limit=get("rate_limit"), max_retries=get("max_retries", 5),
+            timeout=get("request_timeout", 120.0), fail_threshold=get("fail_threshold", 3), cooldown=get("cooldown_s", 30.0),
         )
     if backend == "vllm":
         from ragdistill.common.teachers.vllm_engine import VLLMTeacher
