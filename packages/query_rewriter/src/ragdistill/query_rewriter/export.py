@@ -1,11 +1,104 @@
-"""query_rewriter export."""
+"""export: the distilled student as ONNX through optimum, with a greedy-output parity check.
+
+``ORTModelForSeq2SeqLM`` for T5-family students (encoder + decoder graphs), ``ORTModelForCausalLM``
+for the decoder-only default; both keep the KV cache. Parity = the fraction of held-out inputs
+(CANARD test records) whose greedy output is identical to the torch model's; it is reported, not
+assumed. With ``export.int8`` a dynamic int8 copy (per-channel weights: per-tensor is too lossy,
+see /work/shared/STACK.md) is written beside it and checked the same way.
+
+Writes ``<work_dir>/query_rewriter/export/onnx``, ``export/onnx_int8`` and ``export/parity.json``.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+from ragdistill.common.config import stage_dir
 from ragdistill.common.errors import RagdistillError
+from ragdistill.common.io import atomic_path, write_json
+from ragdistill.common.logging import get_logger
+from ragdistill.common.timing import Stopwatch
+from ragdistill.query_rewriter.examples import test_set
+from ragdistill.query_rewriter.student import StudentRewriter, is_seq2seq
+
+log = get_logger(__name__)
+STAGE = "query_rewriter"
 
 
-def export(cfg: Any) -> Any:
-    raise RagdistillError("ragdistill query_rewriter export is not implemented yet")
+def trained_model_dir(cfg: Any) -> Path:
+    d = stage_dir(cfg, STAGE, "train") / "model"
+    if not (d / "config.json").exists():
+        raise RagdistillError(f"{d}: no trained student; run `ragdistill query_rewriter train` first (same paths.work_dir)")
+    return d
+
+
+def onnx_files(onnx_dir: Path) -> list[Path]:
+    return sorted(onnx_dir.glob("*.onnx"))
+
+
+def export_onnx(model_dir: Path, out: Path) -> None:
+    """optimum export (with past key values) of a seq2seq or causal student into ``out``."""
+    from optimum.onnxruntime import ORTModelForCausalLM, ORTModelForSeq2SeqLM
+
+    from ragdistill.query_rewriter.student import load_tokenizer
+
+    cls = ORTModelForSeq2SeqLM if is_seq2seq(str(model_dir)) else ORTModelForCausalLM
+    with atomic_path(out) as tmp:
+        model = cls.from_pretrained(str(model_dir), export=True, use_cache=True)
+        model.save_pretrained(tmp)
+        load_tokenizer(str(model_dir)).save_pretrained(tmp)
+
+
+def quantize_int8(onnx_dir: Path, out: Path) -> None:
+    """Dynamic int8, per-channel weights, for every graph of the export (decoder, encoder...)."""
+    import shutil
+
+    from optimum.onnxruntime import ORTQuantizer
+    from optimum.onnxruntime.configuration import AutoQuantizationConfig
+
+    qcfg = AutoQuantizationConfig.avx2(is_static=False, per_channel=True)
+    with atomic_path(out) as tmp:
+        tmp.mkdir()
+        for f in onnx_files(onnx_dir):
+            ORTQuantizer.from_pretrained(onnx_dir, file_name=f.name).quantize(save_dir=tmp, quantization_config=qcfg)
+            (tmp / f"{f.stem}_quantized.onnx").rename(tmp / f.name)
+            data = tmp / f"{f.stem}_quantized.onnx_data"
+            if data.exists():
+                data.rename(tmp / f"{f.name}_data")
+        for f in onnx_dir.iterdir():  # configs and tokenizer
+            if f.is_file() and not f.name.endswith((".onnx", ".onnx_data")) and not (tmp / f.name).exists():
+                shutil.copy2(f, tmp / f.name)
+
+
+def parity(reference: list[str], other: list[str]) -> float:
+    """Fraction of identical greedy outputs."""
+    return sum(a == b for a, b in zip(reference, other, strict=True)) / max(len(reference), 1)
+
+
+def export(cfg: Any) -> dict[str, Any]:
+    ec = cfg.query_rewriter.export
+    model_dir = trained_model_dir(cfg)
+    out_dir = stage_dir(cfg, STAGE, "export")
+    msl = int(cfg.query_rewriter.train.max_source_length)
+    with Stopwatch() as sw:
+        export_onnx(model_dir, out_dir / "onnx")
+    log.info("ONNX export in %.0fs -> %s", sw.seconds, out_dir / "onnx")
+    examples = test_set(cfg).examples[: int(ec.parity_records)]
+    torch_out = StudentRewriter.from_pretrained(str(model_dir), msl).generate(examples)
+    report: dict[str, Any] = {"inputs": len(examples), "export_seconds": sw.seconds, "student": str(model_dir)}
+    variants = {"onnx": out_dir / "onnx"}
+    if ec.int8:
+        quantize_int8(out_dir / "onnx", out_dir / "onnx_int8")
+        variants["onnx_int8"] = out_dir / "onnx_int8"
+    for name, d in variants.items():
+        outs = StudentRewriter.from_onnx(d, max_source_length=msl).generate(examples)
+        rate = parity(torch_out, outs)
+        size = sum(f.stat().st_size for f in d.iterdir() if f.name.endswith((".onnx", ".onnx_data"))) / 2**20
+        report[name] = {"path": str(d), "parity": rate, "size_mb": size,
+                        "mismatches": [{"torch": a, name: b} for a, b in zip(torch_out, outs, strict=True) if a != b][:5]}
+        print(f"[query_rewriter export] {name}: greedy-output parity {rate:.1%} on {len(examples)} held-out inputs, {size:.0f} MB", flush=True)
+    write_json(out_dir / "parity.json", report)
+    if report["onnx"]["parity"] < 0.9:
+        log.warning("fp32 ONNX parity %.1f%% is below 90%%: inspect %s", 100 * report["onnx"]["parity"], out_dir / "parity.json")
+    return report

@@ -1,11 +1,149 @@
-"""query_rewriter teach."""
+"""teach: the teacher rewrites CANARD follow-ups and expands standalone queries; outputs are
+cached (resumable), filtered with counts reported, and written as training targets.
+
+Writes ``<work_dir>/query_rewriter/teach/``: ``train.jsonl`` (one kept example per line:
+id, task, source, question, history, reference, target), ``rejected.jsonl`` and ``stats.json``.
+"""
 
 from __future__ import annotations
 
+import glob
 from typing import Any
 
+from ragdistill.common.cache import LabelCache, Shard
+from ragdistill.common.config import stage_dir
 from ragdistill.common.errors import RagdistillError
+from ragdistill.common.io import write_json, write_jsonl
+from ragdistill.common.logging import get_logger
+from ragdistill.common.paths import project_home
+from ragdistill.common.teachers import GenerationTeacher, build_teacher, require
+from ragdistill.query_rewriter.examples import expansion_train_examples, rewrite_train_examples
+from ragdistill.query_rewriter.filters import FilterConfig, check_expansion, check_rewrite, filter_outputs
+from ragdistill.query_rewriter.prompts import TASKS, Example, teacher_messages, teacher_template_id
+
+log = get_logger(__name__)
+STAGE = "query_rewriter"
 
 
-def teach(cfg: Any) -> Any:
-    raise RagdistillError("ragdistill query_rewriter teach is not implemented yet")
+def label_teacher_id(tcfg: Any) -> str:
+    """The cache key's teacher part, known without loading the model (so cached runs never load it)."""
+    where = f"@{tcfg.base_url}" if tcfg.backend == "openai" and tcfg.base_url else ""
+    return f"{tcfg.backend}:{tcfg.model}{where}:T={tcfg.temperature}"
+
+
+class LazyTeacher:
+    """Builds the teacher on the first cache miss: a fully cached run never loads the 0.5B model."""
+
+    def __init__(self, tcfg: Any) -> None:
+        self.tcfg = tcfg
+        self._t: GenerationTeacher | None = None
+
+    def get(self) -> GenerationTeacher:
+        if self._t is None:
+            log.info("loading teacher %s (%s)", self.tcfg.model, self.tcfg.backend)
+            self._t = require(build_teacher(self.tcfg), GenerationTeacher, STAGE)
+        return self._t
+
+
+def max_new_tokens(cfg: Any, task: str) -> int:
+    t = cfg.query_rewriter.teach
+    return int(t.rewrite_max_new_tokens if task == "rewrite" else t.expansion_max_new_tokens)
+
+
+def filter_config(cfg: Any) -> FilterConfig:
+    t = cfg.query_rewriter.teach
+    return FilterConfig(int(t.min_expansions), int(t.max_expansions), int(t.max_words), float(t.max_ratio))
+
+
+def open_cache(cfg: Any) -> LabelCache:
+    """The stage's label cache, with the shipped labels (``teach.import_labels``) merged in."""
+    cache = LabelCache(cfg.paths.label_cache, shard=Shard.parse(cfg.run.shard))
+    for pattern in cfg.query_rewriter.teach.import_labels:
+        full = pattern if pattern.startswith("/") else str(project_home() / pattern)
+        for f in sorted(glob.glob(full)):
+            n = cache.import_jsonl(f)
+            if n:
+                log.info("imported %d shipped teacher labels from %s", n, f)
+    return cache
+
+
+def teacher_outputs(cfg: Any, examples: list[Example], cache: LabelCache, teacher: LazyTeacher | None = None, desc: str = "teacher") -> list[str | None]:
+    """The teacher's raw output for each example (cached; computed in batches only when missing)."""
+    teacher = teacher or LazyTeacher(cfg.teacher)
+    tid = label_teacher_id(cfg.teacher)
+    tmpl = teacher_template_id(int(cfg.query_rewriter.teach.max_turns), int(cfg.query_rewriter.teach.max_answer_chars))
+    out: list[str | None] = [None] * len(examples)
+    for task in TASKS:
+        idx = [i for i, e in enumerate(examples) if e.task == task]
+        if not idx:
+            continue
+        by_source = {examples[i].source: examples[i] for i in idx}
+        n_new = max_new_tokens(cfg, task)
+
+        def compute(sources: list[str], task: str = task, n_new: int = n_new) -> list[str]:
+            msgs = [teacher_messages(by_source[s]) for s in sources]
+            return teacher.get().generate(msgs, max_new_tokens=n_new)
+
+        labels = cache.label([examples[i].source for i in idx], compute, tid, template=f"{tmpl}:{task}:max={n_new}",
+                             batch_size=int(cfg.teacher.batch_size), desc=f"{desc} {task}s")
+        for i, lab in zip(idx, labels, strict=True):
+            out[i] = lab
+    return out
+
+
+def training_examples(cfg: Any) -> list[Example]:
+    tasks = list(cfg.query_rewriter.teach.tasks)
+    unknown = set(tasks) - set(TASKS)
+    if unknown:
+        raise RagdistillError(f"query_rewriter.teach.tasks has unknown task(s) {sorted(unknown)}; choose from {list(TASKS)}")
+    exs: list[Example] = []
+    if "rewrite" in tasks:
+        exs += rewrite_train_examples(cfg)
+    if "expansion" in tasks:
+        exs += expansion_train_examples(cfg)
+    return exs
+
+
+def teach(cfg: Any) -> dict[str, Any]:
+    out_dir = stage_dir(cfg, STAGE, "teach")
+    examples = training_examples(cfg)
+    cache = open_cache(cfg)
+    try:
+        outputs = teacher_outputs(cfg, examples, cache, desc="teacher")
+    finally:
+        cache.close()
+    fcfg = filter_config(cfg)
+    kept, report = filter_outputs(examples, outputs, fcfg)
+    rows = [
+        {"id": ex.id, "task": ex.task, "source": ex.source, "question": ex.question, "history": list(ex.history),
+         "reference": ex.reference, "target": target}
+        for ex, target in kept
+    ]
+    kept_ids = {(ex.task, ex.id) for ex, _ in kept}
+    rejected = []
+    for ex, out in zip(examples, outputs, strict=True):
+        if out is not None and (ex.task, ex.id) not in kept_ids:
+            reason = (check_rewrite(ex, out, fcfg) if ex.task == "rewrite" else check_expansion(ex, out, fcfg))[0]
+            rejected.append({"id": ex.id, "task": ex.task, "source": ex.source, "output": out, "reason": reason})
+    write_jsonl(out_dir / "train.jsonl", rows)
+    write_jsonl(out_dir / "rejected.jsonl", rejected)
+    stats = {"teacher": label_teacher_id(cfg.teacher), "filters": report.as_dict(), "examples": len(examples), "kept": len(rows)}
+    write_json(out_dir / "stats.json", stats)
+    for task, c in stats["filters"].items():
+        print(f"[query_rewriter teach] {task}: {c['kept']}/{c['total']} kept; rejected empty={c['empty']} "
+              f"malformed={c['malformed']} echoed={c['echoed']} too_long={c['too_long']}; unchanged={c['unchanged']}", flush=True)
+    if not rows:
+        raise RagdistillError(f"the teacher produced no usable targets ({out_dir / 'rejected.jsonl'} lists why); check teacher= and the prompts")
+    return stats
+
+
+def export_labels(cfg: Any) -> int:
+    """Extra verb: write this teacher's cached labels to ``data/labels/query_rewriter.jsonl`` to ship them."""
+    path = project_home() / "data" / "labels" / "query_rewriter.jsonl"
+    cache = LabelCache(cfg.paths.label_cache)
+    try:
+        n = cache.export_jsonl(path, teacher_id=label_teacher_id(cfg.teacher))
+    finally:
+        cache.close()
+    print(f"[query_rewriter export_labels] {n} labels -> {path}")
+    return n

@@ -1,11 +1,207 @@
-"""query_rewriter train."""
+"""train: distil the teacher's rewrites/expansions into the student (sequence-level distillation).
+
+Two model families, one recipe (teacher output = target, cross-entropy on the target tokens only):
+
+* T5-family (``t5-small``, ``google/flan-t5-base``...): transformers' ``Seq2SeqTrainer``;
+* decoder-only (the default ``smollm2-135m-instruct``, no T5 checkpoint is packaged): ``Trainer``
+  on prompt + target sequences whose prompt tokens are labelled -100 (completion-only loss), so the
+  student learns to write the rewrite, not to reproduce the conversation.
+
+``train.human_mix`` replaces that fraction of rewrite targets with the human CANARD rewrite. The
+kept checkpoint is the one with the highest validation ``recall_lift`` (BM25 recall with the
+student's rewrites minus recall with the raw question, on records of the train split never taught;
+see scoring.py), not the lowest loss: a low loss on teacher text is not what the rewriter is for.
+
+Writes ``<work_dir>/query_rewriter/train/model`` (the chosen student) and ``train/metrics.json``.
+"""
 
 from __future__ import annotations
 
+import random
+import shutil
+from pathlib import Path
 from typing import Any
 
+from ragdistill.common.config import stage_dir
 from ragdistill.common.errors import RagdistillError
+from ragdistill.common.io import atomic_path, read_jsonl, write_json
+from ragdistill.common.logging import get_logger
+from ragdistill.common.models import resolve_model
+from ragdistill.query_rewriter.examples import RewriteEvalSet, validation_set
+from ragdistill.query_rewriter.prompts import Example
+from ragdistill.query_rewriter.retrieval import BM25Retriever
+from ragdistill.query_rewriter.scoring import retrieval_metrics, rewrite_queries, with_lift
+from ragdistill.query_rewriter.student import StudentRewriter, is_seq2seq, load_tokenizer, source_text
+
+log = get_logger(__name__)
+STAGE = "query_rewriter"
 
 
-def train(cfg: Any) -> Any:
-    raise RagdistillError("ragdistill query_rewriter train is not implemented yet")
+def load_targets(cfg: Any) -> list[tuple[Example, str]]:
+    """teach's kept (example, target) pairs, with ``train.human_mix`` of the rewrites swapped for
+    the human reference."""
+    path = stage_dir(cfg, STAGE, "teach") / "train.jsonl"
+    if not path.exists():
+        raise RagdistillError(f"{path}: not found; run `ragdistill query_rewriter teach` first (same paths.work_dir)")
+    rng = random.Random(int(cfg.run.seed))
+    mix = float(cfg.query_rewriter.train.human_mix)
+    if not 0.0 <= mix <= 1.0:
+        raise RagdistillError(f"query_rewriter.train.human_mix={mix}: must be a fraction in [0, 1]")
+    pairs = []
+    for i, r in enumerate(read_jsonl(path), start=1):
+        missing = [k for k in ("id", "task", "source", "question", "target") if k not in r]
+        if missing:
+            raise RagdistillError(f"{path}:{i}: missing key(s) {missing}; rerun `ragdistill query_rewriter teach`")
+        ex = Example(r["id"], r["task"], r["source"], r["question"], tuple(r.get("history") or ()), r.get("reference"))
+        target = r["target"]
+        if ex.task == "rewrite" and ex.reference and rng.random() < mix:
+            target = ex.reference
+        pairs.append((ex, target))
+    if not pairs:
+        raise RagdistillError(f"{path}: no training targets; check `teach` (its stats.json lists the filter counts)")
+    return pairs
+
+
+def tokenize_pairs(tok: Any, pairs: list[tuple[Example, str]], seq2seq: bool, max_source: int, max_target: int) -> list[dict[str, list[int]]]:
+    """input_ids/labels per pair. Causal: prompt tokens (left-truncated) are masked with -100 and
+    the target ends with EOS, so generation learns where to stop."""
+    rows = []
+    for ex, target in pairs:
+        src = source_text(tok, ex, seq2seq)
+        if seq2seq:
+            enc = tok(src, truncation=True, max_length=max_source)
+            labels = tok(text_target=target, truncation=True, max_length=max_target)["input_ids"]
+            rows.append({"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"], "labels": labels})
+        else:
+            p = tok(src, add_special_tokens=False)["input_ids"][-max_source:]
+            t = tok(target + tok.eos_token, add_special_tokens=False)["input_ids"][:max_target]
+            rows.append({"input_ids": p + t, "attention_mask": [1] * (len(p) + len(t)), "labels": [-100] * len(p) + t})
+    return rows
+
+
+class ValidationLift:
+    """Greedy rewrites of the validation records -> BM25 metrics and recall lift vs the raw question."""
+
+    def __init__(self, val: RewriteEvalSet, batch_size: int = 8) -> None:
+        self.val, self.batch_size = val, batch_size
+        self.retriever = BM25Retriever(val.data.corpus)
+        self.qrels = val.data.qrels[val.split]
+        self.raw = retrieval_metrics(self.retriever, self.qrels, {r.id: r.question for r in val.records})
+
+    def __call__(self, rewriter: StudentRewriter) -> dict[str, float]:
+        outs = rewriter.generate(self.val.examples, batch_size=self.batch_size)
+        queries = rewrite_queries([r.id for r in self.val.records], outs, [r.question for r in self.val.records])
+        return with_lift(retrieval_metrics(self.retriever, self.qrels, queries), self.raw)
+
+
+def _trainer_class(base: type) -> type:
+    """``base`` (Trainer or Seq2SeqTrainer) whose evaluate() is the validation recall lift."""
+
+    class RecallLiftTrainer(base):  # type: ignore[misc, valid-type]
+        lift: ValidationLift
+        rewriter: StudentRewriter
+        best_dir: Path
+        history: list[dict[str, float]]
+        best: tuple[float, int] | None = None  # (recall_lift, step) of the saved checkpoint
+
+        def evaluate(self, eval_dataset: Any = None, ignore_keys: Any = None, metric_key_prefix: str = "eval") -> dict[str, float]:
+            m = self.lift(self.rewriter)
+            step = self.state.global_step
+            metrics = {f"{metric_key_prefix}_{k.replace('@', '_at_')}": v for k, v in m.items()}
+            self.history.append({"step": step, **m})
+            log.info("validation at step %d: recall_lift %.4f (recall@10 %.3f, @100 %.3f)", step, m["recall_lift"], m["recall@10"], m["recall@100"])
+            if self.best is None or m["recall_lift"] > self.best[0]:
+                self.best = (m["recall_lift"], step)
+                with atomic_path(self.best_dir) as tmp:
+                    self.save_model(str(tmp))
+            self.log(metrics)
+            self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+            return metrics
+
+    return RecallLiftTrainer
+
+
+def train(cfg: Any) -> dict[str, Any]:
+    import torch
+    from datasets import Dataset
+    from transformers import (
+        AutoModelForCausalLM,
+        AutoModelForSeq2SeqLM,
+        DataCollatorForSeq2Seq,
+        Seq2SeqTrainer,
+        Seq2SeqTrainingArguments,
+        Trainer,
+    )
+
+    tc = cfg.query_rewriter.train
+    out_dir = stage_dir(cfg, STAGE, "train")
+    pairs = load_targets(cfg)
+    if not cfg.student.model:
+        raise RagdistillError("student.model is not set; pass student=smollm2-135m or student.model=<path or hub id, e.g. t5-small>")
+    path = resolve_model(cfg.student.model)
+    seq2seq = is_seq2seq(path)
+    tok = load_tokenizer(path)
+    tok.padding_side, tok.truncation_side = "right", ("right" if seq2seq else "left")
+    model = (AutoModelForSeq2SeqLM if seq2seq else AutoModelForCausalLM).from_pretrained(path, dtype=torch.float32)
+    rows = tokenize_pairs(tok, pairs, seq2seq, int(tc.max_source_length), int(tc.max_target_length))
+    train_ds = Dataset.from_list(rows)
+    val = validation_set(cfg) if tc.select_best else None
+    eval_ds = Dataset.from_list(rows[:1])  # Trainer wants one to schedule evaluation; evaluate() ignores it
+
+    ckpt_dir = out_dir / "checkpoints"
+    per_epoch = int(tc.eval_steps) <= 0
+    eval_strategy = ("epoch" if per_epoch and int(tc.max_steps) <= 0 else "steps") if val else "no"
+    eval_steps = int(tc.eval_steps) if int(tc.eval_steps) > 0 else max(int(tc.max_steps), 1)
+    args_cls = Seq2SeqTrainingArguments if seq2seq else None
+    common = dict(
+        output_dir=str(ckpt_dir), num_train_epochs=float(tc.epochs), max_steps=int(tc.max_steps),
+        learning_rate=float(tc.learning_rate), per_device_train_batch_size=int(tc.batch_size),
+        gradient_accumulation_steps=int(tc.grad_accum), warmup_ratio=float(tc.warmup_ratio), weight_decay=float(tc.weight_decay),
+        eval_strategy=eval_strategy, eval_steps=eval_steps if eval_strategy == "steps" else None,
+        save_strategy="no", logging_steps=max(1, min(10, eval_steps)),
+        report_to=list(cfg.run.report_to), seed=int(cfg.run.seed), use_cpu=not torch.cuda.is_available(),
+        dataloader_num_workers=0, remove_unused_columns=False, disable_tqdm=False,
+    )
+    if seq2seq:
+        args = args_cls(**common, predict_with_generate=False)
+    else:
+        from transformers import TrainingArguments
+
+        args = TrainingArguments(**common)
+    collator = DataCollatorForSeq2Seq(tok, model=model if seq2seq else None, label_pad_token_id=-100, padding=True)
+    trainer_cls = _trainer_class(Seq2SeqTrainer if seq2seq else Trainer)
+    trainer = trainer_cls(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds if val else None,
+                          data_collator=collator, processing_class=tok)
+    trainer.history = []
+    trainer.best_dir = ckpt_dir / "best"
+    if val:
+        trainer.lift = ValidationLift(val)
+        trainer.rewriter = StudentRewriter(model, load_tokenizer(path), seq2seq, int(tc.max_source_length))
+        trainer.rewriter.tok.truncation_side = tok.truncation_side
+    log.info("distilling %d targets into %s (%s)", len(pairs), cfg.student.model, "seq2seq" if seq2seq else "decoder-only")
+    result = trainer.train()
+
+    best_dir = trainer.best_dir if trainer.best is not None and trainer.best_dir.is_dir() else None
+    with atomic_path(out_dir / "model") as tmp:
+        if best_dir is not None:
+            src_model = (AutoModelForSeq2SeqLM if seq2seq else AutoModelForCausalLM).from_pretrained(best_dir, dtype=torch.float32)
+            src_model.save_pretrained(tmp, safe_serialization=True)
+        else:
+            trainer.model.save_pretrained(tmp, safe_serialization=True)
+        load_tokenizer(path).save_pretrained(tmp)
+        if getattr(model, "generation_config", None) is not None:
+            model.generation_config.save_pretrained(tmp)
+    shutil.rmtree(ckpt_dir, ignore_errors=True)
+    metrics = {
+        "student": cfg.student.model, "kind": "seq2seq" if seq2seq else "causal", "targets": len(pairs),
+        "tasks": {t: sum(e.task == t for e, _ in pairs) for t in ("rewrite", "expansion")},
+        "train_loss": float(result.training_loss), "steps": int(trainer.state.global_step),
+        "validation_base": trainer.lift.raw if val else None,
+        "validation": trainer.history, "best_checkpoint_step": trainer.best[1] if trainer.best else None,
+        "best_recall_lift": trainer.best[0] if trainer.best else None,
+    }
+    write_json(out_dir / "metrics.json", metrics)
+    print(f"[query_rewriter train] {metrics['steps']} steps, loss {metrics['train_loss']:.4f}; "
+          f"validation recall_lift per eval: {[round(h['recall_lift'], 4) for h in trainer.history]}; kept step {metrics['best_checkpoint_step']}",
+          flush=True)
+    return metrics

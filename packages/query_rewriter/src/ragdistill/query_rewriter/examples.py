@@ -1,0 +1,98 @@
+"""Which records each verb reads, chosen deterministically so the splits never overlap.
+
+* teach / train: the first ``teach.rewrite_records`` CANARD records of the train split (dev), and
+  the first ``teach.expansion_queries`` train queries of each expansion data set;
+* checkpoint choice: the last ``train.val_records`` answerable records of the train split, scored
+  against the train split's derived answer corpus (never taught; checked);
+* evaluate: the first ``evaluate.test_records`` answerable records of the held-out test split and
+  the first ``evaluate.expansion_queries`` test queries of each expansion data set.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from ragdistill.common.data import RetrievalData, RewriteRecord, load_retrieval, load_rewrites
+from ragdistill.common.errors import RagdistillError
+from ragdistill.query_rewriter.canard_corpus import derive_answer_corpus
+from ragdistill.query_rewriter.prompts import Example, expansion_example, rewrite_example
+
+
+@dataclass
+class RewriteEvalSet:
+    """Answerable conversation records, their examples and the corpus they are judged on."""
+
+    data: RetrievalData
+    split: str
+    records: list[RewriteRecord]
+    examples: list[Example]
+
+
+@lru_cache(maxsize=4)
+def _rewrites(source: str) -> dict[str, list[RewriteRecord]]:
+    return load_rewrites(source)
+
+
+def _split(cfg: Any, split: str) -> list[RewriteRecord]:
+    splits = _rewrites(cfg.data.path or cfg.data.name)
+    if split not in splits:
+        raise RagdistillError(f"data {cfg.data.path or cfg.data.name!r} has no split {split!r} (data.train_split/data.test_split); available: {sorted(splits)}")
+    return splits[split]
+
+
+def _ex_kwargs(cfg: Any) -> dict[str, int]:
+    t = cfg.query_rewriter.teach
+    return {"max_turns": int(t.max_turns), "max_answer_chars": int(t.max_answer_chars)}
+
+
+def rewrite_train_examples(cfg: Any) -> list[Example]:
+    recs = _split(cfg, cfg.data.train_split)[: int(cfg.query_rewriter.teach.rewrite_records)]
+    return [rewrite_example(r, **_ex_kwargs(cfg)) for r in recs]
+
+
+def _eval_set(cfg: Any, split: str, n: int, from_end: bool) -> RewriteEvalSet:
+    data, judged = derive_answer_corpus(_split(cfg, split), split, name=cfg.data.name)
+    chosen = judged[-n:] if from_end else judged[:n]
+    if not chosen:
+        raise RagdistillError(f"no answerable records in split {split!r} to evaluate on")
+    qrels = {r.id: data.qrels[split][r.id] for r in chosen}
+    data = RetrievalData(data.name, data.corpus, {r.id: r.question for r in chosen}, {split: qrels})
+    return RewriteEvalSet(data, split, chosen, [rewrite_example(r, **_ex_kwargs(cfg)) for r in chosen])
+
+
+def validation_set(cfg: Any) -> RewriteEvalSet:
+    """Held-out records of the train split for choosing the checkpoint (disjoint from teach's)."""
+    n = int(cfg.query_rewriter.train.val_records)
+    val = _eval_set(cfg, cfg.data.train_split, n, from_end=True)
+    taught = {e.id for e in rewrite_train_examples(cfg)}
+    overlap = taught & {r.id for r in val.records}
+    if overlap:
+        raise RagdistillError(
+            f"query_rewriter.train.val_records={n} overlaps the {len(taught)} taught records "
+            f"(query_rewriter.teach.rewrite_records); lower one of them ({len(overlap)} shared records)"
+        )
+    return val
+
+
+def test_set(cfg: Any) -> RewriteEvalSet:
+    return _eval_set(cfg, cfg.data.test_split, int(cfg.query_rewriter.evaluate.test_records), from_end=False)
+
+
+@lru_cache(maxsize=8)
+def _retrieval(name: str) -> RetrievalData:
+    return load_retrieval(name)
+
+
+def expansion_queries(name: str, split: str, n: int) -> tuple[RetrievalData, list[Example]]:
+    """The first ``n`` judged queries of one split of a retrieval set, as expansion examples."""
+    data = _retrieval(name)
+    queries, _ = data.split(split)
+    qids = sorted(queries)[:n]
+    return data, [expansion_example(f"{name}:{q}", queries[q]) for q in qids]
+
+
+def expansion_train_examples(cfg: Any) -> list[Example]:
+    t = cfg.query_rewriter.teach
+    return [ex for name in t.expansion_data for ex in expansion_queries(name, "train", int(t.expansion_queries))[1]]

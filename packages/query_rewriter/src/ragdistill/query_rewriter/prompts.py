@@ -1,0 +1,155 @@
+"""What the teacher and the student read: one conversation format, two tasks.
+
+Both tasks are text -> text. ``rewrite``: the dialog so far (title, section, recent question /
+answer turns) and a follow-up question -> one standalone search query. ``expansion``: a standalone
+query -> 3-5 reformulations on one line separated by :data:`SEPARATOR`.
+
+The teacher gets a few-shot chat prompt (zero-shot, the packaged 0.5B teacher echoes the first
+turn instead of rewriting, see docs/models.md). The student gets the same conversation text with a
+one-line instruction and no examples: it learns the task from the teacher's outputs, and a short
+prompt keeps it fast.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ragdistill.common.data import RewriteRecord
+from ragdistill.common.errors import RagdistillError
+from ragdistill.common.teachers import Messages
+
+SEPARATOR = " ||| "
+TASKS = ("rewrite", "expansion")
+
+REWRITE_INSTRUCTION = (
+    "Rewrite the follow-up question so that it can be understood without the conversation: replace every "
+    "pronoun (he, she, it, they, his, her, their, this, that) with the name or thing it refers to, usually "
+    "the topic. Answer with the rewritten question only."
+)
+EXPANSION_INSTRUCTION = (
+    "Write 3 to 5 different search queries that look for the same information as the query below "
+    "(synonyms, related terms, other phrasings). Answer on one line with the queries separated by ' ||| ' "
+    "and nothing else."
+)
+
+
+@dataclass(frozen=True)
+class Example:
+    """One teacher input: the task, the text shown to a model, and what it is measured against."""
+
+    id: str
+    task: str  # "rewrite" | "expansion"
+    source: str  # the conversation text (rewrite) or the query (expansion)
+    question: str  # the follow-up question (rewrite) or the query itself (expansion)
+    history: tuple[str, ...] = field(default_factory=tuple)
+    reference: str | None = None  # the human rewrite, when the data has one
+
+
+def format_conversation(history: list[str] | tuple[str, ...], question: str, max_turns: int = 3, max_answer_chars: int = 240) -> str:
+    """``Topic: <title> - <section>`` then the last ``max_turns`` Q/A turns, then the follow-up.
+
+    CANARD's ``History`` is ``[title, section, q1, a1, q2, a2, ...]``. Older turns are dropped and
+    long answers cut so teacher prompts and student inputs stay short on CPU.
+    """
+    if not str(question).strip():
+        raise RagdistillError("a conversation record has an empty question; each record needs the follow-up question")
+    history = [str(h) for h in history]
+    lines = []
+    if history:
+        topic = " - ".join(h for h in history[:2] if h.strip())
+        lines.append(f"Topic: {topic}")
+    turns = history[2:]
+    pairs = [turns[i : i + 2] for i in range(0, len(turns), 2)]
+    for pair in pairs[-max_turns:] if max_turns > 0 else []:
+        lines.append(f"Q: {pair[0]}")
+        if len(pair) > 1:
+            a = pair[1] if len(pair[1]) <= max_answer_chars else pair[1][:max_answer_chars].rsplit(" ", 1)[0] + " ..."
+            lines.append(f"A: {a}")
+    lines.append(f"Follow-up question: {question.strip()}")
+    return "\n".join(lines)
+
+
+def rewrite_example(rec: RewriteRecord, max_turns: int = 3, max_answer_chars: int = 240) -> Example:
+    """A CANARD record as a rewrite example; a record without a question is a clear error."""
+    if not str(rec.question or "").strip():
+        raise RagdistillError(
+            f"conversation record {rec.id!r} has no question; each record needs the follow-up 'Question' to rewrite"
+        )
+    src = format_conversation(rec.history, rec.question, max_turns, max_answer_chars)
+    return Example(rec.id, "rewrite", src, rec.question.strip(), tuple(rec.history), rec.rewrite)
+
+
+def expansion_example(qid: str, query: str) -> Example:
+    if not str(query).strip():
+        raise RagdistillError(f"query {qid!r} is empty; expansion needs a query text")
+    return Example(qid, "expansion", query.strip(), query.strip())
+
+
+# ------------------------------------------------------------------------------------- teacher
+
+_REWRITE_SHOTS = [  # written for this project (not taken from CANARD), covering pronouns and ellipsis
+    (
+        "Topic: Marie Curie - Nobel Prizes\nQ: When did she win her first one?\nA: In 1903, in physics.\n"
+        "Follow-up question: What was her second one for?",
+        "What was Marie Curie's second Nobel Prize for?",
+    ),
+    (
+        "Topic: The Rolling Stones - 1970s\nQ: What album did they release in 1971?\nA: Sticky Fingers.\n"
+        "Follow-up question: Did they tour after it?",
+        "Did the Rolling Stones tour after the album Sticky Fingers?",
+    ),
+    (
+        "Topic: Nikola Tesla - Early years\nFollow-up question: Where was he born?",
+        "Where was Nikola Tesla born?",
+    ),
+]
+_EXPANSION_SHOTS = [
+    (
+        "vitamin D deficiency increases the risk of fractures",
+        "does low vitamin D raise fracture risk ||| vitamin D deficiency and bone fractures ||| "
+        "association between vitamin D levels and fracture incidence",
+    ),
+]
+
+
+def teacher_messages(ex: Example) -> Messages:
+    """The few-shot chat prompt the teacher answers."""
+    instruction, shots = (REWRITE_INSTRUCTION, _REWRITE_SHOTS) if ex.task == "rewrite" else (EXPANSION_INSTRUCTION, _EXPANSION_SHOTS)
+    msgs: Messages = [{"role": "system", "content": instruction}]
+    for src, tgt in shots:
+        msgs += [{"role": "user", "content": _user_text(ex.task, src)}, {"role": "assistant", "content": tgt}]
+    msgs.append({"role": "user", "content": _user_text(ex.task, ex.source)})
+    return msgs
+
+
+def _user_text(task: str, source: str) -> str:
+    return source if task == "rewrite" else f"Query: {source}"
+
+
+def teacher_template_id(max_turns: int, max_answer_chars: int) -> str:
+    """Part of the label-cache key: change the prompt and no stale label is served."""
+    import hashlib
+
+    blob = repr((REWRITE_INSTRUCTION, EXPANSION_INSTRUCTION, _REWRITE_SHOTS, _EXPANSION_SHOTS, max_turns, max_answer_chars))
+    return "query_rewriter/v1:" + hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+# ------------------------------------------------------------------------------------- student
+
+
+STUDENT_INSTRUCTIONS = {
+    "rewrite": "Rewrite the follow-up question as a standalone search query (replace pronouns with what they refer to).",
+    "expansion": "Write 3 to 5 search queries for the query below, on one line, separated by ' ||| '.",
+}
+
+
+def student_messages(ex: Example) -> Messages:
+    """The short zero-shot prompt a decoder-only student reads (chat template applied later);
+    the undistilled student reads the same one, so the comparison isolates distillation."""
+    instruction = STUDENT_INSTRUCTIONS[ex.task]
+    return [{"role": "system", "content": instruction}, {"role": "user", "content": _user_text(ex.task, ex.source)}]
+
+
+def seq2seq_input(ex: Example) -> str:
+    """The plain-text input of an encoder-decoder student (T5-style task prefix)."""
+    return f"{ex.task}: {ex.source}" if ex.task == "rewrite" else f"expand query: {ex.source}"
