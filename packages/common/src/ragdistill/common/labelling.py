@@ -1,0 +1,257 @@
+"""Label inputs with a teacher through the label cache, in this process or fanned out.
+
+A stage's ``teach`` makes one call and the launcher setting (``run.launcher``) decides where the
+teacher runs::
+
+    labels = label_with_teacher(cache, cfg.teacher, "embed", texts, cfg, desc="passage embeddings")
+
+- ``local`` (default): the teacher is built here and :meth:`LabelCache.label` runs it batch by batch.
+- ``shards``: the same, restricted to this job's ``run.shard=i/n`` slice of the keys (the cache is a
+  ``.shard-i-of-n`` file); a job array runs every index, ``ragdistill cache merge`` joins the files.
+- ``ray``: a Ray Data pipeline (``from_items`` -> ``map_batches`` with a stateful actor per worker
+  that builds the teacher from its config once, ``ray.num_workers`` of them). Finished batches
+  stream back to this process, which commits each into the cache in one transaction: a killed run
+  (driver or worker) loses only the batches in flight, and a rerun labels only what is missing.
+  Locally a Ray runtime is started on this machine; ``ray.address=auto`` joins a cluster.
+
+Keys are computed here from the teacher id, the template and each input, exactly as
+:meth:`LabelCache.label` does, so all launchers read and write the same cache entries.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from ragdistill.common.cache import LabelCache, _decode, _encode, label_key
+from ragdistill.common.errors import RagdistillError
+from ragdistill.common.logging import get_logger
+from ragdistill.common.teachers import EmbeddingTeacher, GenerationTeacher, ScoringTeacher, Teacher, build_teacher, require
+
+log = get_logger(__name__)
+CAPABILITIES: dict[str, type] = {"embed": EmbeddingTeacher, "score": ScoringTeacher, "generate": GenerationTeacher}
+LAUNCHERS = ("local", "ray", "shards")
+
+
+@dataclass
+class LaunchSettings:
+    """Where labelling runs; :func:`launch_settings` reads it from a stage config (``run.launcher`` + ``ray``)."""
+
+    launcher: str = "local"
+    address: str | None = None
+    num_workers: int = 2
+    num_cpus_per_worker: float = 1.0
+    num_gpus_per_worker: float = 0.0
+    batch_size: int = 32
+    local_num_cpus: int | None = None
+
+
+def launch_settings(cfg: Any = None) -> LaunchSettings:
+    """``LaunchSettings`` from a stage config (reads ``cfg.run.launcher`` and ``cfg.ray``), a
+    ``LaunchSettings``, a launcher name, or None (local)."""
+    if cfg is None:
+        return LaunchSettings()
+    if isinstance(cfg, LaunchSettings):
+        return cfg
+    if isinstance(cfg, str):
+        s = LaunchSettings(launcher=cfg)
+    else:
+        run, ray = getattr(cfg, "run", None), getattr(cfg, "ray", None)
+        s = LaunchSettings(launcher=getattr(run, "launcher", "local") or "local")
+        for f in ("address", "num_workers", "num_cpus_per_worker", "num_gpus_per_worker", "batch_size", "local_num_cpus"):
+            if ray is not None and getattr(ray, f, None) is not None:
+                setattr(s, f, getattr(ray, f))
+    if s.launcher not in LAUNCHERS:
+        raise RagdistillError(f"run.launcher={s.launcher!r} is unknown; choose one of {', '.join(LAUNCHERS)}")
+    if s.num_workers < 1:
+        raise RagdistillError(f"ray.num_workers={s.num_workers}: need at least 1")
+    return s
+
+
+@dataclass
+class LabelRun:
+    """Labels aligned with the inputs (None outside this shard) and what the run cost."""
+
+    labels: list[Any]
+    total: int  # inputs
+    cached: int  # distinct keys found in the cache
+    labelled: int  # distinct keys the teacher computed in this run
+    seconds: float
+    launcher: str
+
+    @property
+    def items_per_s(self) -> float:
+        return self.labelled / self.seconds if self.seconds > 0 else 0.0
+
+
+def _cfg_dict(teacher_cfg: Any) -> dict[str, Any]:
+    if isinstance(teacher_cfg, dict):
+        return dict(teacher_cfg)
+    try:
+        from omegaconf import OmegaConf
+
+        if OmegaConf.is_config(teacher_cfg):
+            return OmegaConf.to_container(teacher_cfg, resolve=True)  # type: ignore[return-value]
+    except ImportError:  # pragma: no cover
+        pass
+    from dataclasses import asdict, is_dataclass
+
+    if is_dataclass(teacher_cfg):
+        return asdict(teacher_cfg)
+    raise RagdistillError(f"teacher config of type {type(teacher_cfg).__name__}: expected a TeacherConfig or a dict")
+
+
+def _capability(name: str) -> type:
+    if name not in CAPABILITIES:
+        raise RagdistillError(f"capability {name!r}: choose one of {', '.join(CAPABILITIES)}")
+    return CAPABILITIES[name]
+
+
+def run_labelling(
+    cache: LabelCache,
+    teacher_cfg: Any,
+    capability: str,
+    inputs: Sequence[Any],
+    launch: Any = None,
+    *,
+    template: str = "",
+    batch_size: int | None = None,
+    desc: str = "teacher labels",
+    teacher: Teacher | None = None,
+    teacher_id: str | None = None,
+) -> LabelRun:
+    """Label ``inputs`` with ``capability`` (``embed``/``score``/``generate``) of the teacher built
+    from ``teacher_cfg``; see the module docstring. ``teacher`` reuses one already built here (local
+    launchers); ``teacher_id`` spares the ray launcher its probe (one teacher load on a worker)."""
+    _capability(capability)
+    s = launch_settings(launch)
+    t0 = time.perf_counter()
+    if s.launcher == "shards" and cache.shard is None:
+        raise RagdistillError("run.launcher=shards needs run.shard=i/n (this job's slice), e.g. run.shard=0/8")
+    if s.launcher in ("local", "shards"):
+        if teacher is None:
+            teacher = build_teacher(teacher_cfg)
+        require(teacher, _capability(capability), desc)
+        compute = getattr(teacher, capability)
+        cached = len(cache.get_many(list({label_key(teacher.teacher_id, template, x) for x in inputs})))
+        before = len(cache)
+        labels = cache.label(inputs, compute, teacher.teacher_id, template, batch_size or s.batch_size, desc)
+        return LabelRun(labels, len(inputs), cached, len(cache) - before, time.perf_counter() - t0, s.launcher)
+    return _label_on_ray(cache, _cfg_dict(teacher_cfg), capability, inputs, s, template, batch_size or s.batch_size, desc, teacher_id, t0)
+
+
+def label_with_teacher(cache: LabelCache, teacher_cfg: Any, capability: str, inputs: Sequence[Any], launch: Any = None,
+                       **kwargs: Any) -> list[Any]:
+    """:func:`run_labelling`, returning only the labels (aligned with ``inputs``)."""
+    return run_labelling(cache, teacher_cfg, capability, inputs, launch, **kwargs).labels
+
+
+# ---- Ray Data
+
+
+class TeacherWorker:
+    """A Ray Data actor: builds the teacher once, then labels batches of ``{key, payload}`` rows.
+
+    Returns each label encoded exactly as the cache stores it, plus the teacher id it was made
+    with, so the driver can refuse labels from a worker whose teacher differs from the expected one."""
+
+    def __init__(self, teacher_cfg: dict[str, Any], capability: str) -> None:
+        from ragdistill.common.logging import offline_defaults
+
+        offline_defaults()
+        self.teacher = require(build_teacher(teacher_cfg), _capability(capability), "ray labelling")
+        self.compute = getattr(self.teacher, capability)
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        import numpy as np
+
+        inputs = [json.loads(p) for p in batch["payload"]]
+        values = list(self.compute(inputs))
+        if len(values) != len(inputs):
+            raise RagdistillError(f"teacher {self.teacher.teacher_id!r} returned {len(values)} labels for {len(inputs)} inputs")
+        return {
+            "key": np.asarray(batch["key"], dtype=object),
+            "value": np.asarray([_encode(v) for v in values], dtype=object),
+            "teacher_id": np.asarray([self.teacher.teacher_id] * len(values), dtype=object),
+        }
+
+
+def _probe_teacher_id(teacher_cfg: dict[str, Any]) -> str:
+    return build_teacher(teacher_cfg).teacher_id
+
+
+def ensure_ray(s: LaunchSettings) -> None:
+    """Join ``s.address`` or start a local runtime once per process (a runtime already up is reused)."""
+    try:
+        import ray
+        import ray.data
+    except ImportError as e:
+        raise RagdistillError(
+            "run.launcher=ray needs Ray: pip install -c constraints.txt 'ragdistill-common[scale]' (ray[data]==2.60.0)"
+        ) from e
+    import logging
+
+    ctx = ray.data.DataContext.get_current()  # our tqdm bar reports progress; Ray's own would repeat it every 10 s
+    ctx.enable_progress_bars = False
+    ctx.print_on_execution_start = False
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    if ray.is_initialized():
+        return
+    kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
+    if s.address:
+        ray.init(address=s.address, **kwargs)
+    else:
+        ray.init(num_cpus=s.local_num_cpus, **kwargs)
+
+
+def _label_on_ray(cache: LabelCache, teacher_cfg: dict[str, Any], capability: str, inputs: Sequence[Any], s: LaunchSettings,
+                  template: str, batch_size: int, desc: str, teacher_id: str | None, t0: float) -> LabelRun:
+    import ray
+    import ray.data
+
+    ensure_ray(s)
+    resources = {"num_cpus": s.num_cpus_per_worker, "num_gpus": s.num_gpus_per_worker}
+    if teacher_id is None:
+        teacher_id = ray.get(ray.remote(**resources)(_probe_teacher_id).remote(teacher_cfg))
+    keys = [label_key(teacher_id, template, x) for x in inputs]
+    have = cache.get_many(keys)
+    todo: dict[str, Any] = {}
+    for k, x in zip(keys, inputs, strict=True):
+        if k not in have and k not in todo and (cache.shard is None or cache.shard.owns(k)):
+            todo[k] = x
+    cached = len(set(have))
+    log.info("%s: %d inputs, %d cached, %d to label on Ray (%d workers) -> %s", desc, len(inputs), cached, len(todo), s.num_workers, cache.path)
+    labelled = 0
+    if todo:
+        rows = [{"key": k, "payload": json.dumps(x, ensure_ascii=False)} for k, x in todo.items()]
+        blocks = max(1, min(len(rows) // batch_size, 4 * s.num_workers * 8))
+        ds = ray.data.from_items(rows, override_num_blocks=blocks).map_batches(
+            TeacherWorker,
+            fn_constructor_kwargs={"teacher_cfg": teacher_cfg, "capability": capability},
+            batch_size=batch_size,
+            batch_format="numpy",
+            compute=ray.data.ActorPoolStrategy(size=s.num_workers),
+            **resources,
+        )
+        with tqdm(total=len(todo), desc=desc, unit="item") as bar:
+            for batch in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=0):
+                ids = set(batch["teacher_id"].tolist())
+                if ids != {teacher_id}:
+                    raise RagdistillError(
+                        f"a Ray worker labelled with teacher {sorted(ids)} but this run expects {teacher_id!r}: the workers "
+                        "see another model or settings; install the same model on every node"
+                    )
+                got = {str(k): _decode(bytes(v)) for k, v in zip(batch["key"], batch["value"], strict=True)}
+                unknown = set(got) - set(todo)
+                if unknown:
+                    raise RagdistillError(f"Ray labelling returned {len(unknown)} keys that were not asked for")
+                cache.put_many(got, teacher_id)  # one transaction per finished batch
+                have.update(got)
+                labelled += len(got)
+                bar.update(len(got))
+    return LabelRun([have.get(k) for k in keys], len(inputs), cached, labelled, time.perf_counter() - t0, "ray")

@@ -1,0 +1,139 @@
+"""run.launcher=ray: a Ray Data pipeline (local runtime, 2 CPUs) labels real data into the label cache,
+and a run killed midway is resumed by a rerun that labels only what is missing."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+from ragdistill.common.cache import LabelCache, Shard, label_key
+from ragdistill.common.data import load_retrieval
+from ragdistill.common.errors import RagdistillError
+from ragdistill.common.labelling import LaunchSettings, label_with_teacher, launch_settings, run_labelling
+
+ray = pytest.importorskip("ray")
+TEACHER = {"backend": "sentence_transformer", "model": "minilm-l6", "batch_size": 8, "max_length": 64}
+
+
+@pytest.fixture(scope="module")
+def runtime():
+    """One local Ray runtime for the module (starting one costs ~10 s); subprocess drivers join it."""
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def passages():
+    return [d.full_text for d in list(load_retrieval("scifact").corpus.values())[:120]]
+
+
+def _created(path):
+    db = sqlite3.connect(path)
+    rows = dict(db.execute("SELECT key, created FROM labels"))
+    db.close()
+    return rows
+
+
+def _teacher_ids(path):
+    db = sqlite3.connect(path)
+    ids = {t for (t,) in db.execute("SELECT DISTINCT teacher FROM labels")}
+    db.close()
+    return ids
+
+
+def test_ray_labels_real_passages_into_the_cache(runtime, passages, tmp_path):
+    texts = passages[:32]
+    cache = LabelCache(tmp_path / "labels.sqlite")
+    launch = LaunchSettings("ray", num_workers=2, batch_size=8)
+    run = run_labelling(cache, TEACHER, "embed", texts + texts[:4], launch, desc="scifact passages")
+    assert (run.total, run.cached, run.labelled) == (36, 0, 32)  # duplicates are labelled once
+    assert len(cache) == 32 and all(isinstance(v, np.ndarray) and v.shape == (384,) and v.dtype == np.float32 for v in run.labels)
+
+    # the same keys and (up to float noise of another batch layout) the same vectors as labelling in this process
+    local = LabelCache(tmp_path / "local.sqlite")
+    ref = run_labelling(local, TEACHER, "embed", texts, "local")
+    assert set(_created(local.path)) == set(_created(cache.path))
+    for a, b in zip(run.labels, ref.labels, strict=False):
+        assert np.allclose(a, b, atol=1e-5)
+
+    (tid,) = _teacher_ids(cache.path)  # a known teacher id spares the probe (one teacher load on a worker)
+    again = run_labelling(cache, TEACHER, "embed", texts, launch, teacher_id=tid)
+    assert (again.cached, again.labelled) == (32, 0)
+
+
+KILLED_RUN = textwrap.dedent(
+    """
+    import sys
+    import ray
+    from ragdistill.common.cache import LabelCache
+    from ragdistill.common.data import load_retrieval
+    from ragdistill.common.labelling import LaunchSettings, run_labelling
+
+    cache_path, address = sys.argv[1], sys.argv[2]
+    ray.init(address=address, log_to_driver=False, configure_logging=False)
+    texts = [d.full_text for d in list(load_retrieval("scifact").corpus.values())[:120]]
+    teacher = {"backend": "sentence_transformer", "model": "minilm-l6", "batch_size": 8, "max_length": 64}
+    run_labelling(LabelCache(cache_path), teacher, "embed", texts, LaunchSettings("ray", num_workers=2, batch_size=8))
+    print("FINISHED")
+    """
+)
+
+
+def test_killed_ray_run_resumes_and_labels_only_the_missing_items(runtime, passages, tmp_path):
+    script, path = tmp_path / "label.py", tmp_path / "labels.sqlite"
+    script.write_text(KILLED_RUN)
+    p = subprocess.Popen([sys.executable, str(script), str(path), runtime], env={**os.environ, "HF_HUB_OFFLINE": "1"},
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+    deadline = time.time() + 240
+    committed = 0
+    while time.time() < deadline and p.poll() is None:
+        if path.exists():
+            committed = len(LabelCache(path))
+            if committed >= 16:
+                break
+        time.sleep(0.05)
+    os.killpg(p.pid, signal.SIGKILL)  # the driver dies mid-run; its Ray job and actors go with it
+    out = p.communicate()[0]
+    assert "FINISHED" not in out, "the run must be killed midway"
+    committed = len(LabelCache(path))
+    assert 16 <= committed < len(passages)
+    first = _created(path)
+    (tid,) = _teacher_ids(path)
+
+    cache = LabelCache(path)
+    rerun = run_labelling(cache, TEACHER, "embed", passages, LaunchSettings("ray", num_workers=2, batch_size=8), teacher_id=tid)
+    assert (rerun.cached, rerun.labelled) == (committed, len(passages) - committed)
+    assert len(cache) == len(passages)  # nothing lost
+    after = _created(path)
+    assert {k: after[k] for k in first} == first  # rows of the killed run were kept, not rewritten
+    assert len(set(after) - set(first)) == len(passages) - committed
+    assert tid.startswith("st:minilm-l6") and {label_key(tid, "", t) for t in passages} == set(after)
+
+
+def test_launcher_settings_and_shards(make_cfg, tmp_path):
+    cfg = make_cfg("embedder", ["run.launcher=ray", "ray.num_workers=3", "ray.address=auto"])
+    s = launch_settings(cfg)
+    assert (s.launcher, s.num_workers, s.address) == ("ray", 3, "auto")
+    with pytest.raises(RagdistillError, match="run.launcher='slurm' is unknown"):
+        launch_settings("slurm")
+    with pytest.raises(RagdistillError, match="launcher=shards needs run.shard=i/n"):
+        label_with_teacher(LabelCache(tmp_path / "c.sqlite"), TEACHER, "embed", ["x"], "shards")
+    with pytest.raises(RagdistillError, match="capability 'rank'"):
+        label_with_teacher(LabelCache(tmp_path / "c.sqlite"), TEACHER, "rank", ["x"])
+    gen = {"backend": "openai", "model": "m", "base_url": "http://127.0.0.1:9/v1"}
+    with pytest.raises(RagdistillError, match="can embed"):
+        label_with_teacher(LabelCache(tmp_path / "c.sqlite"), gen, "embed", ["x"])
+    texts = [f"claim number {i}" for i in range(12)]
+    shard = LabelCache(tmp_path / "c.sqlite", shard=Shard(0, 2))
+    run = run_labelling(shard, TEACHER, "embed", texts, "shards")
+    owned = [lbl is not None for lbl in run.labels]
+    assert 0 < sum(owned) < 12 and run.labelled == sum(owned) == len(shard)
