@@ -123,9 +123,9 @@ def test_launcher_settings_and_shards(make_cfg, tmp_path):
     cfg = make_cfg("embedder", ["run.launcher=ray", "ray.num_workers=3", "ray.address=auto"])
     s = launch_settings(cfg)
     assert (s.launcher, s.num_workers, s.address) == ("ray", 3, "auto")
-    with pytest.raises(RagdistillError, match="run.launcher='slurm' is unknown"):
+    with pytest.raises(RagdistillError, match=r"run\.launcher='slurm' is unknown"):
         launch_settings("slurm")
-    with pytest.raises(RagdistillError, match="launcher=shards needs run.shard=i/n"):
+    with pytest.raises(RagdistillError, match=r"launcher=shards needs run\.shard=i/n"):
         label_with_teacher(LabelCache(tmp_path / "c.sqlite"), TEACHER, "embed", ["x"], "shards")
     with pytest.raises(RagdistillError, match="capability 'rank'"):
         label_with_teacher(LabelCache(tmp_path / "c.sqlite"), TEACHER, "rank", ["x"])
