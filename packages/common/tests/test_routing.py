@@ -165,3 +165,34 @@ def test_real_routing_minilm_to_mpnet_on_scifact(tmp_path):
     held = evaluate_threshold(conf[b], sq[b], tq[b], half.threshold)
     assert held["fraction"] <= budget + 0.1
     assert (tmp_path / "routing_curve.png").exists()
+
+
+def test_generation_logprobs_match_teacher_forced_sequence_logprob():
+    """mean/min token log-prob from generate(output_scores) equal a teacher-forced forward pass (SmolLM2-135M)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from ragdistill.common.models import resolve_model
+    from ragdistill.common.routing.signals import generation_logprobs, sequence_logprob
+
+    path = resolve_model("smollm2-135m-instruct")
+    tok = AutoTokenizer.from_pretrained(path, padding_side="left")
+    tok.pad_token = tok.pad_token or tok.eos_token
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+    prompts = [tok.apply_chat_template([{"role": "user", "content": q}], tokenize=False, add_generation_prompt=True)
+               for q in ("What is the capital of France? One word.", "Name a colour.")]
+    enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+    with torch.inference_mode():
+        out = model.generate(**enc, max_new_tokens=6, do_sample=False, output_scores=True, return_dict_in_generate=True,
+                             pad_token_id=tok.pad_token_id)
+    lps = generation_logprobs(model, out)
+    assert len(lps) == 2 and all(0 < len(lp) <= 6 and (lp <= 0).all() for lp in lps)
+    gen = out.sequences[:, enc["input_ids"].shape[1]:]
+    completions = [tok.decode(g[: len(lp)], skip_special_tokens=False) for g, lp in zip(gen, lps, strict=True)]
+    for p, c, g, lp in zip(prompts, completions, gen, lps, strict=True):
+        assert tok(c, add_special_tokens=False)["input_ids"] == g[: len(lp)].tolist()  # the round trip keeps the tokens
+    forced = sequence_logprob(model, tok, prompts, completions, mean=True)
+    assert forced == pytest.approx([mean_logprob(lp) for lp in lps], abs=2e-3)
+    total = sequence_logprob(model, tok, prompts, completions, mean=False)
+    assert total == pytest.approx([float(lp.sum()) for lp in lps], abs=1e-2)
+    assert all(min_logprob(lp) <= mean_logprob(lp) for lp in lps)
