@@ -1,10 +1,11 @@
 """ragdistill.query_rewriter: Teacher rewrites/expansions -> seq2seq/decoder student; ONNX export; recall-lift evaluation."""
 
 from ragdistill.common.stage import Stage
+from ragdistill.query_rewriter.component import component
 from ragdistill.query_rewriter.config import QueryRewriterConfig
 from ragdistill.query_rewriter.evaluate import evaluate
 from ragdistill.query_rewriter.export import export
-from ragdistill.query_rewriter.teach import teach
+from ragdistill.query_rewriter.teach import export_labels, teach
 from ragdistill.query_rewriter.train import train
 
 stage = Stage(
@@ -15,7 +16,9 @@ stage = Stage(
     train=train,
     export=export,
     evaluate=evaluate,
+    extra={"export_labels": export_labels},
     order=10,
+    component=component,
 )
 
 __all__ = ["stage"]
