@@ -69,7 +69,7 @@ def export(cfg: Any) -> dict[str, Any]:
     dest = export_dir(cfg)
     with atomic_path(dest) as tmp:
         shutil.copytree(src, tmp)
-        onnx = load_sentence_transformer(str(tmp), backend="onnx")  # no onnx file yet: optimum exports it
+        onnx = load_sentence_transformer(str(tmp), backend="onnx", export=True)  # optimum converts the torch weights
         onnx.save_pretrained(str(tmp))
         export_dynamic_quantized_onnx_model(onnx, qconfig, str(tmp), file_suffix="qint8")
         for f in (FP32_FILE, INT8_FILE):

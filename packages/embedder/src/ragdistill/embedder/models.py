@@ -13,13 +13,15 @@ STAGE = "embedder"
 
 
 def load_sentence_transformer(model: str, max_length: int | None = None, backend: str = "torch",
-                              file_name: str | None = None) -> Any:
-    """A ``SentenceTransformer`` on CPU; ``backend="onnx"`` loads ``file_name`` (default ``onnx/model.onnx``)."""
+                              file_name: str | None = None, export: bool = False) -> Any:
+    """A ``SentenceTransformer`` on CPU; ``backend="onnx"`` loads ``file_name`` (default
+    ``onnx/model.onnx``), or converts the torch weights when ``export``."""
     from sentence_transformers import SentenceTransformer
 
     kwargs: dict[str, Any] = {}
     if backend == "onnx":
-        kwargs["model_kwargs"] = {"file_name": file_name or "onnx/model.onnx", "provider": "CPUExecutionProvider"}
+        where = {"export": True} if export else {"file_name": file_name or "onnx/model.onnx"}
+        kwargs["model_kwargs"] = {**where, "provider": "CPUExecutionProvider"}
     st = SentenceTransformer(resolve_model(model), device="cpu", backend=backend, **kwargs)
     if max_length:
         st.max_seq_length = max_length

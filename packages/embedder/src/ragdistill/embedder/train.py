@@ -198,10 +198,10 @@ def train(cfg: Any) -> dict[str, Any]:
     for h in trainer.state.log_history:
         if metric in h:
             history.append({"step": int(h["step"]), "epoch": float(h.get("epoch", 0)), "val_ndcg@10": float(h[metric])})
-    best = {"step": 0, "val_ndcg@10": history[0]["val_ndcg@10"]} if history else None
-    for h in history:
-        if best is None or h["val_ndcg@10"] > best["val_ndcg@10"]:
-            best = h
+    best = None  # the checkpoint load_best_model_at_end restored (what model/ holds)
+    if trainer.state.best_model_checkpoint:
+        step = int(Path(trainer.state.best_model_checkpoint).name.split("-")[-1])
+        best = next((h for h in history if h["step"] == step), {"step": step, "val_ndcg@10": trainer.state.best_metric})
 
     student.max_seq_length = int(cfg.student.max_length or student.max_seq_length)
     with atomic_path(trained_model_dir(cfg)) as tmp:
@@ -219,7 +219,7 @@ def train(cfg: Any) -> dict[str, Any]:
     write_json(out / "train.json", summary)
     if best is not None:
         log.info("train: best val NDCG@10 %.4f at step %d (before training %.4f); model -> %s",
-                 best["val_ndcg@10"], best["step"], history[0]["val_ndcg@10"], trained_model_dir(cfg))
+                 best["val_ndcg@10"], best["step"], history[0]["val_ndcg@10"] if history else float("nan"), trained_model_dir(cfg))
     return summary
 
 
