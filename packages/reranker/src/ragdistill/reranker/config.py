@@ -97,6 +97,7 @@ class BuildTeacherConfig:
     learning_rate: float = 4e-5
     freeze_layers: int = 6  # embeddings + the first N layers stay fixed (cheaper steps on CPU)
     output_dir: str | None = None  # default: <model cache>/reranker/<name>
+    auto: bool = False  # build it when a score is needed and it is missing (once; the demo sets this)
 
 
 @dataclass

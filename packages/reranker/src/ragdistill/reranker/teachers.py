@@ -43,6 +43,7 @@ def recipe_of(build_cfg: Any) -> dict[str, Any]:
     """What determines the built weights (not where they are written)."""
     r = _plain(build_cfg)
     r.pop("output_dir", None)
+    r.pop("auto", None)
     return r
 
 
@@ -62,14 +63,20 @@ class LazyCrossEncoderTeacher:
     recipe's hash, not the local path, so labels made on one machine serve another.
     """
 
-    def __init__(self, model: str, max_length: int, batch_size: int, path: str | None, teacher_id: str, missing_hint: str = "") -> None:
+    def __init__(self, model: str, max_length: int, batch_size: int, path: str | None, teacher_id: str, missing_hint: str = "",
+                 builder: Any = None) -> None:
         self.model_name, self.max_length, self.batch_size = model, max_length, batch_size
         self.path, self.teacher_id, self.missing_hint = path, teacher_id, missing_hint
+        self.builder = builder  # called once when the model is needed but not built (build_teacher.auto)
         self._impl: Any = None
 
     @property
     def impl(self) -> Any:
         if self._impl is None:
+            if self.missing_hint and self.builder is not None:
+                log.warning("teacher %s is not built; building it now (reranker.build_teacher.auto=true)", self.model_name)
+                self.builder()
+                self.missing_hint = ""
             if self.missing_hint:
                 raise RagdistillError(self.missing_hint)
             from ragdistill.common.teachers.local import CrossEncoderTeacher
@@ -79,6 +86,7 @@ class LazyCrossEncoderTeacher:
 
     @property
     def available(self) -> bool:
+        """Whether the model can be loaded now (labels may come from the cache either way)."""
         return not self.missing_hint
 
     def score(self, pairs: list[tuple[str, str]]) -> list[float]:
@@ -118,7 +126,8 @@ def make_teacher(cfg: Any) -> LazyCrossEncoderTeacher:
                 "teacher.model=cross-encoder/ms-marco-MiniLM-L12-v2"
             )
         tid = f"ce:{t.model}@{recipe_hash(recipe)}:len={max_length}"
-        return LazyCrossEncoderTeacher(t.model, max_length, int(t.batch_size), str(folder), tid, hint)
+        builder = (lambda: build_teacher(cfg)) if hint and b.auto else None
+        return LazyCrossEncoderTeacher(t.model, max_length, int(t.batch_size), str(folder), tid, hint, builder)
     from ragdistill.common.models import resolve_model
 
     path = resolve_model(t.model)
