@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import OmegaConf
-
 from ragdistill.common.errors import RagdistillError
 from ragdistill.common.logging import get_logger
 from ragdistill.common.paths import model_cache_dir
@@ -166,11 +165,10 @@ def build_teacher(cfg: Any) -> Path:
     """
     import torch
     from datasets import Dataset
-    from sentence_transformers.cross_encoder import CrossEncoder, CrossEncoderTrainer, CrossEncoderTrainingArguments
-    from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
-
     from ragdistill.common.io import atomic_path, write_json
     from ragdistill.common.models import resolve_model
+    from sentence_transformers.cross_encoder import CrossEncoder, CrossEncoderTrainer, CrossEncoderTrainingArguments
+    from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
 
     b = cfg.reranker.build_teacher
     folder = built_teacher_dir(b)

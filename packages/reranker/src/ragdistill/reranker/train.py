@@ -15,7 +15,6 @@ import time
 from typing import Any
 
 import torch
-
 from ragdistill.common.config import stage_dir
 from ragdistill.common.errors import RagdistillError
 from ragdistill.common.io import atomic_path, read_jsonl, write_json
@@ -110,4 +109,4 @@ def train_colbert_student(cfg: Any, rows: list[dict[str, Any]], out: Any) -> dic
     return info
 
 
-__all__ = ["train", "load_training_lists"]
+__all__ = ["load_training_lists", "train"]

@@ -12,9 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch import Tensor, nn
-
 from sentence_transformers.util import batch_to_device
+from torch import Tensor, nn
 
 
 def pad_lists(values: list[Tensor], fill: float = 0.0) -> tuple[Tensor, Tensor]:

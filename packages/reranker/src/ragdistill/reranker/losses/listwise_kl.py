@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch import Tensor
-
 from ragdistill.reranker.losses.base import ListDistillationLoss
+from torch import Tensor
 
 
 class ListwiseKLLoss(ListDistillationLoss):

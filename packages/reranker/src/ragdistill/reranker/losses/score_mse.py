@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from torch import Tensor
-
 from ragdistill.reranker.losses.base import ListDistillationLoss
+from torch import Tensor
 
 
 class ScoreMSELoss(ListDistillationLoss):
