@@ -14,6 +14,7 @@ without loading, or even having built, the model.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import random
@@ -160,9 +161,19 @@ def _hard_negative_groups(source: str, n_queries: int, negatives: int, depth: in
 def build_teacher(cfg: Any) -> Path:
     """``ragdistill reranker build-teacher``: fine-tune and cache the bundled cross-encoder teacher.
 
-    Writes ``<model cache>/reranker/<name>`` atomically with the recipe, then measures it on
-    held-out queries against the untrained cross-encoder and the plain bi-encoder ranking.
+    Writes ``<model cache>/reranker/<name>`` atomically with its recipe; concurrent callers wait
+    on a file lock and reuse the result. ``evaluate`` then shows whether it beats the untrained
+    student, the first stage and the bi-encoder rankings.
     """
+    b = cfg.reranker.build_teacher
+    folder = built_teacher_dir(b)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with open(folder.with_name(folder.name + ".lock"), "w") as lock:  # one builder; others wait, then reuse
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _build_locked(cfg, b, folder)
+
+
+def _build_locked(cfg: Any, b: Any, folder: Path) -> Path:
     import torch
     from datasets import Dataset
     from ragdistill.common.io import atomic_path, write_json
@@ -170,8 +181,6 @@ def build_teacher(cfg: Any) -> Path:
     from sentence_transformers.cross_encoder import CrossEncoder, CrossEncoderTrainer, CrossEncoderTrainingArguments
     from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
 
-    b = cfg.reranker.build_teacher
-    folder = built_teacher_dir(b)
     recipe = recipe_of(b)
     if (folder / RECIPE_FILE).is_file() and json.loads((folder / RECIPE_FILE).read_text()).get("recipe") == recipe:
         log.info("teacher %s already built at %s (same recipe); delete the folder to rebuild", b.name, folder)
