@@ -23,7 +23,7 @@ SMALL = [
     "generator.prompt.max_context_chars=400", "generator.filters.min_grounding=0.0", "generator.train.max_steps=2",
     "generator.train.batch_size=2", "generator.train.max_length=384", "generator.train.lora.r=4",
     "generator.export.smoke_questions=1", "generator.evaluate.max_test_questions=3", "generator.evaluate.latency_items=1",
-    "generator.evaluate.teacher_latency_items=1", "run.torch_threads=2",
+    "generator.evaluate.teacher_latency_items=1", "run.torch_threads=1",
 ]
 
 

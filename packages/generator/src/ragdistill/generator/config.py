@@ -94,6 +94,7 @@ class TrainSettings:
     learning_rate: float = 5e-4
     warmup_ratio: float = 0.05
     max_length: int = 768
+    gradient_checkpointing: bool = False  # TRL defaults to True; a 135M student does not need it and CPU pays ~30% for it
     max_examples: int | None = None
     lora: LoraSettings = field(default_factory=LoraSettings)
     gkd_lmbda: float = 0.0  # share of on-policy (student-generated) batches; 0 = off-policy, cheap on CPU

@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from ragdistill.common.config import stage_dir
+from ragdistill.common.config import apply_run_settings, stage_dir
 from ragdistill.common.errors import RagdistillError
 from ragdistill.common.logging import get_logger
 from ragdistill.common.report import write_comparison
@@ -80,6 +80,7 @@ def _judge_rows(examples: list[QAExample], rows: list[dict[str, Any]]) -> list[d
 
 
 def evaluate(cfg: Any) -> dict[str, Any]:
+    apply_run_settings(cfg)
     ev = cfg.generator.evaluate
     out = stage_dir(cfg, "generator", "evaluate")
     systems = student_paths(cfg)

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import OmegaConf
-from ragdistill.common.config import stage_dir
+from ragdistill.common.config import apply_run_settings, stage_dir
 from ragdistill.common.errors import RagdistillError
 from ragdistill.common.io import atomic_path, write_json, write_text_atomic
 from ragdistill.common.logging import get_logger
@@ -95,6 +95,7 @@ def _dir_mb(p: Path) -> float:
 
 
 def export(cfg: Any) -> dict[str, Any]:
+    apply_run_settings(cfg)
     ex = cfg.generator.export
     train_dir, out = stage_dir(cfg, "generator", "train"), stage_dir(cfg, "generator", "export")
     merged, adapter = train_dir / "merged", train_dir / "adapter"

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ragdistill.common.config import stage_dir
+from ragdistill.common.config import apply_run_settings, stage_dir
 from ragdistill.common.io import write_json, write_jsonl
 from ragdistill.common.logging import get_logger
 from ragdistill.generator.examples import QAExample, load_examples
@@ -67,6 +67,7 @@ def chat_record(example: QAExample, target: str, prompt: Any) -> dict[str, Any]:
 
 
 def teach(cfg: Any) -> dict[str, Any]:
+    apply_run_settings(cfg)
     out = stage_dir(cfg, "generator", "teach")
     examples = load_examples(cfg, cfg.data.train_split, cfg.generator.teach.max_train_questions)
     cache = open_cache(cfg)

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ragdistill.common.config import stage_dir
+from ragdistill.common.config import apply_run_settings, stage_dir
 from ragdistill.common.errors import RagdistillError
 from ragdistill.common.io import atomic_path, iter_jsonl, write_json
 from ragdistill.common.logging import get_logger
@@ -107,6 +107,7 @@ def _common_args(cfg: Any, out: Path) -> dict[str, Any]:
         report_to=list(cfg.run.report_to),
         seed=int(cfg.run.seed),
         max_length=int(t.max_length),
+        gradient_checkpointing=bool(t.gradient_checkpointing),
         bf16=bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported()),
         use_cpu=not torch.cuda.is_available(),
         dataloader_num_workers=0,
@@ -117,6 +118,7 @@ def _common_args(cfg: Any, out: Path) -> dict[str, Any]:
 def train(cfg: Any) -> dict[str, Any]:
     from datasets import Dataset
 
+    apply_run_settings(cfg)
     t = cfg.generator.train
     if t.method not in METHODS:
         raise RagdistillError(f"generator.train.method={t.method!r}: choose one of {', '.join(METHODS)}")
