@@ -10,7 +10,6 @@ import json
 
 import numpy as np
 import pytest
-
 from ragdistill.common.config import compose
 from ragdistill.common.errors import RagdistillError
 from ragdistill.common.io import read_json, read_jsonl
@@ -49,7 +48,7 @@ def test_teach_writes_teacher_embeddings_and_mined_triples(run):
 
 
 def test_train_keeps_best_checkpoint_and_history(run):
-    work, _, out = run
+    work, _, _ = run
     summary = read_json(work / "embedder" / "train" / "train.json")
     assert summary["losses"] == {"mse": 1.0, "mnrl": 1.0, "margin_mse": 1.0}
     assert summary["projection"] == "learned" and summary["matryoshka"] == [384, 96]

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from ragdistill.common.cache import LabelCache
 from ragdistill.common.config import stage_dir
 from ragdistill.common.errors import RagdistillError
@@ -30,7 +29,14 @@ from ragdistill.common.teachers import EmbeddingTeacher, build_teacher, require
 from ragdistill.common.timing import measure
 from ragdistill.embedder.config import SYSTEMS
 from ragdistill.embedder.export import FP32_FILE, INT8_FILE
-from ragdistill.embedder.models import STAGE, embedding_dim, export_dir, load_sentence_transformer, require_artifact, trained_model_dir
+from ragdistill.embedder.models import (
+    STAGE,
+    embedding_dim,
+    export_dir,
+    load_sentence_transformer,
+    require_artifact,
+    trained_model_dir,
+)
 from ragdistill.embedder.retrieve import EncodeFn, search
 from ragdistill.embedder.teach import data_source, load_data, open_cache, teacher_embed
 
@@ -65,7 +71,7 @@ def _st_system(name: str, path: str, max_length: int | None, batch_size: int, ba
 
 def build_system(cfg: Any, name: str, cache: LabelCache | None = None) -> System:
     """The named system, or a RagdistillError saying which verb produces what it needs."""
-    s, ml, bs = cfg.embedder, cfg.student.max_length, int(cfg.embedder.encode_batch_size)
+    ml, bs = cfg.student.max_length, int(cfg.embedder.encode_batch_size)
     if name == "teacher":
         teacher = require(build_teacher(cfg.teacher), EmbeddingTeacher, "embedder evaluate")
         cache = cache or open_cache(cfg, sharded=False)

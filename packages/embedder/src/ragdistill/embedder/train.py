@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from ragdistill.common.config import stage_dir
 from ragdistill.common.data import RetrievalData, Triple
 from ragdistill.common.errors import RagdistillError
@@ -28,7 +27,7 @@ from ragdistill.common.timing import Stopwatch
 from ragdistill.embedder.config import LOSSES, PROJECTIONS
 from ragdistill.embedder.losses import DistillationLoss
 from ragdistill.embedder.models import STAGE, embedding_dim, load_sentence_transformer, trained_model_dir
-from ragdistill.embedder.teach import TeachArtifacts, data_source, load_data
+from ragdistill.embedder.teach import TeachArtifacts, load_data
 
 log = get_logger(__name__)
 
@@ -77,7 +76,7 @@ def pca_components(x: np.ndarray, k: int) -> np.ndarray:
 def split_validation(train_qids: list[str], fraction: float, seed: int) -> tuple[set[str], set[str]]:
     qids = sorted(train_qids)
     random.Random(seed).shuffle(qids)
-    n_val = int(round(len(qids) * fraction)) if fraction > 0 else 0
+    n_val = round(len(qids) * fraction) if fraction > 0 else 0
     if 0 < fraction and n_val == 0 and len(qids) > 1:
         n_val = 1
     return set(qids[n_val:]), set(qids[:n_val])

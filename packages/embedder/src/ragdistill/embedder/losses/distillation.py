@@ -6,10 +6,9 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 import torch
+from ragdistill.embedder.losses.projected_mse import ProjectedMSELoss
 from sentence_transformers.sentence_transformer.losses import MarginMSELoss, MultipleNegativesRankingLoss
 from torch import Tensor, nn
-
-from ragdistill.embedder.losses.projected_mse import ProjectedMSELoss
 
 
 class DistillationLoss(nn.Module):
@@ -32,7 +31,7 @@ class DistillationLoss(nn.Module):
         +-----------------------------+---------------------------------------------------------------+
     """
 
-    def __init__(self, model, weights: Mapping[str, float], teacher_dim: int, projection_dim: int | None = None,  # noqa: ANN001
+    def __init__(self, model, weights: Mapping[str, float], teacher_dim: int, projection_dim: int | None = None,
                  mnrl_scale: float = 20.0) -> None:
         super().__init__()
         unknown = set(weights) - {"mse", "mnrl", "margin_mse"}

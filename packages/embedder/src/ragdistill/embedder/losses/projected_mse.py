@@ -33,7 +33,7 @@ class ProjectedMSELoss(EmbedDistillLoss):
         +-----------------------------------+-----------------------------------------------------+
     """
 
-    def __init__(self, model, projection_dim: int | None = None) -> None:  # noqa: ANN001 - a SentenceTransformer
+    def __init__(self, model, projection_dim: int | None = None) -> None:
         super().__init__(model, distance_metric="mse", projection_dim=projection_dim)
 
     def project(self, student_emb: Tensor) -> Tensor:
