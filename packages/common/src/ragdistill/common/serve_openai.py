@@ -77,13 +77,17 @@ def make_handler(engine: MicroBatcher, api_key: str, max_queue: int) -> type[Bas
 
         def _send(self, code: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
             data = json.dumps(body).encode()
-            self.send_response(code)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            for k, v in (headers or {}).items():
-                self.send_header(k, v)
-            self.end_headers()
-            self.wfile.write(data)
+            try:
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                for k, v in (headers or {}).items():
+                    self.send_header(k, v)
+                self.end_headers()
+                self.wfile.write(data)
+            except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout) and will retry
+                log.debug("client %s went away before the answer", self.address_string())
+                self.close_connection = True
 
         def _error(self, code: int, message: str, headers: dict[str, str] | None = None) -> None:
             self._send(code, {"error": {"message": message, "type": "invalid_request_error" if code < 500 else "server_error"}}, headers)
