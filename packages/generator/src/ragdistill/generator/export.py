@@ -51,7 +51,7 @@ def _write_model(merged: Path, dest: Path, max_new_tokens: int) -> None:
     with atomic_path(dest) as tmp:
         shutil.copytree(merged, tmp)
         tok = load_tokenizer(str(merged))
-        tok.save_pretrained(tmp)  # tokenizer_config.json + chat_template.jinja
+        tok.save_pretrained(tmp, legacy_format=False)  # tokenizer.json (+ config, chat_template.jinja); no slow-tokenizer files
         gen = GenerationConfig.from_pretrained(merged) if (merged / "generation_config.json").exists() else GenerationConfig()
         gen.eos_token_id, gen.pad_token_id = tok.eos_token_id, tok.pad_token_id
         gen.do_sample, gen.max_new_tokens = False, max_new_tokens

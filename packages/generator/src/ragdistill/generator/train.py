@@ -151,7 +151,7 @@ def train(cfg: Any) -> dict[str, Any]:
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     with atomic_path(out / "adapter") as tmp:
         trainer.model.save_pretrained(tmp)
-        tok.save_pretrained(tmp)
+        tok.save_pretrained(tmp, legacy_format=False)  # fast tokenizer only: the GGUF-converted vocab file is the whole GGUF
     merge_adapter(student_path, out / "adapter", out / "merged")
     info = {
         "method": t.method, "adapter_training": quant, "student": cfg.student.model, "student_path": student_path,
@@ -177,7 +177,7 @@ def merge_adapter(base_path: str, adapter_dir: str | Path, merged_dir: str | Pat
     tok = load_tokenizer(base_path)
     with atomic_path(merged_dir) as tmp:
         merged.save_pretrained(tmp, safe_serialization=True)
-        tok.save_pretrained(tmp)
+        tok.save_pretrained(tmp, legacy_format=False)  # fast tokenizer only: the GGUF-converted vocab file is the whole GGUF
         try:
             GenerationConfig.from_pretrained(base_path).save_pretrained(tmp)
         except OSError:
