@@ -26,8 +26,8 @@ from ragdistill.generator.examples import QAExample, load_examples
 from ragdistill.generator.models import is_model_dir
 from ragdistill.generator.prompts import build_messages
 from ragdistill.generator.scoring import aggregate, error_analysis, score_answers
-from ragdistill.generator.teach import teacher_answers, teacher_max_new_tokens
-from ragdistill.generator.teachers import LazyTeacher, open_cache
+from ragdistill.generator.teach import ANSWER_TEMPLATE, teacher_answers, teacher_max_new_tokens
+from ragdistill.generator.teachers import LazyTeacher, answer_cached, open_cache
 
 log = get_logger(__name__)
 
@@ -64,6 +64,13 @@ def timed(generate: Any, tokenizer: Any, conversations: list[Any], **overrides: 
         toks += count_tokens(tokenizer, out)
     s = stats_from_latencies(lat, len(conversations))
     return {"tokens_per_s": toks / sum(lat), "latency_p50_ms": s.p50_ms, "latency_p95_ms": s.p95_ms}
+
+
+def undistilled_student(cfg: Any) -> LazyTeacher:
+    """The student before distillation as a cached generation backend (key: model + decoding settings)."""
+    max_new, bs = int(cfg.generator.student_max_new_tokens), int(cfg.generator.evaluate.batch_size)
+    key = {"backend": "causal_lm", "model": cfg.student.model, "temperature": 0.0, "max_new_tokens": max_new, "batch_size": bs}
+    return LazyTeacher(key, factory=lambda: LocalGenerator(cfg.student.model, max_new, bs))
 
 
 def student_paths(cfg: Any) -> dict[str, str]:
@@ -105,11 +112,20 @@ def evaluate(cfg: Any) -> dict[str, Any]:
         speed["teacher"] = timed(teacher.generate, _tokenizer_of(teacher), convs[: ev.teacher_latency_items], max_new_tokens=teacher_max_new_tokens(cfg))
 
     for name, path in systems.items():
-        gen = LocalGenerator(path, int(cfg.generator.student_max_new_tokens), int(ev.batch_size))
         t0 = time.perf_counter()
-        replies[name] = gen.generate(convs)
+        if name == "student_base":  # a fixed checkpoint: its answers are cached like the teacher's
+            base = undistilled_student(cfg)
+            cache = open_cache(cfg)
+            try:
+                replies[name] = list(answer_cached(cache, base, convs, ANSWER_TEMPLATE, desc="student_base answers (test)"))
+            finally:
+                cache.close()
+            gen = base.backend if ev.latency_items > 0 else None
+        else:
+            gen = LocalGenerator(path, int(cfg.generator.student_max_new_tokens), int(ev.batch_size))
+            replies[name] = gen.generate(convs)
         log.info("%s answered %d questions in %.1fs", name, len(convs), time.perf_counter() - t0)
-        if ev.latency_items > 0:
+        if gen is not None and ev.latency_items > 0:
             speed[name] = timed(gen.generate, gen.tokenizer, convs[: ev.latency_items])
         del gen
 

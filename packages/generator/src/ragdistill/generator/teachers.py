@@ -29,9 +29,9 @@ def teacher_key(tcfg: Any, max_new_tokens: int | None = None) -> str:
 class LazyTeacher:
     """A generation teacher built from its config on first use."""
 
-    def __init__(self, tcfg: Any, stage: str = "generator") -> None:
-        self.cfg = OmegaConf.create(OmegaConf.to_container(tcfg, resolve=True)) if OmegaConf.is_config(tcfg) else tcfg
-        self.stage = stage
+    def __init__(self, tcfg: Any, stage: str = "generator", factory: Any = None) -> None:
+        self.cfg = OmegaConf.create(OmegaConf.to_container(tcfg, resolve=True) if OmegaConf.is_config(tcfg) else dict(tcfg))
+        self.stage, self._factory = stage, factory  # factory() -> a generation backend, instead of build_teacher
         self._teacher: GenerationTeacher | None = None
         self.teacher_id = teacher_key(self.cfg)
 
@@ -39,7 +39,8 @@ class LazyTeacher:
     def backend(self) -> GenerationTeacher:
         if self._teacher is None:
             log.info("loading teacher %s (%s)", self.cfg.model, self.cfg.backend)
-            self._teacher = require(build_teacher(self.cfg), GenerationTeacher, self.stage)
+            built = self._factory() if self._factory else build_teacher(self.cfg)
+            self._teacher = require(built, GenerationTeacher, self.stage)
         return self._teacher
 
     @property
