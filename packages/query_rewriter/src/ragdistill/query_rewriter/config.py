@@ -12,9 +12,9 @@ class TeachSettings:
     """What the teacher labels and which of its outputs become training targets."""
 
     tasks: list[str] = field(default_factory=lambda: ["rewrite", "expansion"])
-    rewrite_records: int = 160  # CANARD train-split records to rewrite (from the start of the split)
+    rewrite_records: int = 40  # CANARD train-split records to rewrite (from the start of the split)
     expansion_data: list[str] = field(default_factory=lambda: ["scifact", "squad"])  # retrieval sets whose train queries are expanded
-    expansion_queries: int = 8  # per expansion data set
+    expansion_queries: int = 2  # per expansion data set
     rewrite_max_new_tokens: int = 32
     expansion_max_new_tokens: int = 64
     max_turns: int = 2  # Q/A turns of history shown (older ones dropped)
@@ -34,10 +34,10 @@ class TrainSettings:
 
     epochs: float = 3.0
     max_steps: int = -1
-    learning_rate: float = 5e-5
+    learning_rate: float = 1e-4
     batch_size: int = 8
     grad_accum: int = 1
-    warmup_ratio: float = 0.05
+    warmup_ratio: float = 0.0
     weight_decay: float = 0.0
     max_source_length: int = 256
     max_target_length: int = 64
@@ -57,9 +57,9 @@ class ExportSettings:
 class EvalSettings:
     """Held-out evaluation: CANARD test (never taught) and expansion test queries."""
 
-    test_records: int = 60  # answerable CANARD test records (from the start of the split)
+    test_records: int = 24  # answerable CANARD test records (from the start of the split)
     expansion_data: list[str] = field(default_factory=lambda: ["scifact"])
-    expansion_queries: int = 12  # test queries per expansion data set
+    expansion_queries: int = 4  # test queries per expansion data set
     latency_queries: int = 8  # per system, batch size 1
     teacher_latency: bool = True  # time the live teacher too (slow on CPU: loads the 0.5B model)
     batch_size: int = 8  # generation batch size for quality runs
