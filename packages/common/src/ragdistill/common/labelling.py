@@ -229,8 +229,9 @@ def _label_on_ray(cache: LabelCache, teacher_cfg: dict[str, Any], capability: st
     labelled = 0
     if todo:
         rows = [{"key": k, "payload": json.dumps(x, ensure_ascii=False)} for k, x in todo.items()]
-        blocks = max(1, min(len(rows) // batch_size, 4 * s.num_workers * 8))
-        ds = ray.data.from_items(rows, override_num_blocks=blocks).map_batches(
+        # one block per batch: a finished batch streams back (and is committed) as soon as it is done,
+        # rather than when a larger block completes
+        ds = ray.data.from_items(rows, override_num_blocks=-(-len(rows) // batch_size)).map_batches(
             TeacherWorker,
             fn_constructor_kwargs={"teacher_cfg": teacher_cfg, "capability": capability},
             batch_size=batch_size,

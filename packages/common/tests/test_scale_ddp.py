@@ -1,0 +1,68 @@
+"""Training at scale: the embedder's real `train` verb under `accelerate launch` with conf/launcher/cpu_ddp.yaml
+(2 processes, gloo on CPU); the checkpoint it writes loads and retrieves."""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ragdistill.common.config import compose
+from ragdistill.common.io import read_json
+from ragdistill.common.metrics import evaluate_run
+from ragdistill.common.paths import conf_dir
+
+stage = pytest.importorskip("ragdistill.embedder").stage
+SMALL = [
+    "run.report_to=[]", "data.max_queries=6", "data.max_docs=24", "teacher.model=minilm-l6", "teacher.max_length=32",
+    "student.max_length=32", "embedder.negatives_per_query=2", "embedder.batch_size=4", "embedder.max_steps=-1",
+    "embedder.epochs=1", "embedder.val_fraction=0", "embedder.loss=mse+mnrl", "embedder.matryoshka=[]",
+]
+
+
+@pytest.fixture(scope="module")
+def ddp_run(tmp_path_factory):
+    work = tmp_path_factory.mktemp("ddp")
+    cfg = compose("embedder", [f"paths.work_dir={work}", *SMALL])
+    stage.verbs["teach"](cfg)
+    accelerate = Path(sys.executable).with_name("accelerate")
+    cmd = [str(accelerate), "launch", "--config_file", str(conf_dir() / "launcher" / "cpu_ddp.yaml"), "--main_process_port", "29541",
+           "-m", "ragdistill.common.cli", "embedder", "train", f"paths.work_dir={work}", *SMALL, "run.torch_threads=1"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    return work, cfg, p
+
+
+def test_two_process_gloo_run_trains_and_its_checkpoint_loads_and_retrieves(ddp_run):
+    work, cfg, p = ddp_run
+    assert p.returncode == 0, p.stderr[-3000:]
+    log = p.stdout + p.stderr
+    assert "DistributedDataParallel" in log  # the trainer wrapped the student for 2 ranks
+    summary = read_json(work / "embedder" / "train" / "train.json")
+    # one epoch: 2 ranks x batch 4 per step (the last, uneven batch dropped under DDP), where one process takes ceil(rows / 4)
+    assert summary["steps"] == summary["n_train_rows"] // 8 < math.ceil(summary["n_train_rows"] / 4)
+
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(summary["model_dir"], device="cpu")
+    from ragdistill.common.data import load_retrieval
+
+    data = load_retrieval("scifact", 6, 24)
+    queries, qrels = data.split("test")
+    ids = list(data.corpus)
+    d = model.encode([data.corpus[i].full_text for i in ids], normalize_embeddings=True)
+    q = model.encode([queries[k] for k in queries], normalize_embeddings=True)
+    run = {qid: {ids[j]: float(s) for j, s in enumerate(row)} for qid, row in zip(queries, q @ d.T, strict=True)}
+    scores = evaluate_run(qrels, run, metrics=("ndcg@10",))
+    assert 0.2 < scores["ndcg@10"] <= 1.0  # a working retriever on its own slice, not noise
+
+
+@pytest.mark.xfail(strict=True, reason="embedder.train saves model/ and writes train.json on every rank; guard them with "
+                                       "trainer.is_world_process_zero() (reported to the lead)")
+def test_only_rank_zero_writes_the_model(ddp_run):
+    _, _, p = ddp_run
+    assert (p.stdout + p.stderr).count("Saving model to") == 1
