@@ -38,7 +38,7 @@ def ddp_run(tmp_path_factory):
 
 
 def test_two_process_gloo_run_trains_and_its_checkpoint_loads_and_retrieves(ddp_run):
-    work, cfg, p = ddp_run
+    work, _, p = ddp_run
     assert p.returncode == 0, p.stderr[-3000:]
     log = p.stdout + p.stderr
     assert "DistributedDataParallel" in log  # the trainer wrapped the student for 2 ranks
