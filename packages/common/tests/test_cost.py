@@ -1,0 +1,163 @@
+"""ragdistill cost: figures recomputed from real e2e reports (teacher, student and routed runs of the
+harness with real encoders) and real run_info records, never typed in."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from ragdistill.common.config import compose
+from ragdistill.common.cost import compute_costs, cost_command, load_prices
+from ragdistill.common.errors import RagdistillError
+from ragdistill.common.routing import RoutedComponent
+from ragdistill.common.run_info import read_run_info, record_run
+
+
+class _Encoder:
+    def __init__(self, name):
+        from sentence_transformers import SentenceTransformer
+
+        from ragdistill.common.models import resolve_model
+
+        self.model = SentenceTransformer(resolve_model(name), device="cpu")
+        self.model.max_seq_length = 128
+
+    def __call__(self, texts, is_query):
+        return self.model.encode(list(texts), normalize_embeddings=True, batch_size=32)
+
+
+def first_sentence(question, contexts):
+    return contexts[0].split(". ")[0] if contexts else ""
+
+
+def best_sentence(question, contexts):
+    """The 'teacher': the context sentence sharing most words with the question."""
+    q = set(question.lower().split())
+    sents = [s for c in contexts for s in c.split(". ")]
+    return max(sents, key=lambda s: len(q & set(s.lower().split()))) if sents else ""
+
+
+def overlap_confidence(answer, question, contexts):
+    q, a = set(question.lower().split()), set(answer.lower().split())
+    return len(q & a) / max(len(q), 1)
+
+
+def _e2e(root, name, pipeline, custom):
+    from ragdistill.e2e.cli import run_e2e
+
+    cfg = compose("e2e", [f"paths.work_dir={root / ('idx_' + name)}", "data.max_queries=12", "data.max_docs=80", "max_generate=5",
+                          "pipeline.reranker=off", "run.report_to=[]", f"out_dir={root / 'work' / 'e2e' / 'runs' / name}",
+                          *[f"pipeline.{k}={v}" for k, v in pipeline.items()]])
+    return run_e2e(cfg, custom=custom)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cost")
+    mpnet, minilm = _Encoder("mpnet"), _Encoder("minilm-l6")
+    routed = RoutedComponent(first_sentence, best_sentence, overlap_confidence, threshold=0.3, signal="question overlap")
+    dirs = {
+        "teacher": _e2e(root, "teacher", {"embedder": "teacher", "generator": "teacher"}, {"embedder": mpnet, "generator": best_sentence}),
+        "student": _e2e(root, "student", {"embedder": "student", "generator": "student"}, {"embedder": minilm, "generator": first_sentence}),
+        "routed": _e2e(root, "routed", {"embedder": "student", "generator": "routed"}, {"embedder": minilm, "generator": routed}),
+    }
+    work = root / "work"
+    cfg = compose("e2e", [f"paths.work_dir={work}"])
+    from ragdistill.common.cache import LabelCache
+    from ragdistill.common.data import load_retrieval
+
+    texts = [d.full_text for d in list(load_retrieval("squad", max_docs=60).corpus.values())[:16]]
+    cache = LabelCache(work / "cache" / "labels.sqlite")
+    with record_run(cfg, "embedder", "teach") as info:  # real teacher labelling through the cache
+        labels = cache.label(texts, lambda b: list(mpnet(b, False)), "st:mpnet", batch_size=16)
+        info.n_items = info.n_teacher_calls = len(labels)
+    with record_run(cfg, "embedder", "train", train_steps=1) as info:  # a real (tiny) distillation: least-squares projection
+        x = minilm(texts, False)
+        w, *_ = np.linalg.lstsq(x, np.stack(labels), rcond=None)
+        info.n_items = len(texts)
+    with record_run(cfg, "generator", "teach") as info:
+        answers = [best_sentence(t[:60], [t]) for t in texts]
+        info.n_items = info.n_teacher_calls = len(answers)
+        info.input_tokens, info.output_tokens = sum(len(t) for t in texts) // 4, sum(len(a) for a in answers) // 4
+    with record_run(cfg, "generator", "train") as info:
+        info.n_items = len(answers)
+    return work, dirs, routed
+
+
+def _report(d):
+    return json.loads((d / "report.json").read_text())["result"]
+
+
+def _expected_usd_per_query(result, hourly):
+    return sum(v["mean_ms"] / 1000 * hourly / 3600 for k, v in result["latency"].items() if k in ("rewriter", "retrieve", "reranker", "generator"))
+
+
+def test_costs_are_recomputed_from_the_reports(runs, capsys):
+    work, dirs, routed = runs
+    prices = load_prices(None, ["hourly_usd=0.5", "train_hourly_usd=2.0", "retrain_every_months=3"])
+    costs = compute_costs(work, prices)
+    rows = {r["kind"]: r for r in costs["pipelines"]}
+    assert set(rows) == {"teacher", "student", "routed"}
+    for kind, row in rows.items():
+        res = _report(dirs[kind])
+        assert row["usd_per_1k_queries"] == pytest.approx(1000 * _expected_usd_per_query(res, 0.5))
+        assert row["usd_per_month"] == pytest.approx(row["usd_per_query"] * 1_000_000)
+        assert row["quality"] == pytest.approx(res["generation"]["token_f1"])
+    assert rows["teacher"]["usd_per_query"] > rows["student"]["usd_per_query"]  # MPNet retrieval costs more than MiniLM
+    # one-off distillation from the run_info records, break-even from the savings
+    infos = {(s, v): read_run_info(work / s / v / "run_info.json") for s in ("embedder", "generator") for v in ("teach", "train")}
+    assert infos[("embedder", "teach")].n_teacher_calls == 16 and infos[("embedder", "teach")].seconds > 0
+    distill = sum(i.seconds * (0.2 if v == "teach" else 2.0) / 3600 for (s, v), i in infos.items())
+    st = rows["student"]
+    assert st["distillation"]["complete"] and st["distillation"]["usd"] == pytest.approx(distill)
+    save = rows["teacher"]["usd_per_query"] - st["usd_per_query"]
+    assert st["savings_usd_per_query"] == pytest.approx(save)
+    assert st["break_even_queries_per_month"] == pytest.approx(distill / (save * 3))
+    assert rows["routed"]["compared_with"] == rows["teacher"]["pipeline"]
+    # the command prints the table and writes the JSON
+    cost_command(["--work-dir", str(work), "--out", str(work / "cost.json"), "hourly_usd=0.5", "train_hourly_usd=2.0", "retrain_every_months=3"])
+    out = capsys.readouterr().out
+    assert "break-even queries/month" in out and f"{st['break_even_queries_per_month']:,.0f}" in out
+    assert json.loads((work / "cost.json").read_text())["pipelines"][0]["usd_per_1k_queries"] > 0
+
+
+def test_api_priced_teacher_uses_tokens_from_the_report(runs):
+    work, dirs, routed = runs
+    prices = load_prices(None, ["teacher_pricing=api", "api_usd_per_1m_input_tokens=1.0", "api_usd_per_1m_output_tokens=4.0"])
+    with pytest.raises(RagdistillError, match="the routed generator's report has no routing stats"):
+        compute_costs(work, prices)
+    res = _report(dirs["routed"])  # what the harness will record once it wires RoutedComponent.stats()
+    report_file = dirs["routed"] / "report.json"
+    rep = json.loads(report_file.read_text())
+    rep["result"]["stages"]["generator"]["routing"] = routed.stats()
+    report_file.write_text(json.dumps(rep))
+    costs = compute_costs(work, prices)
+    rows = {r["kind"]: r for r in costs["pipelines"]}
+    t = _report(dirs["teacher"])
+    ans = list(t["answers"].values())
+    tin = np.mean([(len(a["question"]) + len("\n".join(a["contexts"]))) / 4 for a in ans])
+    tout = np.mean([len(a["answer"]) / 4 for a in ans])
+    api = (tin * 1.0 + tout * 4.0) / 1e6
+    assert rows["teacher"]["usd_per_query_by_stage"]["generator"] == pytest.approx(api)
+    s = routed.stats()
+    assert 0 < s["teacher_fraction"] < 1  # some questions went to the teacher, not all
+    ans_r = list(res["answers"].values())
+    api_r = (np.mean([(len(a["question"]) + len("\n".join(a["contexts"]))) / 4 for a in ans_r]) * 1.0
+             + np.mean([len(a["answer"]) / 4 for a in ans_r]) * 4.0) / 1e6
+    expected = s["student_s"] / s["n_calls"] * 0.2 / 3600 + s["teacher_fraction"] * api_r
+    assert rows["routed"]["usd_per_query_by_stage"]["generator"] == pytest.approx(expected)
+    assert rows["routed"]["routing"]["generator"]["n_teacher_calls"] == s["n_teacher_calls"]
+
+
+def test_bad_prices_and_missing_reports(tmp_path, capsys):
+    with pytest.raises(RagdistillError, match="hourly_usdd"):
+        load_prices(None, ["hourly_usdd=1"])
+    with pytest.raises(RagdistillError, match="teacher_pricing='gpu': choose measured or api"):
+        load_prices(None, ["teacher_pricing=gpu"])
+    with pytest.raises(RagdistillError, match=r"e2e/runs: no e2e report; run `ragdistill e2e`"):
+        compute_costs(tmp_path, load_prices(None, []))
+    with pytest.raises(SystemExit) as e:
+        cost_command(["--work-dir", str(tmp_path), "hourly_usd=abc"])
+    assert e.value.code == 2 and "hourly_usd" in capsys.readouterr().err
