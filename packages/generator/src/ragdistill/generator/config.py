@@ -94,6 +94,7 @@ class TrainSettings:
     learning_rate: float = 5e-4
     warmup_ratio: float = 0.05
     max_length: int = 768
+    bf16: str = "auto"  # auto: bf16 autocast on a bf16-capable GPU, or a CPU with AVX512-BF16/AMX (~2x faster matmuls); true | false
     gradient_checkpointing: bool = False  # TRL defaults to True; a 135M student does not need it and CPU pays ~30% for it
     max_examples: int | None = None
     lora: LoraSettings = field(default_factory=LoraSettings)

@@ -42,6 +42,7 @@ class LocalGenerator:
         self.backend = HFCausalLMTeacher(path, max_new_tokens=max_new_tokens, batch_size=batch_size)
         self.backend.tokenizer = load_tokenizer(path, padding_side="left")  # the model's real end-of-turn token
         self.tokenizer = self.backend.tokenizer
+        self.teacher_id = self.backend.teacher_id
 
     def generate(self, conversations: list[Any], **overrides: Any) -> list[str]:
         return self.backend.generate(conversations, **overrides)

@@ -82,6 +82,19 @@ def load_student(path: str, quantization: str) -> Any:
     return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
 
 
+def use_bf16(setting: str) -> bool:
+    """bf16 mixed precision: on when the hardware has fast bf16 (auto), or as forced."""
+    import torch
+
+    if setting not in ("auto", "true", "false", "True", "False"):
+        raise RagdistillError(f"generator.train.bf16={setting!r}: choose auto, true or false")
+    if setting.lower() != "auto":
+        return setting.lower() == "true"
+    if torch.cuda.is_available():
+        return bool(torch.cuda.is_bf16_supported())
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
 def lora_config(cfg: Any) -> Any:
     from peft import LoraConfig
 
@@ -108,7 +121,7 @@ def _common_args(cfg: Any, out: Path) -> dict[str, Any]:
         seed=int(cfg.run.seed),
         max_length=int(t.max_length),
         gradient_checkpointing=bool(t.gradient_checkpointing),
-        bf16=bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported()),
+        bf16=use_bf16(str(t.bf16)),
         use_cpu=not torch.cuda.is_available(),
         dataloader_num_workers=0,
         disable_tqdm=False,
@@ -154,7 +167,7 @@ def train(cfg: Any) -> dict[str, Any]:
         tok.save_pretrained(tmp, legacy_format=False)  # fast tokenizer only: the GGUF-converted vocab file is the whole GGUF
     merge_adapter(student_path, out / "adapter", out / "merged")
     info = {
-        "method": t.method, "adapter_training": quant, "student": cfg.student.model, "student_path": student_path,
+        "method": t.method, "adapter_training": quant, "bf16": bool(args.bf16), "student": cfg.student.model, "student_path": student_path,
         "teacher": cfg.teacher.model, "examples": len(rows), "steps": int(result.global_step), "seconds": seconds,
         "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None, "losses": losses,
         "adapter_dir": str(out / "adapter"), "merged_dir": str(out / "merged"),
