@@ -1,6 +1,7 @@
 """ragdistill.reranker: Cross-encoder teacher scores -> margin-MSE / listwise-KL into a small cross-encoder and a ColBERT student; ONNX export."""
 
 from ragdistill.common.stage import Stage
+from ragdistill.reranker.component import component
 from ragdistill.reranker.config import RerankerConfig
 from ragdistill.reranker.evaluate import evaluate
 from ragdistill.reranker.export import export
@@ -19,6 +20,7 @@ stage = Stage(
     evaluate=evaluate,
     extra={"build-teacher": build_teacher, "export-labels": export_labels},
     order=30,
+    component=component,
 )
 
 __all__ = ["stage"]

@@ -1,0 +1,45 @@
+"""The reranker as a pipeline component: ``component(cfg, variant)`` -> a
+:class:`~ragdistill.common.pipeline.Reranker` scoring (query, candidate texts)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ragdistill.common.config import stage_dir
+from ragdistill.common.errors import RagdistillError
+from ragdistill.common.pipeline import VARIANTS
+from ragdistill.reranker.students import load_cross_encoder, predict_raw
+from ragdistill.reranker.teachers import make_teacher
+
+
+def component(cfg: Any, variant: str) -> Any:
+    """The teacher cross-encoder, the undistilled student, the distilled student or its ONNX
+    (int8 when exported, else fp32) export, as ``score(query, docs) -> list[float]``."""
+    if variant not in VARIANTS:
+        raise RagdistillError(f"reranker component: unknown variant {variant!r}; choose from {', '.join(VARIANTS)}")
+    bs = int(cfg.reranker.eval.batch_size)
+    if variant == "teacher":
+        teacher = make_teacher(cfg)
+        ce, path = teacher.cross_encoder, teacher.path or teacher.model_name
+    elif variant == "student_onnx":
+        from ragdistill.reranker.export import ONNX_FP32, int8_file
+
+        path = stage_dir(cfg, "reranker", "export") / "cross_encoder"
+        int8 = int8_file(str(cfg.reranker.export.quantization))
+        f = int8 if (path / int8).is_file() else ONNX_FP32
+        if not (path / f).is_file():
+            raise RagdistillError(f"{path / f} not found; run `ragdistill reranker export` first (with the same paths.work_dir)")
+        ce = load_cross_encoder(str(path), cfg.student.max_length, backend="onnx", model_kwargs={"file_name": f})
+        path = path / f
+    else:
+        path = stage_dir(cfg, "reranker", "train") / variant
+        if not (Path(path) / "config.json").is_file():
+            raise RagdistillError(f"{path} not found; run `ragdistill reranker train` first (with the same paths.work_dir)")
+        ce = load_cross_encoder(str(path), cfg.student.max_length)
+
+    def rerank(query: str, docs: list[str]) -> list[float]:
+        return predict_raw(ce, [(query, d) for d in docs], bs)
+
+    rerank.model_path = str(path)  # type: ignore[attr-defined]
+    return rerank
