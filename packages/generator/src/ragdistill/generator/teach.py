@@ -20,7 +20,7 @@ from ragdistill.common.logging import get_logger
 from ragdistill.generator.examples import QAExample, load_examples
 from ragdistill.generator.filters import Candidate, FormatFilter, GroundingFilter, JudgeFilter, LengthFilter, run_filters
 from ragdistill.generator.prompts import build_messages, render_reply
-from ragdistill.generator.teachers import LazyTeacher, answer_cached, open_cache
+from ragdistill.generator.teachers import LazyTeacher, answer_cached, open_cache, teacher_key
 
 log = get_logger(__name__)
 ANSWER_TEMPLATE = "generator:answer:v1"
@@ -87,7 +87,7 @@ def teach(cfg: Any) -> dict[str, Any]:
          "scores": c.scores, "context_ids": [d.id for d in c.example.contexts]}
         for c in candidates
     ])
-    report.update({"teacher": LazyTeacher(cfg.teacher).teacher_id, "questions": len(examples), "train_file": str(out / "train.jsonl")})
+    report.update({"teacher": teacher_key(cfg.teacher, teacher_max_new_tokens(cfg)), "questions": len(examples), "train_file": str(out / "train.jsonl")})
     write_json(out / "filter_report.json", report)
     per = ", ".join(f"{k}: -{v['dropped']}" for k, v in report["filters"].items())
     log.info("teach: %d teacher answers, kept %d (%s) -> %s", report["total"], report["kept"], per, out / "train.jsonl")
