@@ -92,7 +92,7 @@ class TrainSettings:
     batch_size: int = 4
     grad_accum: int = 1
     learning_rate: float = 5e-4
-    warmup_ratio: float = 0.05
+    warmup_ratio: float = 0.0  # short CPU runs: a rounded-up warmup step would train with lr 0
     max_length: int = 768
     bf16: str = "auto"  # auto: bf16 autocast on a bf16-capable GPU, or a CPU with AVX512-BF16/AMX (~2x faster matmuls); true | false
     gradient_checkpointing: bool = False  # TRL defaults to True; a 135M student does not need it and CPU pays ~30% for it
