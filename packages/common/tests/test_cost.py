@@ -7,7 +7,6 @@ import json
 
 import numpy as np
 import pytest
-
 from ragdistill.common.config import compose
 from ragdistill.common.cost import compute_costs, cost_command, load_prices
 from ragdistill.common.errors import RagdistillError
@@ -17,9 +16,8 @@ from ragdistill.common.run_info import read_run_info, record_run
 
 class _Encoder:
     def __init__(self, name):
-        from sentence_transformers import SentenceTransformer
-
         from ragdistill.common.models import resolve_model
+        from sentence_transformers import SentenceTransformer
 
         self.model = SentenceTransformer(resolve_model(name), device="cpu")
         self.model.max_seq_length = 128
@@ -75,8 +73,8 @@ def runs(tmp_path_factory):
         info.n_items = info.n_teacher_calls = len(labels)
     with record_run(cfg, "embedder", "train", train_steps=1) as info:  # a real (tiny) distillation: least-squares projection
         x = minilm(texts, False)
-        w, *_ = np.linalg.lstsq(x, np.stack(labels), rcond=None)
-        info.n_items = len(texts)
+        proj, *_ = np.linalg.lstsq(x, np.stack(labels), rcond=None)
+        info.n_items, info.extra = len(texts), {"projection": list(proj.shape)}
     with record_run(cfg, "generator", "teach") as info:
         answers = [best_sentence(t[:60], [t]) for t in texts]
         info.n_items = info.n_teacher_calls = len(answers)
@@ -95,7 +93,7 @@ def _expected_usd_per_query(result, hourly):
 
 
 def test_costs_are_recomputed_from_the_reports(runs, capsys):
-    work, dirs, routed = runs
+    work, dirs, _ = runs
     prices = load_prices(None, ["hourly_usd=0.5", "train_hourly_usd=2.0", "retrain_every_months=3"])
     costs = compute_costs(work, prices)
     rows = {r["kind"]: r for r in costs["pipelines"]}

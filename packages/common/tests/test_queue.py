@@ -11,7 +11,6 @@ import time
 import numpy as np
 import pytest
 from omegaconf import OmegaConf
-
 from ragdistill.common.cache import LabelCache, label_key
 from ragdistill.common.errors import RagdistillError
 from ragdistill.common.failure_queue import FailureQueue, extra_inputs, load_queue, queue_path
@@ -50,7 +49,7 @@ def test_data_extra_queue_resolves_the_stage_queue(tmp_path):
     assert len(recs) == 1 and recs[0].teacher_output == "an answer"
     assert extra_inputs(OmegaConf.create({"paths": {"work_dir": str(tmp_path)}, "data": {"extra": None}}), "generator") == []
     cfg.data.extra = str(tmp_path / "nope.jsonl")
-    with pytest.raises(RagdistillError, match="nope.jsonl: no failure queue here"):
+    with pytest.raises(RagdistillError, match=r"nope\.jsonl: no failure queue here"):
         extra_inputs(cfg, "generator")
 
 

@@ -8,9 +8,15 @@ import math
 
 import numpy as np
 import pytest
-
 from ragdistill.common.errors import RagdistillError
-from ragdistill.common.routing import RoutedComponent, RoutingTarget, calibrate, evaluate_threshold, load_calibration, write_calibration
+from ragdistill.common.routing import (
+    RoutedComponent,
+    RoutingTarget,
+    calibrate,
+    evaluate_threshold,
+    load_calibration,
+    write_calibration,
+)
 from ragdistill.common.routing.signals import (
     margin,
     mean_logprob,
@@ -125,9 +131,8 @@ def _scifact_slice(n_queries: int, n_other: int, seed: int = 0):
 
 def _per_query_ndcg(model_name, qtexts, dtexts, qids, dids, qrels):
     import pytrec_eval
-    from sentence_transformers import SentenceTransformer
-
     from ragdistill.common.models import resolve_model
+    from sentence_transformers import SentenceTransformer
 
     m = SentenceTransformer(resolve_model(model_name), device="cpu")
     m.max_seq_length = 128
@@ -170,10 +175,9 @@ def test_real_routing_minilm_to_mpnet_on_scifact(tmp_path):
 def test_generation_logprobs_match_teacher_forced_sequence_logprob():
     """mean/min token log-prob from generate(output_scores) equal a teacher-forced forward pass (SmolLM2-135M)."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     from ragdistill.common.models import resolve_model
     from ragdistill.common.routing.signals import generation_logprobs, sequence_logprob
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = resolve_model("smollm2-135m-instruct")
     tok = AutoTokenizer.from_pretrained(path, padding_side="left")
@@ -189,7 +193,7 @@ def test_generation_logprobs_match_teacher_forced_sequence_logprob():
     assert len(lps) == 2 and all(0 < len(lp) <= 6 and (lp <= 0).all() for lp in lps)
     gen = out.sequences[:, enc["input_ids"].shape[1]:]
     completions = [tok.decode(g[: len(lp)], skip_special_tokens=False) for g, lp in zip(gen, lps, strict=True)]
-    for p, c, g, lp in zip(prompts, completions, gen, lps, strict=True):
+    for c, g, lp in zip(completions, gen, lps, strict=True):
         assert tok(c, add_special_tokens=False)["input_ids"] == g[: len(lp)].tolist()  # the round trip keeps the tokens
     forced = sequence_logprob(model, tok, prompts, completions, mean=True)
     assert forced == pytest.approx([mean_logprob(lp) for lp in lps], abs=2e-3)

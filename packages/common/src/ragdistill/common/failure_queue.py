@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from ragdistill.common.cache import LabelCache, label_key
 from ragdistill.common.errors import RagdistillError
 from ragdistill.common.logging import get_logger
