@@ -37,7 +37,7 @@ def test_embedding_teacher_is_real_and_normalised():
     assert v.shape == (3, 384)
     assert np.allclose(np.linalg.norm(v, axis=1), 1, atol=1e-5)
     assert v[0] @ v[1] > v[0] @ v[2] + 0.2
-    with pytest.raises(RagdistillError, match="generator needs a teacher that can generation"):
+    with pytest.raises(RagdistillError, match="generator needs a teacher that can generate"):
         require(t, GenerationTeacher, "generator")
 
 

@@ -48,6 +48,12 @@ def _dir_size_mb(path: str | None) -> float | None:
     return sum(f.stat().st_size for f in files) / 2**20
 
 
+def _callable_name(obj: Any) -> str:
+    """Names a component without a model path (a user's callable), so cached indexes never mix."""
+    target = obj if hasattr(obj, "__qualname__") else type(obj)
+    return f"{target.__module__}.{target.__qualname__}"
+
+
 def load_components(cfg: DictConfig, custom: dict[str, Callable] | None = None) -> tuple[dict[str, Any], dict[str, dict]]:
     """Build each slot's callable; returns the components and per-slot facts (variant, size, memory, load time)."""
     comps: dict[str, Any] = {}
@@ -72,7 +78,7 @@ def load_components(cfg: DictConfig, custom: dict[str, Callable] | None = None) 
             "load_s": time.perf_counter() - t0,
             "memory_mb": max(0.0, _rss_mb() - rss0),
             "size_mb": _dir_size_mb(getattr(comp, "model_path", None)),
-            "model": str(getattr(comp, "model_path", "")),
+            "model": str(getattr(comp, "model_path", "") or _callable_name(comp)),
         }
         comps[slot] = comp
     return comps, facts

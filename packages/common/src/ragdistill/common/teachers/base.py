@@ -37,11 +37,14 @@ class GenerationTeacher(Teacher, Protocol):
     def generate(self, conversations: list[Messages], **overrides: Any) -> list[str]: ...
 
 
+_VERB = {"EmbeddingTeacher": "embed", "ScoringTeacher": "score", "GenerationTeacher": "generate"}
+
+
 def require(teacher: Teacher, capability: type, stage: str) -> Any:
     """Check a teacher offers what a stage needs, with a message naming both."""
     if not isinstance(teacher, capability):
         raise RagdistillError(
-            f"{stage} needs a teacher that can {capability.__name__.removesuffix('Teacher').lower()}, "
+            f"{stage} needs a teacher that can {_VERB.get(capability.__name__, capability.__name__)}, "
             f"but {teacher.teacher_id!r} ({type(teacher).__name__}) cannot; pick another teacher= config"
         )
     return teacher
