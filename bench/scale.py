@@ -9,7 +9,7 @@
    embedding (mpnet), (query, passage) scoring (a cross-encoder of the same size, mpnet-base), and
    LLM generation (the local server; ``--qwen`` also times the packaged 0.5B teacher in process).
 
-    HF_HUB_OFFLINE=1 .venv/bin/python bench/scale.py                   # ~5 minutes on 2 idle cores
+    HF_HUB_OFFLINE=1 .venv/bin/python bench/scale.py                   # a few minutes on idle cores
     HF_HUB_OFFLINE=1 .venv/bin/python bench/scale.py --n 512 --qwen --out work/bench/scale.json
 """
 
