@@ -18,7 +18,7 @@ import sys
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "disabled")
 
-TARGETS = {"tokens_per_s": 5.0, "grounding": 0.9, "token_f1": 0.9, "exact_match": 0.9}
+TARGETS = {"tokens_per_s": 5.0, "grounding": 0.9, "token_f1": 0.9, "exact_match": 0.9, "answer_correct": 0.9}
 
 
 def main(argv: list[str]) -> int:

@@ -56,7 +56,7 @@ def test_teach_train_merge_export_evaluate(make_cfg, work_dir):
     r = res["results"]
     assert set(r) == {"teacher", "student_base", "student"}
     for s in r.values():
-        for m in ("exact_match", "token_f1", "grounding", "ragas_bleu", "ragas_rouge_l", "ragas_string_similarity", "format_ok"):
+        for m in ("exact_match", "token_f1", "answer_correct", "grounding", "ragas_bleu", "ragas_rouge_l", "ragas_string_similarity", "format_ok"):
             assert 0.0 <= s[m] <= 1.0, m
     for s in ("student_base", "student"):
         assert r[s]["tokens_per_s"] > 0 and r[s]["latency_p95_ms"] >= r[s]["latency_p50_ms"] > 0

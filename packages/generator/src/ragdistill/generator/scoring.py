@@ -4,7 +4,8 @@ Answer correctness against the references: SQuAD exact match and token F1 (commo
 shared with e2e). ragas' non-LLM metrics (BLEU, ROUGE-L, string similarity, exact match) run on
 the same answers, max over the references. ``grounding`` (share of the answer's content tokens
 found in the contexts) is the faithfulness proxy that needs no judge. ``format_ok`` is the share
-of replies that follow the requested format.
+of replies that follow the requested format; ``answer_correct`` the share with token F1 >= 0.5
+(what the error analysis counts as right).
 """
 
 from __future__ import annotations
@@ -44,8 +45,9 @@ def score_answers(examples: Sequence[QAExample], replies: Sequence[str], prompt:
         answer, ok = answer_of(reply, prompt)
         refs = e.answers or [""]
         row = {"id": e.id, "answer": answer, "format_ok": float(ok), "exact_match": exact_match(answer, refs),
-               "token_f1": token_f1(answer, refs), "grounding": grounding(answer, e.context_texts),
+               "token_f1": token_f1(answer, refs), "answer_correct": 0.0, "grounding": grounding(answer, e.context_texts),
                "answer_words": float(len(answer.split()))}
+        row["answer_correct"] = float(row["token_f1"] >= WRONG_F1)  # the error analysis' notion of a right answer
         for name, m in ragas.items():
             row[name] = max(float(m.score(reference=r, response=answer or " ").value) for r in refs)
         rows.append(row)
