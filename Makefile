@@ -4,7 +4,7 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
-PACKAGES := packages/common[llm] packages/embedder packages/reranker packages/generator packages/query_rewriter e2e
+PACKAGES := packages/common[llm,scale] packages/embedder packages/reranker packages/generator packages/query_rewriter e2e
 STAMP := $(VENV)/.ragdistill-installed
 # offline by default here: packaged models and bundled data only; unset to load hub ids
 export HF_HUB_OFFLINE ?= 1

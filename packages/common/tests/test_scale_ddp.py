@@ -61,8 +61,6 @@ def test_two_process_gloo_run_trains_and_its_checkpoint_loads_and_retrieves(ddp_
     assert 0.2 < scores["ndcg@10"] <= 1.0  # a working retriever on its own slice, not noise
 
 
-@pytest.mark.xfail(strict=True, reason="embedder.train saves model/ and writes train.json on every rank; guard them with "
-                                       "trainer.is_world_process_zero() (reported to the lead)")
 def test_only_rank_zero_writes_the_model(ddp_run):
     _, _, p = ddp_run
     assert (p.stdout + p.stderr).count("Saving model to") == 1

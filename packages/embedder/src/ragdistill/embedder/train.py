@@ -203,11 +203,13 @@ def train(cfg: Any) -> dict[str, Any]:
         best = next((h for h in history if h["step"] == step), {"step": step, "val_ndcg@10": trainer.state.best_metric})
 
     student.max_seq_length = int(cfg.student.max_length or student.max_seq_length)
-    with atomic_path(trained_model_dir(cfg)) as tmp:
-        student.save_pretrained(str(tmp))
-    if project and inner.mse is not None:
-        inner.mse.save_projection(out / "projection.safetensors")
-    shutil.rmtree(out / "checkpoints", ignore_errors=True)  # the best one is model/ now
+    rank0 = trainer.is_world_process_zero()  # under DDP (accelerate/torchrun) only rank 0 writes
+    if rank0:
+        with atomic_path(trained_model_dir(cfg)) as tmp:
+            student.save_pretrained(str(tmp))
+        if project and inner.mse is not None:
+            inner.mse.save_projection(out / "projection.safetensors")
+        shutil.rmtree(out / "checkpoints", ignore_errors=True)  # the best one is model/ now
     summary = {
         "student": cfg.student.model, "teacher_id": art.manifest.get("teacher_id"), "student_dim": sdim, "teacher_dim": tdim,
         "losses": losses, "projection": ("learned" if project else "pca" if pca is not None else "none"),
@@ -215,7 +217,8 @@ def train(cfg: Any) -> dict[str, Any]:
         "steps": int(trainer.state.global_step), "train_loss": float(result.training_loss), "seconds": sw.seconds,
         "history": history, "best": best, "model_dir": str(trained_model_dir(cfg)),
     }
-    write_json(out / "train.json", summary)
+    if rank0:
+        write_json(out / "train.json", summary)
     if best is not None:
         log.info("train: best val NDCG@10 %.4f at step %d (before training %.4f); model -> %s",
                  best["val_ndcg@10"], best["step"], history[0]["val_ndcg@10"] if history else float("nan"), trained_model_dir(cfg))
