@@ -60,12 +60,13 @@ def full(overrides: list[str]) -> int:
 def speed_only(overrides: list[str]) -> int:
     import torch
     from optimum.onnxruntime.configuration import AutoQuantizationConfig
+    from sentence_transformers.backend import export_dynamic_quantized_onnx_model
+
     from ragdistill.common.config import compose
     from ragdistill.common.timing import measure
     from ragdistill.reranker.candidates import first_stage
     from ragdistill.reranker.lists import load_data
     from ragdistill.reranker.students import load_cross_encoder, new_cross_encoder, predict_raw
-    from sentence_transformers.backend import export_dynamic_quantized_onnx_model
 
     cfg = compose("reranker", overrides)
     torch.set_num_threads(int(cfg.run.torch_threads or 2))

@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+
 from ragdistill.common.config import compose
 from ragdistill.common.cost import compute_costs, cost_command, load_prices
 from ragdistill.common.errors import RagdistillError
@@ -16,8 +17,9 @@ from ragdistill.common.run_info import read_run_info, record_run
 
 class _Encoder:
     def __init__(self, name):
-        from ragdistill.common.models import resolve_model
         from sentence_transformers import SentenceTransformer
+
+        from ragdistill.common.models import resolve_model
 
         self.model = SentenceTransformer(resolve_model(name), device="cpu")
         self.model.max_seq_length = 128

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from omegaconf import OmegaConf
+
 from ragdistill.common.config import TeacherConfig
 from ragdistill.common.errors import RagdistillError
 from ragdistill.common.paths import conf_dir

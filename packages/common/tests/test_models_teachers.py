@@ -54,7 +54,7 @@ class _Server(BaseHTTPRequestHandler):
     failures = [429, 503]
     seen_auth: list[str] = []
 
-    def do_POST(self):  # noqa: N802
+    def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         type(self).seen_auth.append(self.headers.get("Authorization", ""))
         if type(self).failures:

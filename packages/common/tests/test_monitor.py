@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+
 from ragdistill.common.errors import RagdistillError
 from ragdistill.common.monitor import DIVERGENCES, check, divergence_fn, measure, monitor_command, read_log, register_divergence
 
@@ -61,8 +62,9 @@ class _ST:
     """A SentenceTransformer as a pipeline Encoder."""
 
     def __init__(self, name):
-        from ragdistill.common.models import resolve_model
         from sentence_transformers import SentenceTransformer
+
+        from ragdistill.common.models import resolve_model
 
         self.model = SentenceTransformer(resolve_model(name), device="cpu")
         self.model.max_seq_length = 128

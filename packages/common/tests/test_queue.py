@@ -11,6 +11,7 @@ import time
 import numpy as np
 import pytest
 from omegaconf import OmegaConf
+
 from ragdistill.common.cache import LabelCache, label_key
 from ragdistill.common.errors import RagdistillError
 from ragdistill.common.failure_queue import FailureQueue, extra_inputs, load_queue, queue_path

@@ -8,6 +8,7 @@ import math
 
 import numpy as np
 import pytest
+
 from ragdistill.common.errors import RagdistillError
 from ragdistill.common.routing import (
     RoutedComponent,
@@ -131,8 +132,9 @@ def _scifact_slice(n_queries: int, n_other: int, seed: int = 0):
 
 def _per_query_ndcg(model_name, qtexts, dtexts, qids, dids, qrels):
     import pytrec_eval
-    from ragdistill.common.models import resolve_model
     from sentence_transformers import SentenceTransformer
+
+    from ragdistill.common.models import resolve_model
 
     m = SentenceTransformer(resolve_model(model_name), device="cpu")
     m.max_seq_length = 128
@@ -175,9 +177,10 @@ def test_real_routing_minilm_to_mpnet_on_scifact(tmp_path):
 def test_generation_logprobs_match_teacher_forced_sequence_logprob():
     """mean/min token log-prob from generate(output_scores) equal a teacher-forced forward pass (SmolLM2-135M)."""
     import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
     from ragdistill.common.models import resolve_model
     from ragdistill.common.routing.signals import generation_logprobs, sequence_logprob
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = resolve_model("smollm2-135m-instruct")
     tok = AutoTokenizer.from_pretrained(path, padding_side="left")

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+
 from ragdistill.embedder.losses import DistillationLoss, ProjectedMSELoss
 from ragdistill.embedder.models import load_sentence_transformer
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from ragdistill.common.data import Document
 from ragdistill.common.errors import RagdistillError
 from ragdistill.embedder.mining import mine_hard_negatives

@@ -10,6 +10,7 @@ import json
 
 import numpy as np
 import pytest
+
 from ragdistill.common.config import compose
 from ragdistill.common.errors import RagdistillError
 from ragdistill.common.io import read_json, read_jsonl

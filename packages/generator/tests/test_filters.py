@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from omegaconf import OmegaConf
+
 from ragdistill.common.data import Document
 from ragdistill.generator.config import PromptSettings
 from ragdistill.generator.examples import QAExample

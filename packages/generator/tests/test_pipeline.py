@@ -10,6 +10,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
+
 from ragdistill.common.errors import RagdistillError
 from ragdistill.common.io import read_json, read_jsonl
 from ragdistill.generator.evaluate import evaluate

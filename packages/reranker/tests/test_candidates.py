@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from ragdistill.common.data import load_retrieval
 from ragdistill.common.errors import RagdistillError
 from ragdistill.reranker.candidates import BM25Retriever, first_stage

@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 from omegaconf import OmegaConf
+
 from ragdistill.common.errors import RagdistillError
 from ragdistill.reranker.losses import ListwiseKLLoss, MarginMSELoss, ScoreMSELoss, WeightedSumLoss, build_loss, pad_lists
 
@@ -73,8 +74,9 @@ def test_build_loss_rejects_bad_weights():
 
 def test_margin_mse_matches_sentence_transformers_on_triplets():
     """With lists of (pos, neg) ours is exactly sentence-transformers' MarginMSELoss."""
-    from ragdistill.reranker.students import new_cross_encoder
     from sentence_transformers.cross_encoder.losses import MarginMSELoss as STMarginMSE
+
+    from ragdistill.reranker.students import new_cross_encoder
 
     ce = new_cross_encoder("minilm-l6", max_length=24)
     queries = ["who wrote hamlet", "boiling point of water"]

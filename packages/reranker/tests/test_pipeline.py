@@ -10,11 +10,12 @@ import json
 
 import numpy as np
 import pytest
+from scipy.stats import spearmanr
+
 from ragdistill.common.cache import LabelCache
 from ragdistill.common.config import compose
 from ragdistill.common.errors import RagdistillError
 from ragdistill.common.io import read_jsonl
-from scipy.stats import spearmanr
 
 RECIPE = ["reranker.build_teacher.base=minilm-l6", "reranker.build_teacher.squad_queries=24", "reranker.build_teacher.negatives=1",
           "reranker.build_teacher.max_length=32", "reranker.build_teacher.freeze_layers=0", "reranker.build_teacher.batch_size=16",

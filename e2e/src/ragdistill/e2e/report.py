@@ -154,7 +154,7 @@ def write_report(out: Path, cfg: dict[str, Any], result: dict[str, Any], work_di
         if ev.get("results"):
             parts += [f"<h2>Stage: {stage} (teacher vs student vs export; retention % / speed-up x vs teacher)</h2>",
                       _table(_stage_rows(ev["results"]))]
-    parts += [f"<h2>Plots</h2>"] + [f"<img src='{p}' alt='{p}'>" for p in pngs] + ["</body></html>"]
+    parts += ["<h2>Plots</h2>"] + [f"<img src='{p}' alt='{p}'>" for p in pngs] + ["</body></html>"]
     write_text_atomic(out / "report.html", "\n".join(parts))
     return report
 

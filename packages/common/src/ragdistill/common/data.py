@@ -181,7 +181,7 @@ def load_beir_hf(hf_id: str) -> RetrievalData:
         corpus_ds = datasets.load_dataset(hf_id, "corpus", split="corpus")
         queries_ds = datasets.load_dataset(hf_id, "queries", split="queries")
         qrels_ds = datasets.load_dataset(f"{hf_id}-qrels")
-    except Exception as e:  # noqa: BLE001 - any hub/network failure becomes one clear message
+    except Exception as e:
         offline = os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("HF_DATASETS_OFFLINE") == "1"
         raise RagdistillError(
             f"could not load dataset {hf_id!r} from the Hugging Face Hub"

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from ragdistill.common.cache import LabelCache, label_key
 from ragdistill.common.errors import RagdistillError
 from ragdistill.common.logging import get_logger

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from ragdistill.common.errors import RagdistillError
 from ragdistill.common.io import iter_jsonl, read_json, write_json
 from ragdistill.common.logging import get_logger

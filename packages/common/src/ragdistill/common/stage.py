@@ -61,7 +61,7 @@ def load_stages() -> dict[str, Stage]:
         for ep in md.entry_points(group=ENTRY_POINT_GROUP):
             try:
                 obj = ep.load()
-            except Exception as e:  # noqa: BLE001 - one broken plugin must not take the others down
+            except Exception as e:
                 _BROKEN[ep.name] = f"{type(e).__name__}: {e}"
                 log.warning("stage %s failed to load and is skipped: %s", ep.name, _BROKEN[ep.name])
                 continue

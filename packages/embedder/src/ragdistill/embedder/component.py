@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+
 from ragdistill.common.errors import RagdistillError
 from ragdistill.common.pipeline import VARIANTS
 

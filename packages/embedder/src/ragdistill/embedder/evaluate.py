@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from ragdistill.common.cache import LabelCache
 from ragdistill.common.config import stage_dir
 from ragdistill.common.errors import RagdistillError

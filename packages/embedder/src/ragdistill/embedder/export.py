@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from ragdistill.common.config import stage_dir
 from ragdistill.common.errors import RagdistillError
 from ragdistill.common.io import atomic_path, write_json

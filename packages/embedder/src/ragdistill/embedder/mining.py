@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+
 from ragdistill.common.data import Qrels, Triple
 from ragdistill.common.logging import get_logger
 from ragdistill.embedder.retrieve import search

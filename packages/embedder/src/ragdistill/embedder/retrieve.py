@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
 from ragdistill.common.data import Document
 from ragdistill.common.errors import RagdistillError
 from ragdistill.common.metrics import Run

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from ragdistill.common.cache import LabelCache, Shard
 from ragdistill.common.config import stage_dir
 from ragdistill.common.data import RetrievalData, load_retrieval

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from ragdistill.common.config import stage_dir
 from ragdistill.common.data import RetrievalData, Triple
 from ragdistill.common.errors import RagdistillError

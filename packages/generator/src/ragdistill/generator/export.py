@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import OmegaConf
+
 from ragdistill.common.config import apply_run_settings, stage_dir
 from ragdistill.common.errors import RagdistillError
 from ragdistill.common.io import atomic_path, write_json, write_text_atomic

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
 from ragdistill.common.answer_metrics import grounding
 from ragdistill.generator.examples import QAExample
 from ragdistill.generator.prompts import FormatError, Parsed, format_contexts, parse_reply

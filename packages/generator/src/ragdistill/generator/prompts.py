@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from omegaconf import OmegaConf
+
 from ragdistill.common.data import Document
 from ragdistill.common.teachers import Messages
 

@@ -58,8 +58,9 @@ def _make_llm_class() -> type:
 
 def _make_embeddings(model: str) -> Any:
     from ragas.embeddings.base import BaseRagasEmbedding
-    from ragdistill.common.models import resolve_model
     from sentence_transformers import SentenceTransformer
+
+    from ragdistill.common.models import resolve_model
 
     class STEmbeddings(BaseRagasEmbedding):
         def __init__(self) -> None:

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+
 from ragdistill.common.answer_metrics import exact_match, grounding, token_f1
 from ragdistill.generator.examples import QAExample
 from ragdistill.generator.prompts import FormatError, parse_reply

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import OmegaConf
+
 from ragdistill.common.cache import LabelCache, Shard
 from ragdistill.common.logging import get_logger
 from ragdistill.common.paths import project_home

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
 from ragdistill.common.data import Document, RetrievalData
 from ragdistill.common.errors import RagdistillError
 from ragdistill.common.io import iter_jsonl

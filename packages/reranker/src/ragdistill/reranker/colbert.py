@@ -21,9 +21,10 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import Tensor, nn
+
 from ragdistill.common.models import resolve_model
 from ragdistill.reranker.losses.base import pad_lists_differentiable
-from torch import Tensor, nn
 
 QUERY_PREFIX, DOC_PREFIX = "[Q] ", "[D] "
 INDEX_FILES = ("index_vectors.npy", "index_offsets.npy", "index_doc_ids.json")
@@ -155,9 +156,10 @@ class ColbertIndex:
 def train_colbert(student: ColbertStudent, rows: list[dict[str, Any]], cfg: Any, steps: int, batch_queries: int, seed: int) -> list[float]:
     """Distil listwise KL over the candidate lists into the ColBERT student (a plain AdamW loop:
     the sentence-transformers trainers have no multi-vector list input)."""
-    from ragdistill.reranker.losses import ListwiseKLLoss
     from tqdm.auto import tqdm
     from transformers import get_linear_schedule_with_warmup
+
+    from ragdistill.reranker.losses import ListwiseKLLoss
 
     loss_fn = ListwiseKLLoss(student, temperature=float(cfg.temperature))
     opt = torch.optim.AdamW([p for p in student.parameters() if p.requires_grad], lr=float(cfg.learning_rate), weight_decay=0.01)

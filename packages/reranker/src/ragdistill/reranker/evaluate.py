@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from ragdistill.common.config import stage_dir
 from ragdistill.common.errors import RagdistillError
 from ragdistill.common.logging import get_logger
@@ -151,8 +152,9 @@ def _colbert_rows(cfg: Any, train_dir: Path, export_dir: Path, texts: dict[str, 
 
 
 def _biencoder_scorer(model: str, texts: dict[str, str], batch_size: int) -> Scorer:
-    from ragdistill.common.models import resolve_model
     from sentence_transformers import SentenceTransformer
+
+    from ragdistill.common.models import resolve_model
 
     st = SentenceTransformer(resolve_model(model), device="cpu")
     st.max_seq_length = min(int(st.max_seq_length or 256), 256)

@@ -13,12 +13,13 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from scipy.stats import spearmanr
+
 from ragdistill.common.config import stage_dir
 from ragdistill.common.errors import RagdistillError
 from ragdistill.common.io import atomic_path, read_jsonl, write_json
 from ragdistill.common.logging import get_logger
 from ragdistill.reranker.students import load_cross_encoder, predict_raw
-from scipy.stats import spearmanr
 
 log = get_logger(__name__)
 ONNX_FP32 = "onnx/model.onnx"

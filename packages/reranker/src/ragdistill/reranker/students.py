@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+
 from ragdistill.common.errors import RagdistillError
 from ragdistill.common.models import resolve_model
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import OmegaConf
+
 from ragdistill.common.errors import RagdistillError
 from ragdistill.common.logging import get_logger
 from ragdistill.common.paths import model_cache_dir
@@ -176,10 +177,11 @@ def build_teacher(cfg: Any) -> Path:
 def _build_locked(cfg: Any, b: Any, folder: Path) -> Path:
     import torch
     from datasets import Dataset
-    from ragdistill.common.io import atomic_path, write_json
-    from ragdistill.common.models import resolve_model
     from sentence_transformers.cross_encoder import CrossEncoder, CrossEncoderTrainer, CrossEncoderTrainingArguments
     from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
+
+    from ragdistill.common.io import atomic_path, write_json
+    from ragdistill.common.models import resolve_model
 
     recipe = recipe_of(b)
     if (folder / RECIPE_FILE).is_file() and json.loads((folder / RECIPE_FILE).read_text()).get("recipe") == recipe:

@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 import torch
+
 from ragdistill.common.config import stage_dir
 from ragdistill.common.errors import RagdistillError
 from ragdistill.common.io import atomic_path, read_jsonl, write_json

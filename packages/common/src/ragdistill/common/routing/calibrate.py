@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from ragdistill.common.errors import RagdistillError
 from ragdistill.common.io import atomic_path, read_json, write_json
 from ragdistill.common.logging import get_logger

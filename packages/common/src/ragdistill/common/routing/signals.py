@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+
 from ragdistill.common.errors import RagdistillError
 
 

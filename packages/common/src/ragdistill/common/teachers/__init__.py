@@ -41,9 +41,8 @@ def build_teacher(cfg: Any) -> Teacher:
         cls = HFCausalLMTeacher if backend == "causal_lm" else Seq2SeqTeacher
         return cls(model, max_new_tokens=get("max_new_tokens", 128), temperature=get("temperature", 0.0), batch_size=get("batch_size", 8))
     if backend == "openai":
-        from ragdistill.common.teachers.openai_http import OpenAIChatTeacher
-
         from ragdistill.common.teachers.fleet import parse_base_urls
+        from ragdistill.common.teachers.openai_http import OpenAIChatTeacher
 
         urls = parse_base_urls(list(get("base_urls") or [])) or parse_base_urls(get("base_url"))  # the fleet wins
         return OpenAIChatTeacher(

@@ -28,6 +28,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+
 from ragdistill.common.errors import RagdistillError
 from ragdistill.common.teachers.base import EmbeddingTeacher, GenerationTeacher, Messages, ScoringTeacher, Teacher
 
@@ -121,6 +122,7 @@ def build_ensemble(cfg: Any, build_one: Callable[[Any], Teacher]) -> Teacher:
     """Build each member from its config (checked against TeacherConfig: a typo names the member)."""
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
+
     from ragdistill.common.config import TeacherConfig
 
     get = cfg.get if isinstance(cfg, dict) or hasattr(cfg, "get") else lambda k, d=None: getattr(cfg, k, d)

@@ -6,9 +6,10 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 import torch
-from ragdistill.embedder.losses.projected_mse import ProjectedMSELoss
 from sentence_transformers.sentence_transformer.losses import MarginMSELoss, MultipleNegativesRankingLoss
 from torch import Tensor, nn
+
+from ragdistill.embedder.losses.projected_mse import ProjectedMSELoss
 
 
 class DistillationLoss(nn.Module):

@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from ragdistill.reranker.losses.base import ListDistillationLoss
 from torch import Tensor
+
+from ragdistill.reranker.losses.base import ListDistillationLoss
 
 
 class ListwiseKLLoss(ListDistillationLoss):

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from ragdistill.reranker.losses.base import ListDistillationLoss
 from torch import Tensor
+
+from ragdistill.reranker.losses.base import ListDistillationLoss
 
 
 class MarginMSELoss(ListDistillationLoss):
