@@ -58,7 +58,7 @@ def test_custom_components_run_and_report(work_dir):
 
 def test_embedder_cannot_be_off(work_dir):
     cfg = compose("e2e", [f"paths.work_dir={work_dir}", "pipeline.embedder=off", "data.max_queries=2", "data.max_docs=20"])
-    with pytest.raises(RagdistillError, match="pipeline.embedder=off: the pipeline needs a retriever"):
+    with pytest.raises(RagdistillError, match=r"pipeline\.embedder=off: the pipeline needs a retriever"):
         run_e2e(cfg)
 
 

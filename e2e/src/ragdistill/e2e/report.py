@@ -108,17 +108,8 @@ def _plots(report: dict[str, Any], out: Path) -> list[str]:
             if q is not None and speed is not None:
                 pts.append((system, speed, q))
         if len(pts) >= 2:
-            fig, ax = plt.subplots(figsize=(5, 3.5))
-            for name, x, y in pts:
-                ax.scatter(x, y)
-                ax.annotate(name, (x, y), fontsize=7)
-            ax.set_xscale("log")
-            ax.set_xlabel("p50 latency (ms, log)")
-            ax.set_ylabel("quality")
-            ax.set_title(f"{stage}: quality vs latency", fontsize=9)
-            fig.tight_layout()
-            fig.savefig(out / f"quality_vs_latency_{stage}.png", dpi=100)
-            plt.close(fig)
+            _scatter(pts, out / f"quality_vs_latency_{stage}.png", "p50 latency (ms, log)", "quality",
+                     f"{stage}: quality vs latency", figsize=(5, 3.5), fontsize=7, logx=True)
             files.append(f"quality_vs_latency_{stage}.png")
     return files
 
@@ -202,21 +193,29 @@ def compare_runs(run_dirs: list[Path], out: Path | None = None) -> str:
 
 
 def _compare_plot(rows: list[dict[str, Any]], out: Path) -> None:
+    pts = [(r["pipeline"], r["e2e_p50_ms"], r["token_f1"] if r["token_f1"] is not None else r["ndcg@10"]) for r in rows if r["e2e_p50_ms"]]
+    if pts:
+        _scatter(pts, out / "quality_vs_latency.png", "end-to-end p50 latency (ms)", "answer token F1 (or NDCG@10)",
+                 "quality vs latency per configuration", figsize=(7, 4), fontsize=6)
+
+
+def _scatter(pts: list[tuple[str, float, float]], path: Path, xlabel: str, ylabel: str, title: str,
+             figsize: tuple[float, float], fontsize: int, logx: bool = False) -> None:
+    """One labelled quality-vs-latency scatter plot as a PNG (stage systems, or pipeline runs)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    pts = [(r["pipeline"], r["e2e_p50_ms"], r["token_f1"] if r["token_f1"] is not None else r["ndcg@10"]) for r in rows if r["e2e_p50_ms"]]
-    if not pts:
-        return
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = plt.subplots(figsize=figsize)
     for name, x, y in pts:
         ax.scatter(x, y)
-        ax.annotate(name, (x, y), fontsize=6)
-    ax.set_xlabel("end-to-end p50 latency (ms)")
-    ax.set_ylabel("answer token F1 (or NDCG@10)")
-    ax.set_title("quality vs latency per configuration", fontsize=9)
+        ax.annotate(name, (x, y), fontsize=fontsize)
+    if logx:
+        ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(out / "quality_vs_latency.png", dpi=100)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
