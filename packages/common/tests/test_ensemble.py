@@ -27,8 +27,8 @@ def test_ensemble_of_the_two_packaged_embedders_for_real():
     cfg = _teacher_cfg("ensemble-embedders")
     ens = build_teacher(cfg)
     require(ens, EmbeddingTeacher, "embedder")
-    with pytest.raises(RagdistillError, match="reranker needs a teacher that can scor"):
-        require(ens, ScoringTeacher, "reranker")
+    # bi-encoders also score pairs (cosine), so the ensemble can serve as a reranker teacher too
+    require(ens, ScoringTeacher, "reranker")
     assert ens.dim == 384 + 768 and ens.teacher_id.startswith("ens:") and "mpnet" in ens.teacher_id
     (mini, w1), (_, w2) = ens.members
     assert (w1, w2) == (0.5, 0.5)
@@ -47,6 +47,9 @@ def test_ensemble_of_the_two_packaged_embedders_for_real():
     # ... so the ensemble's dot product is the weighted mean of the members' cosines
     per = [(qv[:, :384] / np.sqrt(0.5), dv[:, :384] / np.sqrt(0.5)), (qv[:, 384:] / np.sqrt(0.5), dv[:, 384:] / np.sqrt(0.5))]
     assert np.allclose(qv @ dv.T, 0.5 * per[0][0] @ per[0][1].T + 0.5 * per[1][0] @ per[1][1].T, atol=1e-5)
+    # and scoring pairs (each member's cosine, weighted) gives that same similarity
+    pairs = [(queries[qids[i]], data.corpus[dids[j]].full_text) for i, j in ((0, 0), (1, 5), (2, 9))]
+    assert np.allclose(ens.score(pairs), [qv[i] @ dv[j] for i, j in ((0, 0), (1, 5), (2, 9))], atol=1e-5)
 
     def ndcg(s):
         run = {q: {dids[j]: float(s[i, j]) for j in np.argsort(-s[i])[:100]} for i, q in enumerate(qids)}

@@ -6,9 +6,10 @@ import json
 
 import pytest
 
+from ragdistill.common.bm25 import BM25Index
 from ragdistill.common.data import load_retrieval
 from ragdistill.common.errors import RagdistillError
-from ragdistill.reranker.candidates import BM25Retriever, first_stage
+from ragdistill.reranker.candidates import first_stage
 from ragdistill.reranker.lists import positive_first
 
 
@@ -76,4 +77,4 @@ def test_candidate_file_is_used(tmp_path, squad):
 
 def test_bm25_on_empty_corpus():
     with pytest.raises(RagdistillError, match="non-empty corpus"):
-        BM25Retriever({})
+        BM25Index({})

@@ -20,7 +20,7 @@ from ragdistill.common.io import read_jsonl
 RECIPE = ["reranker.build_teacher.base=minilm-l6", "reranker.build_teacher.squad_queries=24", "reranker.build_teacher.negatives=1",
           "reranker.build_teacher.max_length=32", "reranker.build_teacher.freeze_layers=0", "reranker.build_teacher.batch_size=16",
           "reranker.build_teacher.learning_rate=5e-4", "reranker.build_teacher.epochs=1"]
-SMALL = ["teacher.max_length=32", "student.max_length=32", "data.max_queries=8",
+SMALL = ["teacher=ce-mpnet", "teacher.max_length=32", "student.max_length=32", "data.max_queries=8",
          "reranker.candidates.train_k=5", "reranker.candidates.eval_k=6", "reranker.filter.min_margin=-100",
          "reranker.train.max_steps=4", "reranker.train.list_size=5", "reranker.train.queries_per_batch=4",
          "reranker.train.learning_rate=3e-4", "reranker.train.warmup_ratio=0", "reranker.colbert.dim=16",
@@ -126,5 +126,5 @@ def test_filter_dropping_everything_is_an_error(make_cfg, tiny_teacher):
 def test_wrong_teacher_backend(make_cfg):
     from ragdistill.reranker import stage
 
-    with pytest.raises(RagdistillError, match=r"teacher.backend='sentence_transformer': the reranker distills cross-encoder scores"):
-        stage.teach(make_cfg("reranker", ["teacher=mpnet", "data.max_queries=2"]))
+    with pytest.raises(RagdistillError, match=r"teacher.backend='causal_lm' generates text; the reranker distills \(query, document\) scores"):
+        stage.teach(make_cfg("reranker", ["teacher=qwen-0.5b", "data.max_queries=2"]))

@@ -9,10 +9,10 @@ on the input distribution it was trained on; the held-out test split shares no a
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ragdistill.common.bm25 import BM25Index
 from ragdistill.common.data import Document, QARecord, load_qa, load_retrieval
 from ragdistill.common.errors import RagdistillError
 from ragdistill.common.logging import get_logger
@@ -33,30 +33,6 @@ class QAExample:
     @property
     def context_texts(self) -> list[str]:
         return [d.text for d in self.contexts]
-
-
-class BM25Index:
-    """BM25 over a corpus (title + text) via ``bm25s``.
-
-    The reranker keeps a twin of this (``reranker.candidates.BM25Retriever``); a shared first-stage
-    helper belongs in common.
-    """
-
-    def __init__(self, corpus: dict[str, Document]) -> None:
-        import bm25s
-
-        self._bm25s, self.doc_ids = bm25s, list(corpus)
-        tokens = bm25s.tokenize([corpus[d].full_text for d in self.doc_ids], stopwords="en", show_progress=False)
-        self.index = bm25s.BM25()
-        self.index.index(tokens, show_progress=False)
-
-    def search(self, queries: Sequence[str], k: int) -> list[list[str]]:
-        if not queries:
-            return []
-        k = min(k, len(self.doc_ids))
-        tokens = self._bm25s.tokenize(list(queries), stopwords="en", show_progress=False)
-        idx, _ = self.index.retrieve(tokens, k=k, show_progress=False, n_threads=1)
-        return [[self.doc_ids[i] for i in row] for row in idx]
 
 
 def sample_records(records: list[QARecord], n: int | None, seed: int) -> list[QARecord]:
@@ -89,7 +65,7 @@ def load_examples(cfg: Any, split: str, n: int | None) -> list[QAExample]:
             if d not in corpus:
                 raise RagdistillError(f"gold document {d!r} of question {r.id!r} is missing from the corpus of {source!r}")
     r_cfg = cfg.generator.retrieval
-    hits = BM25Index(corpus).search([r.question for r in chosen], r_cfg.top_k)
+    hits = [[d for d, _ in h] for h in BM25Index(corpus).retrieve([r.question for r in chosen], r_cfg.top_k)]
     out = []
     for r, ids in zip(chosen, hits, strict=True):
         ids = list(ids)

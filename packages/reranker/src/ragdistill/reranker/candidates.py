@@ -11,9 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
-from ragdistill.common.data import Document, RetrievalData
+from ragdistill.common.bm25 import BM25Index
+from ragdistill.common.data import RetrievalData
 from ragdistill.common.errors import RagdistillError
 from ragdistill.common.io import iter_jsonl
 from ragdistill.common.logging import get_logger
@@ -30,35 +29,11 @@ class CandidateList:
     scores: list[float]
 
 
-class BM25Retriever:
-    """BM25 over a corpus (title + text), via ``bm25s``.
-
-    A generally useful first stage; kept here until common grows a retriever helper.
-    """
-
-    def __init__(self, corpus: dict[str, Document]) -> None:
-        import bm25s
-
-        if not corpus:
-            raise RagdistillError("BM25 needs a non-empty corpus")
-        self._bm25s = bm25s
-        self.doc_ids = list(corpus)
-        tokens = bm25s.tokenize([corpus[d].full_text for d in self.doc_ids], stopwords="en", show_progress=False)
-        self.index = bm25s.BM25()
-        self.index.index(tokens, show_progress=False)
-
-    def search(self, queries: dict[str, str], k: int) -> dict[str, CandidateList]:
-        """Top-``k`` documents per query (fewer when the corpus is smaller)."""
-        if not queries:
-            return {}
-        k = min(k, len(self.doc_ids))
-        qids = list(queries)
-        tokens = self._bm25s.tokenize([queries[q] for q in qids], stopwords="en", show_progress=False)
-        idx, scores = self.index.retrieve(tokens, k=k, show_progress=False, n_threads=1)
-        out = {}
-        for row, qid in enumerate(qids):
-            out[qid] = CandidateList(qid, [self.doc_ids[i] for i in idx[row]], [float(s) for s in np.asarray(scores[row])])
-        return out
+def bm25_candidates(index: BM25Index, queries: dict[str, str], k: int) -> dict[str, CandidateList]:
+    """BM25 top-``k`` per query as candidate lists (zero-score tail kept: every list has ``k``)."""
+    qids = list(queries)
+    hits = index.retrieve([queries[q] for q in qids], k)
+    return {q: CandidateList(q, [d for d, _ in h], [s for _, s in h]) for q, h in zip(qids, hits, strict=True)}
 
 
 def read_candidates_file(path: str | Path, data: RetrievalData, split: str, require_positive: bool) -> dict[str, CandidateList]:
@@ -113,4 +88,4 @@ def first_stage(data: RetrievalData, split: str, k: int, file: str | None = None
         cands = read_candidates_file(file, data, split, require_positive)
         return {q: CandidateList(q, c.doc_ids[:k], c.scores[:k]) for q, c in cands.items()}
     log.info("BM25 first stage: %d %s queries over %d documents, top-%d", len(queries), split, len(data.corpus), k)
-    return BM25Retriever(data.corpus).search(queries, k)
+    return bm25_candidates(BM25Index(data.corpus), queries, k)

@@ -14,14 +14,19 @@ from ragdistill.reranker.teachers import make_teacher
 
 
 def component(cfg: Any, variant: str) -> Any:
-    """The teacher cross-encoder, the undistilled student, the distilled student or its ONNX
+    """The teacher (any scoring teacher), the undistilled student, the distilled student or its ONNX
     (int8 when exported, else fp32) export, as ``score(query, docs) -> list[float]``."""
     if variant not in VARIANTS:
         raise RagdistillError(f"reranker component: unknown variant {variant!r}; choose from {', '.join(VARIANTS)}")
     bs = int(cfg.reranker.eval.batch_size)
     if variant == "teacher":
         teacher = make_teacher(cfg)
-        ce, path = teacher.cross_encoder, teacher.path or teacher.model_name
+
+        def rerank_teacher(query: str, docs: list[str]) -> list[float]:
+            return teacher.score([(query, d) for d in docs])
+
+        rerank_teacher.model_path = str(teacher.path or teacher.model_name)  # type: ignore[attr-defined]
+        return rerank_teacher
     elif variant == "student_onnx":
         from ragdistill.reranker.export import ONNX_FP32, int8_file
 

@@ -91,7 +91,7 @@ def evaluate(cfg: Any) -> dict[str, Any]:
         cache.close()
     results["teacher"] = _quality(qrels, cands, {s.query_id: s.teacher_scores for s in scored})
     if teacher.available and lat_lists:
-        results["teacher"].update(_speed(_cross_encoder_scorer(teacher.cross_encoder, texts, bs), lat_lists))
+        results["teacher"].update(_speed(lambda q, ids: teacher.score([(q, texts[d]) for d in ids]), lat_lists))
     elif lat_lists:
         notes["teacher"] = "speed not measured: the teacher model is not built here (scores came from the label cache)"
 

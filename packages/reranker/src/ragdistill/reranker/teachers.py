@@ -20,6 +20,7 @@ import json
 import random
 from dataclasses import asdict
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from omegaconf import OmegaConf
@@ -57,17 +58,19 @@ def built_teacher_dir(build_cfg: Any) -> Path:
     return Path(out).expanduser().resolve() if out else model_cache_dir() / "reranker" / str(build_cfg.name)
 
 
-class LazyCrossEncoderTeacher:
+class LazyTeacher:
     """A ``ScoringTeacher`` whose model loads on the first ``score`` call.
 
     ``teacher_id`` is known up front (for the label cache): for a built teacher it names the
     recipe's hash, not the local path, so labels made on one machine serve another.
+    ``load`` builds the underlying teacher (a cross-encoder, or any scoring teacher of
+    ``ragdistill.common.teachers`` such as the hybrid bi-encoder + BM25 ensemble).
     """
 
-    def __init__(self, model: str, max_length: int, batch_size: int, path: str | None, teacher_id: str, missing_hint: str = "",
-                 builder: Any = None) -> None:
-        self.model_name, self.max_length, self.batch_size = model, max_length, batch_size
-        self.path, self.teacher_id, self.missing_hint = path, teacher_id, missing_hint
+    def __init__(self, name: str, teacher_id: str, load: Callable[[], Any], path: str | None = None, missing_hint: str = "",
+                 builder: Callable[[], Any] | None = None) -> None:
+        self.model_name, self.teacher_id, self._load, self.path = name, teacher_id, load, path
+        self.missing_hint = missing_hint
         self.builder = builder  # called once when the model is needed but not built (build_teacher.auto)
         self._impl: Any = None
 
@@ -80,9 +83,7 @@ class LazyCrossEncoderTeacher:
                 self.missing_hint = ""
             if self.missing_hint:
                 raise RagdistillError(self.missing_hint)
-            from ragdistill.common.teachers.local import CrossEncoderTeacher
-
-            self._impl = CrossEncoderTeacher(self.path or self.model_name, batch_size=self.batch_size, max_length=self.max_length)
+            self._impl = self._load()
         return self._impl
 
     @property
@@ -93,22 +94,36 @@ class LazyCrossEncoderTeacher:
     def score(self, pairs: list[tuple[str, str]]) -> list[float]:
         return self.impl.score(pairs)
 
-    @property
-    def cross_encoder(self) -> Any:
-        """The underlying ``sentence_transformers.CrossEncoder``."""
-        return self.impl.model
+
+def _teacher_config(cfg: Any) -> dict[str, Any]:
+    """``cfg.teacher`` as a dict, with a ``bm25`` member's empty ``model`` bound to the data being reranked."""
+    t = _plain(cfg.teacher)
+    source = cfg.data.path or cfg.data.name
+    for m in t.get("members") or []:
+        if m.get("backend") == "bm25" and not m.get("model"):
+            m["model"] = source
+    if t.get("backend") == "bm25" and not t.get("model"):
+        t["model"] = source
+    return t
 
 
-def make_teacher(cfg: Any) -> LazyCrossEncoderTeacher:
-    """The stage's teacher from ``cfg.teacher`` (backend must be ``cross_encoder``)."""
+def make_teacher(cfg: Any) -> LazyTeacher:
+    """The stage's teacher from ``cfg.teacher``: a cross-encoder (built here or named), or any
+    scoring teacher (``ensemble`` of scorers, ``bm25``, a bi-encoder's cosine)."""
     t = cfg.teacher
-    if t.backend != "cross_encoder":
+    if t.backend in ("causal_lm", "seq2seq", "openai", "vllm"):
         raise RagdistillError(
-            f"teacher.backend={t.backend!r}: the reranker distills cross-encoder scores; use teacher=ce-mpnet, "
-            "teacher=ce-msmarco-minilm-l12 or teacher.backend=cross_encoder teacher.model=<cross-encoder id or folder>"
+            f"teacher.backend={t.backend!r} generates text; the reranker distills (query, document) scores: use "
+            "teacher=hybrid-mpnet-bm25 (default), teacher=ce-mpnet, teacher=ce-msmarco-minilm-l12 or "
+            "teacher.backend=cross_encoder teacher.model=<cross-encoder id or folder>"
         )
+    if t.backend != "cross_encoder":
+        from ragdistill.common.teachers import ScoringTeacher, build_teacher, require
+
+        impl = require(build_teacher(_teacher_config(cfg)), ScoringTeacher, "reranker")  # cheap to load: no laziness needed
+        return LazyTeacher(str(t.model or t.backend), impl.teacher_id, lambda: impl)
     if not t.model:
-        raise RagdistillError("teacher.model is not set; pass teacher=ce-mpnet or teacher.model=<cross-encoder id or folder>")
+        raise RagdistillError("teacher.model is not set; pass teacher=hybrid-mpnet-bm25 or teacher.model=<cross-encoder id or folder>")
     max_length = int(t.max_length or 256)
     if t.model in BUILT_TEACHERS:
         b = cfg.reranker.build_teacher
@@ -128,11 +143,20 @@ def make_teacher(cfg: Any) -> LazyCrossEncoderTeacher:
             )
         tid = f"ce:{t.model}@{recipe_hash(recipe)}:len={max_length}"
         builder = (lambda: build_teacher(cfg)) if hint and b.auto else None
-        return LazyCrossEncoderTeacher(t.model, max_length, int(t.batch_size), str(folder), tid, hint, builder)
+        return LazyTeacher(t.model, tid, _cross_encoder_loader(str(folder), max_length, int(t.batch_size)), str(folder), hint, builder)
     from ragdistill.common.models import resolve_model
 
     path = resolve_model(t.model)
-    return LazyCrossEncoderTeacher(t.model, max_length, int(t.batch_size), path, f"ce:{t.model}:len={max_length}")
+    return LazyTeacher(t.model, f"ce:{t.model}:len={max_length}", _cross_encoder_loader(path, max_length, int(t.batch_size)), path)
+
+
+def _cross_encoder_loader(path: str, max_length: int, batch_size: int) -> Callable[[], Any]:
+    def load() -> Any:
+        from ragdistill.common.teachers.local import CrossEncoderTeacher
+
+        return CrossEncoderTeacher(path, batch_size=batch_size, max_length=max_length)
+
+    return load
 
 
 # ----------------------------------------------------------------------------- build-teacher
@@ -140,8 +164,9 @@ def make_teacher(cfg: Any) -> LazyCrossEncoderTeacher:
 
 def _hard_negative_groups(source: str, n_queries: int, negatives: int, depth: int, seed: int) -> list[tuple[str, str, list[str]]]:
     """(query, positive text, negative texts) from a bundled dataset's train split."""
+    from ragdistill.common.bm25 import BM25Index
     from ragdistill.common.data import load_retrieval
-    from ragdistill.reranker.candidates import BM25Retriever
+    from ragdistill.reranker.candidates import bm25_candidates
 
     data = load_retrieval(source)
     queries, qrels = data.split("train")
@@ -149,7 +174,7 @@ def _hard_negative_groups(source: str, n_queries: int, negatives: int, depth: in
     qids = sorted(queries)
     rng.shuffle(qids)
     qids = qids[:n_queries]
-    cands = BM25Retriever(data.corpus).search({q: queries[q] for q in qids}, depth)
+    cands = bm25_candidates(BM25Index(data.corpus), {q: queries[q] for q in qids}, depth)
     groups = []
     for q in qids:
         pos = sorted(qrels[q])[0]

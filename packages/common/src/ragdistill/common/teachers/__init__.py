@@ -14,7 +14,7 @@ from ragdistill.common.teachers.base import (
     require,
 )
 
-BACKENDS = ("sentence_transformer", "cross_encoder", "causal_lm", "seq2seq", "openai", "vllm", "ensemble")
+BACKENDS = ("sentence_transformer", "cross_encoder", "bm25", "causal_lm", "seq2seq", "openai", "vllm", "ensemble")
 
 
 def build_teacher(cfg: Any) -> Teacher:
@@ -35,6 +35,10 @@ def build_teacher(cfg: Any) -> Teacher:
         from ragdistill.common.teachers.local import CrossEncoderTeacher
 
         return CrossEncoderTeacher(model, batch_size=get("batch_size", 32), max_length=get("max_length") or 256)
+    if backend == "bm25":  # model = the corpus (bundled dataset name or BEIR folder) BM25 statistics come from
+        from ragdistill.common.teachers.lexical import BM25Teacher
+
+        return BM25Teacher(model)
     if backend in ("causal_lm", "seq2seq"):
         from ragdistill.common.teachers.local import HFCausalLMTeacher, Seq2SeqTeacher
 

@@ -14,6 +14,8 @@ from ragdistill.common.teachers.base import Messages
 class SentenceTransformerTeacher:
     """Embeds texts with a ``SentenceTransformer`` (normalised by default)."""
 
+    MEMO_MAX = 200_000  # texts whose vectors ``score`` keeps (about 600 MB at 768 dims)
+
     def __init__(self, model: str, batch_size: int = 32, normalize: bool = True, max_length: int | None = None, device: str | None = None) -> None:
         from sentence_transformers import SentenceTransformer
 
@@ -21,6 +23,7 @@ class SentenceTransformerTeacher:
         if max_length:
             self.model.max_seq_length = max_length
         self.batch_size, self.normalize = batch_size, normalize
+        self._memo: dict[str, np.ndarray] = {}  # text -> unit vector, for ``score``
         self.teacher_id = f"st:{model}:norm={normalize}:len={self.model.max_seq_length}"
 
     @property
@@ -31,6 +34,18 @@ class SentenceTransformerTeacher:
         return self.model.encode(
             texts, batch_size=self.batch_size, normalize_embeddings=self.normalize, convert_to_numpy=True, show_progress_bar=False
         ).astype(np.float32)
+
+    def score(self, pairs: list[tuple[str, str]]) -> list[float]:
+        """Cosine similarity of each (query, document) pair: a bi-encoder used as a scorer (e.g. one
+        member of a hybrid reranker teacher). Each distinct text is encoded once."""
+        new = [t for t in dict.fromkeys(t for p in pairs for t in p) if t not in self._memo]
+        if new:  # a reranking corpus repeats documents across queries' candidate lists: encode each once
+            v = self.embed(new)
+            v = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+            if len(self._memo) + len(new) > self.MEMO_MAX:
+                self._memo.clear()
+            self._memo.update(zip(new, v, strict=True))
+        return [float(self._memo[q] @ self._memo[d]) for q, d in pairs]
 
 
 class CrossEncoderTeacher:
