@@ -105,7 +105,8 @@ def test_costs_are_recomputed_from_the_reports(runs, capsys):
         assert row["usd_per_1k_queries"] == pytest.approx(1000 * _expected_usd_per_query(res, 0.5))
         assert row["usd_per_month"] == pytest.approx(row["usd_per_query"] * 1_000_000)
         assert row["quality"] == pytest.approx(res["generation"]["token_f1"])
-    assert rows["teacher"]["usd_per_query"] > rows["student"]["usd_per_query"]  # MPNet retrieval costs more than MiniLM
+    # which pipeline is cheaper is a measurement (bench/, the e2e report), not asserted here: on a loaded
+    # machine the tiny slice's timings can invert; the test checks the arithmetic on whatever was measured
     # one-off distillation from the run_info records, break-even from the savings
     infos = {(s, v): read_run_info(work / s / v / "run_info.json") for s in ("embedder", "generator") for v in ("teach", "train")}
     assert infos[("embedder", "teach")].n_teacher_calls == 16 and infos[("embedder", "teach")].seconds > 0
@@ -114,7 +115,7 @@ def test_costs_are_recomputed_from_the_reports(runs, capsys):
     assert st["distillation"]["complete"] and st["distillation"]["usd"] == pytest.approx(distill)
     save = rows["teacher"]["usd_per_query"] - st["usd_per_query"]
     assert st["savings_usd_per_query"] == pytest.approx(save)
-    assert st["break_even_queries_per_month"] == pytest.approx(distill / (save * 3))
+    assert st["break_even_queries_per_month"] == (pytest.approx(distill / (save * 3)) if save > 0 else None)
     assert rows["routed"]["compared_with"] == rows["teacher"]["pipeline"]
     # the command prints the table and writes the JSON
     cost_command(["--work-dir", str(work), "--out", str(work / "cost.json"), "hourly_usd=0.5", "train_hourly_usd=2.0", "retrain_every_months=3"])
