@@ -120,7 +120,8 @@ def test_costs_are_recomputed_from_the_reports(runs, capsys):
     # the command prints the table and writes the JSON
     cost_command(["--work-dir", str(work), "--out", str(work / "cost.json"), "hourly_usd=0.5", "train_hourly_usd=2.0", "retrain_every_months=3"])
     out = capsys.readouterr().out
-    assert "break-even queries/month" in out and f"{st['break_even_queries_per_month']:,.0f}" in out
+    be = st["break_even_queries_per_month"]
+    assert "break-even queries/month" in out and (be is None or f"{be:,.0f}" in out)
     assert json.loads((work / "cost.json").read_text())["pipelines"][0]["usd_per_1k_queries"] > 0
 
 
