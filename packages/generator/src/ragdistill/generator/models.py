@@ -1,9 +1,7 @@
-"""Student and teacher checkpoints for this stage: tokenizers with the right end-of-turn token,
-and the tokenizer check GKD needs.
+"""Student and teacher checkpoints for this stage: the tokenizer check GKD needs.
 
-The GGUF-converted SmolLM2 tokenizer names ``<|im_start|>`` as its EOS token while the model (and
-its generation config) end a turn with ``<|im_end|>``; training with the wrong EOS would teach the
-student never to stop. :func:`load_tokenizer` aligns the tokenizer with the generation config.
+Tokenizers come from :func:`ragdistill.common.models.load_tokenizer`, which aligns EOS with the
+model's end-of-turn token (training with the wrong EOS teaches the student never to stop).
 """
 
 from __future__ import annotations
@@ -13,29 +11,9 @@ from typing import Any
 
 from ragdistill.common.errors import RagdistillError
 from ragdistill.common.logging import get_logger
-from ragdistill.common.models import resolve_model
+from ragdistill.common.models import load_tokenizer
 
 log = get_logger(__name__)
-
-
-def load_tokenizer(name_or_path: str, padding_side: str = "right") -> Any:
-    """A tokenizer whose ``eos_token`` is the model's end-of-turn token and which has a pad token."""
-    from transformers import AutoTokenizer, GenerationConfig
-
-    path = resolve_model(name_or_path)
-    tok = AutoTokenizer.from_pretrained(path, padding_side=padding_side)
-    try:
-        gen = GenerationConfig.from_pretrained(path)
-        eos = gen.eos_token_id[0] if isinstance(gen.eos_token_id, list) else gen.eos_token_id
-    except (OSError, ValueError):
-        eos = None
-    if eos is not None and tok.eos_token_id != eos:
-        token = tok.convert_ids_to_tokens(int(eos))
-        log.info("tokenizer of %s: eos %r -> %r (the generation config's end-of-turn token)", name_or_path, tok.eos_token, token)
-        tok.eos_token = token
-    if tok.pad_token is None:
-        tok.pad_token = tok.eos_token
-    return tok
 
 
 def describe_tokenizer(tok: Any, name: str) -> str:

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from ragdistill.common.models import resolve_model
+from ragdistill.common.models import load_tokenizer, resolve_model
 from ragdistill.query_rewriter.prompts import Example, seq2seq_input, student_messages
 
 MAX_NEW_TOKENS = {"rewrite": 32, "expansion": 64}
@@ -24,22 +24,6 @@ def is_seq2seq(model_path: str) -> bool:
     from transformers import AutoConfig
 
     return bool(getattr(AutoConfig.from_pretrained(model_path), "is_encoder_decoder", False))
-
-
-def load_tokenizer(model_path: str) -> Any:
-    """The tokenizer, with EOS taken from the model config when they disagree (the GGUF-converted
-    SmolLM2 tokenizer says ``<|im_start|>``, the model stops on ``<|im_end|>``) and PAD = EOS if unset."""
-    from transformers import AutoConfig, AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(model_path)
-    eos = getattr(AutoConfig.from_pretrained(model_path), "eos_token_id", None)
-    if isinstance(eos, list):
-        eos = eos[0] if eos else None
-    if isinstance(eos, int) and eos != tok.eos_token_id and eos < len(tok):
-        tok.eos_token = tok.convert_ids_to_tokens(eos)
-    if tok.pad_token is None:
-        tok.pad_token = tok.eos_token
-    return tok
 
 
 def source_text(tok: Any, ex: Example, seq2seq: bool) -> str:
