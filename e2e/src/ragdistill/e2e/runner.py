@@ -72,7 +72,10 @@ def load_components(cfg: DictConfig, custom: dict[str, Callable] | None = None) 
             if stage.component is None:
                 raise RagdistillError(f"stage {stage_name!r} offers no pipeline component; set pipeline.{slot}=off")
             overrides = [f"paths.work_dir={cfg.paths.work_dir}", "run.report_to=[]", *cfg.stage_overrides.get(slot, [])]
-            comp = stage.component(compose(stage_name, overrides), variant)
+            try:
+                comp = stage.component(compose(stage_name, overrides), variant)
+            except RagdistillError as e:  # name the swap whose artifact is missing, not only the path
+                raise RagdistillError(f"pipeline.{slot}={variant}: {e}") from e
         facts[slot] = {
             "variant": variant,
             "load_s": time.perf_counter() - t0,

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from ragdistill.common.config import stage_dir
 from ragdistill.common.data import Document
 from ragdistill.common.errors import RagdistillError
+from ragdistill.common.models import resolve_model
 from ragdistill.generator.prompts import build_messages
 from ragdistill.generator.scoring import answer_of
+
+
+def _artifact(path: Path, verb: str) -> Path:
+    """The folder a verb writes, or an error naming that verb (a bare path error does not say how to make it)."""
+    if not (path / "config.json").is_file():
+        raise RagdistillError(f"{path}: no generator {verb} output; run `ragdistill generator {verb}` first (same paths.work_dir)")
+    return path
 
 
 def component(cfg: Any, variant: str) -> Any:
@@ -18,14 +27,18 @@ def component(cfg: Any, variant: str) -> Any:
     from ragdistill.generator.teachers import LazyTeacher
 
     prompt, max_new = cfg.generator.prompt, int(cfg.generator.student_max_new_tokens)
+    path: str | None = None
     if variant == "teacher":
         gen: Any = LazyTeacher(cfg.teacher)
+        path = resolve_model(cfg.teacher.model) if cfg.teacher.backend == "causal_lm" else None
     elif variant == "student_base":
-        gen = LocalGenerator(cfg.student.model, max_new)
+        gen, path = LocalGenerator(cfg.student.model, max_new), resolve_model(cfg.student.model)
     elif variant == "student":
-        gen = LocalGenerator(str(stage_dir(cfg, "generator", "train") / "merged"), max_new)
+        path = str(_artifact(stage_dir(cfg, "generator", "train") / "merged", "train"))
+        gen = LocalGenerator(path, max_new)
     elif variant in ("student_export", "student_onnx"):
-        gen = LocalGenerator(str(stage_dir(cfg, "generator", "export") / "model"), max_new)
+        path = str(_artifact(stage_dir(cfg, "generator", "export") / "model", "export"))
+        gen = LocalGenerator(path, max_new)
     else:
         raise RagdistillError(f"generator component: unknown variant {variant!r}; choose teacher, student_base, student, student_export")
 
@@ -33,4 +46,6 @@ def component(cfg: Any, variant: str) -> Any:
         docs = [Document(f"c{i}", c) for i, c in enumerate(contexts)]
         return answer_of(gen.generate([build_messages(question, docs, prompt)])[0], prompt)[0]
 
+    if path is not None:  # the harness reports its size on disk (a teacher may be remote: no path)
+        answer.model_path = path  # type: ignore[attr-defined]
     return answer
