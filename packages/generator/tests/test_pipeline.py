@@ -111,6 +111,17 @@ def test_teacher_malformed_json_is_dropped_and_counted(make_cfg, work_dir):
     assert sum(lbl["dropped_by"] == "format" for lbl in labels) == 6
 
 
+def test_gkd_trains_when_teacher_and_student_share_a_tokenizer(make_cfg, work_dir):
+    """Logit distillation for real: SmolLM2 teaches a LoRA on SmolLM2 (one tokenizer) through TRL's
+    GKDTrainer; lmbda=0 keeps it off-policy (no student sampling) so two steps stay cheap."""
+    cfg = make_cfg("generator", [*SMALL, "generator.train.method=gkd", "generator.train.gkd_lmbda=0.0"])
+    teach(cfg)
+    info = train(cfg)
+    assert info["method"] == "gkd" and info["steps"] == 2 and info["teacher"] == "smollm2-135m-instruct"
+    assert all(loss == loss and loss >= 0 for loss in info["losses"])  # generalised JSD: finite, non-negative
+    assert (work_dir / "generator/train/merged/model.safetensors").is_file()
+
+
 def test_gkd_with_different_tokenizers_names_both(make_cfg):
     cfg = make_cfg("generator", ["generator.train.method=gkd"])
     with pytest.raises(RagdistillError) as e:
