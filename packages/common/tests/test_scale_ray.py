@@ -137,3 +137,18 @@ def test_launcher_settings_and_shards(make_cfg, tmp_path):
     run = run_labelling(shard, TEACHER, "embed", texts, "shards")
     owned = [lbl is not None for lbl in run.labels]
     assert 0 < sum(owned) < 12 and run.labelled == sum(owned) == len(shard)
+
+
+def test_stage_teach_runs_on_ray_and_matches_the_local_run(runtime, tmp_path):
+    """``ragdistill embedder teach run.launcher=ray``: the stage's teacher labels come from Ray
+    workers, and the artifacts equal those of a local run (same teacher id, same vectors)."""
+    from ragdistill.common.config import compose
+    from ragdistill.embedder import stage
+
+    small = ["run.report_to=[]", "teacher.model=minilm-l6", "teacher.max_length=32", "data.max_queries=4", "data.max_docs=16", "teacher.batch_size=8"]
+    local = stage.teach(compose("embedder", [*small, f"paths.work_dir={tmp_path / 'local'}"]))
+    on_ray = stage.teach(compose("embedder", [*small, f"paths.work_dir={tmp_path / 'ray'}", "run.launcher=ray", "ray.num_workers=2"]))
+    assert on_ray["teacher_id"] == local["teacher_id"] and on_ray["n_docs"] == local["n_docs"] == 16
+    with np.load(tmp_path / "local/embedder/teach/teacher_embeddings.npz") as a, np.load(tmp_path / "ray/embedder/teach/teacher_embeddings.npz") as b:
+        assert list(a["doc_ids"]) == list(b["doc_ids"])
+        assert np.allclose(a["doc_emb"], b["doc_emb"], atol=1e-5) and np.allclose(a["query_emb"], b["query_emb"], atol=1e-5)

@@ -83,6 +83,7 @@ class LabelRun:
     labelled: int  # distinct keys the teacher computed in this run
     seconds: float
     launcher: str
+    teacher_id: str = ""  # the teacher that made the labels (known after a Ray run without building it here)
 
     @property
     def items_per_s(self) -> float:
@@ -141,7 +142,7 @@ def run_labelling(
         cached = len(cache.get_many(list({label_key(teacher.teacher_id, template, x) for x in inputs})))
         before = len(cache)
         labels = cache.label(inputs, compute, teacher.teacher_id, template, batch_size or s.batch_size, desc)
-        return LabelRun(labels, len(inputs), cached, len(cache) - before, time.perf_counter() - t0, s.launcher)
+        return LabelRun(labels, len(inputs), cached, len(cache) - before, time.perf_counter() - t0, s.launcher, teacher.teacher_id)
     return _label_on_ray(cache, _cfg_dict(teacher_cfg), capability, inputs, s, template, batch_size or s.batch_size, desc, teacher_id, t0)
 
 
@@ -255,4 +256,4 @@ def _label_on_ray(cache: LabelCache, teacher_cfg: dict[str, Any], capability: st
                 have.update(got)
                 labelled += len(got)
                 bar.update(len(got))
-    return LabelRun([have.get(k) for k in keys], len(inputs), cached, labelled, time.perf_counter() - t0, "ray")
+    return LabelRun([have.get(k) for k in keys], len(inputs), cached, labelled, time.perf_counter() - t0, "ray", teacher_id)

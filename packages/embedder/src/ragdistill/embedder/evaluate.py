@@ -79,7 +79,7 @@ def build_system(cfg: Any, name: str, cache: LabelCache | None = None) -> System
         tbs = int(cfg.teacher.batch_size)
 
         def cached(texts: list[str]) -> np.ndarray:
-            out = teacher_embed(cache, teacher, list(texts), tbs, "teacher embeddings")
+            out, _ = teacher_embed(cache, teacher, list(texts), tbs, "teacher embeddings")
             assert out is not None  # an unsharded cache labels everything
             return out
 

@@ -20,6 +20,7 @@ from ragdistill.common.config import stage_dir
 from ragdistill.common.data import RetrievalData, load_retrieval
 from ragdistill.common.errors import RagdistillError
 from ragdistill.common.io import atomic_path, read_json, write_json, write_jsonl
+from ragdistill.common.labelling import launch_settings, run_labelling
 from ragdistill.common.logging import get_logger
 from ragdistill.common.paths import data_dir
 from ragdistill.common.teachers import EmbeddingTeacher, build_teacher, require
@@ -60,12 +61,18 @@ def open_cache(cfg: Any, sharded: bool = True) -> LabelCache:
     return cache
 
 
-def teacher_embed(cache: LabelCache, teacher: EmbeddingTeacher, texts: list[str], batch_size: int, desc: str) -> np.ndarray | None:
-    """Teacher embeddings of ``texts`` through the cache; ``None`` when a shard left some unlabelled."""
-    out = cache.label(texts, lambda b: list(teacher.embed(b)), teacher.teacher_id, TEMPLATE, batch_size, desc)
-    if any(v is None for v in out):
-        return None
-    return np.stack([np.asarray(v, dtype=np.float32) for v in out])
+def teacher_embed(cache: LabelCache, teacher: EmbeddingTeacher | None, texts: list[str], batch_size: int, desc: str,
+                  cfg: Any = None) -> tuple[np.ndarray | None, str]:
+    """Teacher embeddings of ``texts`` through the cache (``None`` when a shard left some
+    unlabelled) and the id of the teacher that made them.
+
+    ``cfg.run.launcher`` decides where the teacher runs (``local``, ``shards``, ``ray``: see
+    ``ragdistill.common.labelling``); ``teacher`` is the one built here (None with ``ray``)."""
+    run = run_labelling(cache, cfg.teacher if cfg is not None else None, "embed", texts, cfg, template=TEMPLATE,
+                        batch_size=batch_size, desc=desc, teacher=teacher)
+    if any(v is None for v in run.labels):
+        return None, run.teacher_id
+    return np.stack([np.asarray(v, dtype=np.float32) for v in run.labels]), run.teacher_id
 
 
 def teach(cfg: Any) -> dict[str, Any]:
@@ -73,13 +80,14 @@ def teach(cfg: Any) -> dict[str, Any]:
     data = load_data(cfg)
     train_q, train_qrels = data.split(cfg.data.train_split)
     test_q, _ = data.split(cfg.data.test_split)
-    teacher = require(build_teacher(cfg.teacher), EmbeddingTeacher, "embedder teach")
+    on_ray = launch_settings(cfg).launcher == "ray"  # Ray workers build the teacher themselves
+    teacher = None if on_ray else require(build_teacher(cfg.teacher), EmbeddingTeacher, "embedder teach")
     cache = open_cache(cfg)
     doc_ids = list(data.corpus)
     query_ids = list(dict.fromkeys([*train_q, *test_q]))
     bs = int(cfg.teacher.batch_size)
-    query_emb = teacher_embed(cache, teacher, [data.queries[q] for q in query_ids], bs, "teacher: queries")
-    doc_emb = teacher_embed(cache, teacher, [data.corpus[d].full_text for d in doc_ids], bs, "teacher: corpus")
+    query_emb, teacher_id = teacher_embed(cache, teacher, [data.queries[q] for q in query_ids], bs, "teacher: queries", cfg)
+    doc_emb, _ = teacher_embed(cache, teacher, [data.corpus[d].full_text for d in doc_ids], bs, "teacher: corpus", cfg)
     if query_emb is None or doc_emb is None:
         log.info("shard %s labelled into %s; merge the shard caches and rerun teach without run.shard", cfg.run.shard, cache.path)
         return {"shard": cfg.run.shard, "cache": str(cache.path)}
@@ -100,14 +108,14 @@ def teach(cfg: Any) -> dict[str, Any]:
             np.savez(f, doc_ids=np.array(doc_ids), doc_emb=doc_emb, query_ids=np.array(query_ids), query_emb=query_emb)
     write_jsonl(out / "triples.jsonl", (asdict(t) for t in triples))
     manifest = {
-        "teacher_id": teacher.teacher_id, "teacher_dim": int(doc_emb.shape[1]), "data": data_source(cfg),
+        "teacher_id": teacher_id, "teacher_dim": int(doc_emb.shape[1]), "data": data_source(cfg),
         "max_queries": cfg.data.max_queries, "max_docs": cfg.data.max_docs, "train_split": cfg.data.train_split,
         "n_docs": len(doc_ids), "n_queries": len(query_ids), "n_train_queries": len(train_q), "n_triples": len(triples),
         "mining": {"depth": s.mining_depth, "negatives_per_query": s.negatives_per_query, "margin": s.mining_margin,
                    "skip_top": s.mining_skip_top},
     }
     write_json(out / "teach.json", manifest)
-    log.info("teach: %d docs, %d queries embedded by %s; %d triples -> %s", len(doc_ids), len(query_ids), teacher.teacher_id, len(triples), out)
+    log.info("teach: %d docs, %d queries embedded by %s; %d triples -> %s", len(doc_ids), len(query_ids), teacher_id, len(triples), out)
     return manifest
 
 
