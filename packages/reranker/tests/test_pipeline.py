@@ -128,3 +128,29 @@ def test_wrong_teacher_backend(make_cfg):
 
     with pytest.raises(RagdistillError, match=r"teacher.backend='causal_lm' generates text; the reranker distills \(query, document\) scores"):
         stage.teach(make_cfg("reranker", ["teacher=qwen-0.5b", "data.max_queries=2"]))
+
+
+def test_hybrid_teacher_labels_the_same_locally_and_on_ray(tmp_path, tiny_teacher):
+    """The default teacher (mpnet cosine + BM25, an ensemble of scoring teachers) through teach, once
+    in this process and once on Ray Data workers: same teacher id, same kept lists, same scores."""
+    ray = pytest.importorskip("ray")
+    from ragdistill.common.config import compose
+    from ragdistill.reranker import stage
+
+    small = ["run.report_to=[]", "teacher=hybrid-mpnet-bm25", "teacher.members.0.max_length=64", "data.max_queries=3",
+             "reranker.candidates.train_k=4", "reranker.labels_file=null"]
+    local = stage.teach(compose("reranker", [*small, f"paths.work_dir={tmp_path / 'local'}"]))
+    assert '"bm25:squad"' in local["teacher"] and "st:mpnet" in local["teacher"]
+    try:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        on_ray = stage.teach(compose("reranker", [*small, f"paths.work_dir={tmp_path / 'ray'}", "run.launcher=ray", "ray.num_workers=1"]))
+        with pytest.raises(RagdistillError, match=r"run.launcher=ray: the teacher 'ce-mpnet' exists only on this machine"):
+            stage.teach(compose("reranker", [*RECIPE, f"reranker.build_teacher.output_dir={tiny_teacher}", *SMALL,
+                                             f"paths.work_dir={tmp_path / 'built'}", "run.launcher=ray"]))
+    finally:
+        ray.shutdown()
+    assert on_ray["teacher"] == local["teacher"] and on_ray["kept"] == local["kept"]
+    rows_local = read_jsonl(tmp_path / "local/reranker/teach/train.jsonl")
+    rows_ray = read_jsonl(tmp_path / "ray/reranker/teach/train.jsonl")
+    assert [r["doc_ids"] for r in rows_local] == [r["doc_ids"] for r in rows_ray]
+    assert np.allclose([s for r in rows_local for s in r["teacher_scores"]], [s for r in rows_ray for s in r["teacher_scores"]], atol=1e-5)

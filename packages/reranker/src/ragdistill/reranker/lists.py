@@ -14,6 +14,7 @@ from typing import Any
 from ragdistill.common.cache import LabelCache, Shard
 from ragdistill.common.data import RetrievalData, load_retrieval
 from ragdistill.common.errors import RagdistillError
+from ragdistill.common.labelling import launch_settings, run_labelling
 from ragdistill.common.logging import get_logger
 from ragdistill.common.paths import data_dir
 from ragdistill.reranker.candidates import CandidateList
@@ -84,15 +85,23 @@ def positive_first(cand: CandidateList, positives: dict[str, int], include_missi
     return CandidateList(cand.query_id, [pos, *cand.doc_ids[:-1]], [max(cand.scores, default=0.0), *cand.scores[:-1]])
 
 
-def score_lists(teacher: Any, cache: LabelCache, data: RetrievalData, cands: dict[str, CandidateList], batch_size: int, desc: str) -> list[ScoredList]:
-    """Teacher scores for every (query, candidate) pair, through the label cache."""
+def score_lists(teacher: Any, cache: LabelCache, data: RetrievalData, cands: dict[str, CandidateList], batch_size: int, desc: str,
+                cfg: Any = None) -> list[ScoredList]:
+    """Teacher scores for every (query, candidate) pair, through the label cache; ``cfg.run.launcher``
+    decides where the teacher runs (``local``/``shards`` here, ``ray``: Ray Data workers building
+    the teacher from its config, see ``ragdistill.common.labelling``)."""
     qids = list(cands)
     inputs = [[data.queries[q], data.corpus[d].full_text] for q in qids for d in cands[q].doc_ids]
-
-    def compute(batch: list[list[str]]) -> list[float]:
-        return teacher.score([(q, d) for q, d in batch])
-
-    labels = cache.label(inputs, compute, teacher.teacher_id, PAIR_TEMPLATE, batch_size=batch_size, desc=desc)
+    if cfg is not None and launch_settings(cfg).launcher == "ray":
+        if teacher.config is None:
+            raise RagdistillError(
+                f"run.launcher=ray: the teacher {teacher.model_name!r} exists only on this machine (built by build-teacher); "
+                "label it with run.launcher=local or shards, or use a teacher buildable anywhere (teacher=hybrid-mpnet-bm25, a hub id)")
+        labels = run_labelling(cache, teacher.config, "score", inputs, cfg, template=PAIR_TEMPLATE, batch_size=batch_size, desc=desc,
+                               teacher_id=teacher.teacher_id).labels
+    else:
+        labels = run_labelling(cache, None, "score", inputs, cfg, template=PAIR_TEMPLATE, batch_size=batch_size, desc=desc,
+                               teacher=teacher).labels
     if any(v is None for v in labels):
         raise RagdistillError(
             f"{desc}: some pairs belong to another shard (run.shard={cache.shard}); merge the shard caches "

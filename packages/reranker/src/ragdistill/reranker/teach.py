@@ -49,7 +49,7 @@ def teach(cfg: Any) -> dict[str, Any]:
     cache = open_cache(cfg)
     try:
         imported = import_shipped_labels(cfg, cache)
-        scored = score_lists(teacher, cache, data, lists, int(cfg.teacher.batch_size), "reranker teacher scores (train)")
+        scored = score_lists(teacher, cache, data, lists, int(cfg.teacher.batch_size), "reranker teacher scores (train)", cfg)
     finally:
         cache.close()
     kept, dropped = [], []

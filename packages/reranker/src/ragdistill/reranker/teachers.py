@@ -18,9 +18,9 @@ import fcntl
 import hashlib
 import json
 import random
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any
 
 from omegaconf import OmegaConf
@@ -68,8 +68,9 @@ class LazyTeacher:
     """
 
     def __init__(self, name: str, teacher_id: str, load: Callable[[], Any], path: str | None = None, missing_hint: str = "",
-                 builder: Callable[[], Any] | None = None) -> None:
+                 builder: Callable[[], Any] | None = None, config: dict[str, Any] | None = None) -> None:
         self.model_name, self.teacher_id, self._load, self.path = name, teacher_id, load, path
+        self.config = config  # a teacher config any machine can build it from (Ray workers); None for a built teacher
         self.missing_hint = missing_hint
         self.builder = builder  # called once when the model is needed but not built (build_teacher.auto)
         self._impl: Any = None
@@ -120,8 +121,9 @@ def make_teacher(cfg: Any) -> LazyTeacher:
     if t.backend != "cross_encoder":
         from ragdistill.common.teachers import ScoringTeacher, build_teacher, require
 
-        impl = require(build_teacher(_teacher_config(cfg)), ScoringTeacher, "reranker")  # cheap to load: no laziness needed
-        return LazyTeacher(str(t.model or t.backend), impl.teacher_id, lambda: impl)
+        tc = _teacher_config(cfg)
+        impl = require(build_teacher(tc), ScoringTeacher, "reranker")  # cheap to load: no laziness needed
+        return LazyTeacher(str(t.model or t.backend), impl.teacher_id, lambda: impl, config=tc)
     if not t.model:
         raise RagdistillError("teacher.model is not set; pass teacher=hybrid-mpnet-bm25 or teacher.model=<cross-encoder id or folder>")
     max_length = int(t.max_length or 256)
@@ -147,7 +149,9 @@ def make_teacher(cfg: Any) -> LazyTeacher:
     from ragdistill.common.models import resolve_model
 
     path = resolve_model(t.model)
-    return LazyTeacher(t.model, f"ce:{t.model}:len={max_length}", _cross_encoder_loader(path, max_length, int(t.batch_size)), path)
+    config = {"backend": "cross_encoder", "model": t.model, "max_length": max_length, "batch_size": int(t.batch_size)}
+    return LazyTeacher(t.model, f"ce:{t.model}:len={max_length}", _cross_encoder_loader(path, max_length, int(t.batch_size)), path,
+                       config=config)
 
 
 def _cross_encoder_loader(path: str, max_length: int, batch_size: int) -> Callable[[], Any]:
