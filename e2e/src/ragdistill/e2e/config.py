@@ -35,6 +35,23 @@ class CostSettings:
 
 
 @dataclass
+class RagasSettings:
+    """RAGAS LLM-judged metrics on the answered questions, through the generator package's judge.
+    Off by default: measured on 2 shared CPU cores, even SmolLM2-135M as judge takes 15-25 s per
+    question and metric (long ragas prompts), and the default 0.5B judge is slower still."""
+
+    enabled: bool = False
+    max_questions: int = 3  # the first N answered questions are judged
+    # generator-config overrides that pick the judge; [] = the generator stage's teacher (local),
+    # e.g. [teacher=openai, teacher.model=gpt-4o-mini] for an API judge
+    judge_overrides: list[str] = field(default_factory=list)
+    metrics: list[str] = field(default_factory=lambda: ["faithfulness", "answer_relevancy", "context_precision", "context_recall"])
+    embeddings: str = "minilm-l6"  # answer relevancy's embedder
+    max_new_tokens: int = 256  # per judge reply
+    retries: int = 2  # re-asks when a reply is not valid JSON; then the sample counts as failed
+
+
+@dataclass
 class E2EConfig:
     pipeline: PipelineChoice = field(default_factory=PipelineChoice)
     data: DataConfig = field(default_factory=lambda: DataConfig(name="squad"))
@@ -43,7 +60,8 @@ class E2EConfig:
     paths: PathsConfig = field(default_factory=PathsConfig)
     run: RunSettings = field(default_factory=RunSettings)
     max_generate: int = 20  # questions answered per run (generation is the slow part on CPU)
-    mteb: bool = True  # also run the embedder through MTEB on the local custom task
+    mteb: bool = True  # also score the embedder with MTEB on the held-out split as a local custom task (reuses the index's vectors)
+    ragas: RagasSettings = field(default_factory=RagasSettings)
     # per-stage config overrides passed when loading each stage's component, e.g. {embedder: [student.model=x]}
     stage_overrides: dict[str, list[str]] = field(default_factory=dict)
     out_dir: str | None = None  # default: <work_dir>/e2e/runs/<time>_<pipeline>

@@ -134,6 +134,14 @@ def write_report(out: Path, cfg: dict[str, Any], result: dict[str, Any], work_di
     if r.get("generation"):
         g = r["generation"]
         parts += ["<h2>Generation</h2>", _table([list(g), list(g.values())])]
+    if r.get("mteb"):
+        m = r["mteb"]
+        parts += [f"<h2>MTEB (embedder, local task {html.escape(m['task'])})</h2>",
+                  _table([["ndcg@10", "mrr@10", "recall@100"], [m["mteb_ndcg@10"], m["mteb_mrr@10"], m["mteb_recall@100"]]])]
+    if r.get("ragas"):
+        rg = r["ragas"]
+        parts += [f"<h2>RAGAS (judge {html.escape(rg['judge'])}, {rg['questions']} questions; a failed judgement is counted, not scored)</h2>",
+                  _table([["metric", "mean", "scored", "failed"]] + [[k, v["mean"], v["scored"], v["failed"]] for k, v in rg["metrics"].items()])]
     lat_rows = [["stage", "p50 ms", "p95 ms", "items/s", "n"]] + [
         [k, v["p50_ms"], v["p95_ms"], v["items_per_s"], v["n_items"]] for k, v in r["latency"].items()]
     parts += ["<h2>Latency and cost</h2>", _table(lat_rows),

@@ -103,6 +103,9 @@ def run_pipeline(cfg: DictConfig, custom: dict[str, Callable] | None = None) -> 
     work = Path(cfg.paths.work_dir).resolve()
     emb_id = json.dumps([facts.get("embedder", {}).get("variant"), facts.get("embedder", {}).get("model"),
                          OmegaConf.to_container(cfg.stage_overrides)], sort_keys=True)
+    emb_model = Path(facts.get("embedder", {}).get("model", ""))
+    if emb_model.is_absolute() and emb_model.exists():  # a retrained / re-exported model gets a fresh index
+        emb_id += f"@{emb_model.stat().st_mtime_ns}"
     t0 = time.perf_counter()
     retriever = FaissRetriever(comps["embedder"], data.corpus, work / "e2e" / "index", hashlib.sha256(emb_id.encode()).hexdigest())
     index_s = time.perf_counter() - t0
@@ -161,6 +164,15 @@ def run_pipeline(cfg: DictConfig, custom: dict[str, Callable] | None = None) -> 
         from ragdistill.e2e.generation_metrics import score_answers
 
         result["generation"] = score_answers(list(answers.values()))
+    if cfg.mteb:
+        from ragdistill.e2e.external_metrics import mteb_scores
+
+        result["mteb"] = mteb_scores(comps["embedder"], retriever, data.corpus, queries, qrels, f"ragdistill-e2e-{data.name}",
+                                     cfg.data.test_split, work / "e2e" / "mteb" / retriever.index_path.stem)
+    if cfg.ragas.enabled and answers:
+        from ragdistill.e2e.external_metrics import ragas_scores
+
+        result["ragas"] = ragas_scores(cfg, list(answers.values()))
     e2e = result["latency"]["end_to_end"]
     # generation runs on max_generate queries only: cost uses the measured mean of each stage
     per_query_s = sum(v["mean_ms"] for k, v in result["latency"].items() if k != "end_to_end") / 1000
