@@ -16,13 +16,19 @@ teacher runs::
 
 Keys are computed here from the teacher id, the template and each input, exactly as
 :meth:`LabelCache.label` does, so all launchers read and write the same cache entries.
+
+A stage whose cache inputs are not the teacher's inputs (the query rewriter caches the source text,
+the teacher reads a few-shot prompt built from it) passes ``prepare`` (a picklable batch -> teacher
+inputs function, applied where the teacher runs: here or in the Ray worker) and ``overrides``
+(keyword arguments of the capability, e.g. ``max_new_tokens``); ``key_id`` keeps a stage's own name
+for its labels (``gen:...``) so keys made before these launchers existed still hit.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -113,6 +119,15 @@ def _capability(name: str) -> type:
     return CAPABILITIES[name]
 
 
+Prepare = Callable[[list[Any]], list[Any]]
+
+
+def _call(compute: Callable[..., Sequence[Any]], batch: list[Any], prepare: Prepare | None, overrides: dict[str, Any] | None) -> list[Any]:
+    """One teacher call on a batch of cache inputs: the same code here and in a Ray worker, so both
+    launchers feed the teacher identical inputs and settings."""
+    return list(compute(prepare(batch) if prepare is not None else batch, **(overrides or {})))
+
+
 def run_labelling(
     cache: LabelCache,
     teacher_cfg: Any,
@@ -125,10 +140,20 @@ def run_labelling(
     desc: str = "teacher labels",
     teacher: Teacher | None = None,
     teacher_id: str | None = None,
+    key_id: str | None = None,
+    prepare: Prepare | None = None,
+    overrides: dict[str, Any] | None = None,
 ) -> LabelRun:
     """Label ``inputs`` with ``capability`` (``embed``/``score``/``generate``) of the teacher built
     from ``teacher_cfg``; see the module docstring. ``teacher`` reuses one already built here (local
-    launchers); ``teacher_id`` spares the ray launcher its probe (one teacher load on a worker)."""
+    launchers; it is only called on cache misses, so a lazy wrapper loads nothing when all is cached);
+    ``teacher_id`` spares the ray launcher its probe (one teacher load on a worker).
+
+    ``key_id``: the id the cache keys and rows are made with when a stage names its labels itself
+    (default: the teacher's own id); with it the ray launcher needs no probe and checks instead that
+    all its workers report one and the same teacher. ``prepare(batch) -> teacher inputs`` (picklable:
+    a module-level function or a ``functools.partial`` of one) and ``overrides`` (keyword arguments
+    of the capability) are applied wherever the teacher runs; keys stay on the raw ``inputs``."""
     _capability(capability)
     s = launch_settings(launch)
     t0 = time.perf_counter()
@@ -138,12 +163,14 @@ def run_labelling(
         if teacher is None:
             teacher = build_teacher(teacher_cfg)
         require(teacher, _capability(capability), desc)
-        compute = getattr(teacher, capability)
-        cached = len(cache.get_many(list({label_key(teacher.teacher_id, template, x) for x in inputs})))
+        fn = getattr(teacher, capability)
+        kid = key_id or teacher.teacher_id
+        cached = len(cache.get_many(list({label_key(kid, template, x) for x in inputs})))
         before = len(cache)
-        labels = cache.label(inputs, compute, teacher.teacher_id, template, batch_size or s.batch_size, desc)
-        return LabelRun(labels, len(inputs), cached, len(cache) - before, time.perf_counter() - t0, s.launcher, teacher.teacher_id)
-    return _label_on_ray(cache, _cfg_dict(teacher_cfg), capability, inputs, s, template, batch_size or s.batch_size, desc, teacher_id, t0)
+        labels = cache.label(inputs, lambda batch: _call(fn, batch, prepare, overrides), kid, template, batch_size or s.batch_size, desc)
+        return LabelRun(labels, len(inputs), cached, len(cache) - before, time.perf_counter() - t0, s.launcher, kid)
+    return _label_on_ray(cache, _cfg_dict(teacher_cfg), capability, inputs, s, template, batch_size or s.batch_size, desc, teacher_id, t0,
+                         key_id, prepare, overrides)
 
 
 def label_with_teacher(cache: LabelCache, teacher_cfg: Any, capability: str, inputs: Sequence[Any], launch: Any = None,
@@ -161,18 +188,20 @@ class TeacherWorker:
     Returns each label encoded exactly as the cache stores it, plus the teacher id it was made
     with, so the driver can refuse labels from a worker whose teacher differs from the expected one."""
 
-    def __init__(self, teacher_cfg: dict[str, Any], capability: str) -> None:
+    def __init__(self, teacher_cfg: dict[str, Any], capability: str, prepare: Prepare | None = None,
+                 overrides: dict[str, Any] | None = None) -> None:
         from ragdistill.common.logging import offline_defaults
 
         offline_defaults()
         self.teacher = require(build_teacher(teacher_cfg), _capability(capability), "ray labelling")
         self.compute = getattr(self.teacher, capability)
+        self.prepare, self.overrides = prepare, overrides
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         import numpy as np
 
         inputs = [json.loads(p) for p in batch["payload"]]
-        values = list(self.compute(inputs))
+        values = _call(self.compute, inputs, self.prepare, self.overrides)
         if len(values) != len(inputs):
             raise RagdistillError(f"teacher {self.teacher.teacher_id!r} returned {len(values)} labels for {len(inputs)} inputs")
         return {
@@ -211,15 +240,17 @@ def ensure_ray(s: LaunchSettings) -> None:
 
 
 def _label_on_ray(cache: LabelCache, teacher_cfg: dict[str, Any], capability: str, inputs: Sequence[Any], s: LaunchSettings,
-                  template: str, batch_size: int, desc: str, teacher_id: str | None, t0: float) -> LabelRun:
-    import ray
-    import ray.data
-
-    ensure_ray(s)
+                  template: str, batch_size: int, desc: str, teacher_id: str | None, t0: float, key_id: str | None = None,
+                  prepare: Prepare | None = None, overrides: dict[str, Any] | None = None) -> LabelRun:
     resources = {"num_cpus": s.num_cpus_per_worker, "num_gpus": s.num_gpus_per_worker}
-    if teacher_id is None:
+    if key_id is None and teacher_id is None:
+        ensure_ray(s)
+        import ray
+
         teacher_id = ray.get(ray.remote(**resources)(_probe_teacher_id).remote(teacher_cfg))
-    keys = [label_key(teacher_id, template, x) for x in inputs]
+    kid = key_id or teacher_id
+    assert kid is not None
+    keys = [label_key(kid, template, x) for x in inputs]
     have = cache.get_many(keys)
     todo: dict[str, Any] = {}
     for k, x in zip(keys, inputs, strict=True):
@@ -228,13 +259,18 @@ def _label_on_ray(cache: LabelCache, teacher_cfg: dict[str, Any], capability: st
     cached = len(set(have))
     log.info("%s: %d inputs, %d cached, %d to label on Ray (%d workers) -> %s", desc, len(inputs), cached, len(todo), s.num_workers, cache.path)
     labelled = 0
-    if todo:
+    if todo:  # a fully cached run starts no Ray runtime and loads no teacher
+        ensure_ray(s)
+        import ray
+        import ray.data
+
+        expect = teacher_id  # None with a stage's key_id: then the first batch's teacher pins it for the others
         rows = [{"key": k, "payload": json.dumps(x, ensure_ascii=False)} for k, x in todo.items()]
         # one block per batch: a finished batch streams back (and is committed) as soon as it is done,
         # rather than when a larger block completes
         ds = ray.data.from_items(rows, override_num_blocks=-(-len(rows) // batch_size)).map_batches(
             TeacherWorker,
-            fn_constructor_kwargs={"teacher_cfg": teacher_cfg, "capability": capability},
+            fn_constructor_kwargs={"teacher_cfg": teacher_cfg, "capability": capability, "prepare": prepare, "overrides": overrides},
             batch_size=batch_size,
             batch_format="numpy",
             compute=ray.data.ActorPoolStrategy(size=s.num_workers),
@@ -243,17 +279,19 @@ def _label_on_ray(cache: LabelCache, teacher_cfg: dict[str, Any], capability: st
         with tqdm(total=len(todo), desc=desc, unit="item") as bar:
             for batch in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=0):
                 ids = set(batch["teacher_id"].tolist())
-                if ids != {teacher_id}:
+                if expect is None and len(ids) == 1:
+                    expect = next(iter(ids))
+                if ids != {expect}:
                     raise RagdistillError(
-                        f"a Ray worker labelled with teacher {sorted(ids)} but this run expects {teacher_id!r}: the workers "
+                        f"a Ray worker labelled with teacher {sorted(ids)} but this run expects {expect!r}: the workers "
                         "see another model or settings; install the same model on every node"
                     )
                 got = {str(k): _decode(bytes(v)) for k, v in zip(batch["key"], batch["value"], strict=True)}
                 unknown = set(got) - set(todo)
                 if unknown:
                     raise RagdistillError(f"Ray labelling returned {len(unknown)} keys that were not asked for")
-                cache.put_many(got, teacher_id)  # one transaction per finished batch
+                cache.put_many(got, kid)  # one transaction per finished batch
                 have.update(got)
                 labelled += len(got)
                 bar.update(len(got))
-    return LabelRun([have.get(k) for k in keys], len(inputs), cached, labelled, time.perf_counter() - t0, "ray", teacher_id)
+    return LabelRun([have.get(k) for k in keys], len(inputs), cached, labelled, time.perf_counter() - t0, "ray", kid)

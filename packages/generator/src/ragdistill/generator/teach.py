@@ -16,11 +16,12 @@ from typing import Any
 
 from ragdistill.common.config import apply_run_settings, stage_dir
 from ragdistill.common.io import write_json, write_jsonl
+from ragdistill.common.labelling import LabelRun
 from ragdistill.common.logging import get_logger
 from ragdistill.generator.examples import QAExample, load_examples
 from ragdistill.generator.filters import Candidate, FormatFilter, GroundingFilter, JudgeFilter, LengthFilter, run_filters
 from ragdistill.generator.prompts import build_messages, render_reply
-from ragdistill.generator.teachers import LazyTeacher, answer_cached, open_cache, teacher_key
+from ragdistill.generator.teachers import LazyTeacher, answer_cached, answer_run, open_cache, teacher_key
 
 log = get_logger(__name__)
 ANSWER_TEMPLATE = "generator:answer:v1"
@@ -31,17 +32,24 @@ def teacher_max_new_tokens(cfg: Any) -> int:
     return int(cfg.generator.teach.rationale_max_new_tokens if cfg.generator.prompt.rationale else cfg.teacher.max_new_tokens)
 
 
-def teacher_answers(cfg: Any, examples: list[QAExample], teacher: LazyTeacher | None = None, cache: Any = None, desc: str = "teacher answers") -> list[str | None]:
-    """The teacher's raw replies for ``examples`` (cached; computed only when missing)."""
+def teacher_answer_run(cfg: Any, examples: list[QAExample], teacher: LazyTeacher | None = None, cache: Any = None,
+                       desc: str = "teacher answers") -> LabelRun:
+    """The teacher's raw replies for ``examples`` with counts (cached; computed only when missing,
+    where ``run.launcher`` says: here, on this shard, or on Ray workers)."""
     own = cache is None
     cache = cache or open_cache(cfg)
     teacher = teacher or LazyTeacher(cfg.teacher)
     try:
         convs = [build_messages(e.question, e.contexts, cfg.generator.prompt) for e in examples]
-        return answer_cached(cache, teacher, convs, ANSWER_TEMPLATE, teacher_max_new_tokens(cfg), desc=desc)
+        return answer_run(cache, teacher, convs, ANSWER_TEMPLATE, teacher_max_new_tokens(cfg), desc=desc, launch=cfg)
     finally:
         if own:
             cache.close()
+
+
+def teacher_answers(cfg: Any, examples: list[QAExample], teacher: LazyTeacher | None = None, cache: Any = None, desc: str = "teacher answers") -> list[str | None]:
+    """The teacher's raw replies for ``examples`` (cached; computed only when missing)."""
+    return teacher_answer_run(cfg, examples, teacher, cache, desc).labels
 
 
 def build_filters(cfg: Any, cache: Any) -> list[Any]:
@@ -55,7 +63,7 @@ def build_filters(cfg: Any, cache: Any) -> list[Any]:
         judge = LazyTeacher(f.judge.teacher or cfg.teacher)
 
         def ask(convs: list[Any]) -> list[str | None]:
-            return answer_cached(cache, judge, convs, JUDGE_TEMPLATE, f.judge.max_new_tokens, desc="judge")
+            return answer_cached(cache, judge, convs, JUDGE_TEMPLATE, f.judge.max_new_tokens, desc="judge", launch=cfg)
 
         filters.append(JudgeFilter(ask, cfg.generator.prompt, f.judge.min_score))
     return filters
@@ -72,7 +80,8 @@ def teach(cfg: Any) -> dict[str, Any]:
     examples = load_examples(cfg, cfg.data.train_split, cfg.generator.teach.max_train_questions)
     cache = open_cache(cfg)
     try:
-        replies = teacher_answers(cfg, examples, cache=cache)
+        run = teacher_answer_run(cfg, examples, cache=cache)
+        replies = run.labels
         present = [(e, r) for e, r in zip(examples, replies, strict=True) if r is not None]  # None: another shard's item
         candidates = [Candidate(e, r) for e, r in present]
         report = run_filters(candidates, build_filters(cfg, cache))
@@ -87,9 +96,11 @@ def teach(cfg: Any) -> dict[str, Any]:
          "scores": c.scores, "context_ids": [d.id for d in c.example.contexts]}
         for c in candidates
     ])
-    report.update({"teacher": teacher_key(cfg.teacher, teacher_max_new_tokens(cfg)), "questions": len(examples), "train_file": str(out / "train.jsonl")})
+    report.update({"teacher": teacher_key(cfg.teacher, teacher_max_new_tokens(cfg)), "questions": len(examples), "train_file": str(out / "train.jsonl"),
+                   "teacher_labels": {"launcher": run.launcher, "cached": run.cached, "labelled": run.labelled}})
     write_json(out / "filter_report.json", report)
     per = ", ".join(f"{k}: -{v['dropped']}" for k, v in report["filters"].items())
     log.info("teach: %d teacher answers, kept %d (%s) -> %s", report["total"], report["kept"], per, out / "train.jsonl")
-    print(f"[generator teach] {report['total']} teacher answers, kept {report['kept']} ({per}) -> {out / 'train.jsonl'}", flush=True)
+    print(f"[generator teach] {report['total']} teacher answers ({run.cached} cached, {run.labelled} labelled, launcher={run.launcher}), "
+          f"kept {report['kept']} ({per}) -> {out / 'train.jsonl'}", flush=True)
     return report

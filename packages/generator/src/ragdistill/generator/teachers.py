@@ -14,6 +14,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from ragdistill.common.cache import LabelCache, Shard
+from ragdistill.common.labelling import LabelRun, run_labelling
 from ragdistill.common.logging import get_logger
 from ragdistill.common.paths import project_home
 from ragdistill.common.teachers import GenerationTeacher, Messages, build_teacher, require
@@ -68,6 +69,26 @@ def open_cache(cfg: Any) -> LabelCache:
     return cache
 
 
+def answer_run(
+    cache: LabelCache,
+    teacher: LazyTeacher,
+    conversations: Sequence[Messages],
+    template: str,
+    max_new_tokens: int | None = None,
+    desc: str = "teacher answers",
+    launch: Any = None,
+) -> LabelRun:
+    """Teacher replies for ``conversations`` through the cache, with counts (cached / labelled).
+
+    ``launch`` (a stage config: ``run.launcher``, ``ray.*``) picks where missing replies are made:
+    here (``local``/``shards``, the model loads on the first miss only) or on Ray workers that build
+    the teacher from ``teacher.cfg``. Keys are ``teacher_key(cfg, max_new_tokens)`` either way, the
+    same as before these launchers existed, so shipped labels keep hitting."""
+    mnt = max_new_tokens if max_new_tokens is not None else int(teacher.cfg.max_new_tokens)
+    return run_labelling(cache, teacher.cfg, "generate", list(conversations), launch, template=template, batch_size=teacher.batch_size,
+                         desc=desc, teacher=teacher, key_id=teacher_key(teacher.cfg, mnt), overrides={"max_new_tokens": mnt})
+
+
 def answer_cached(
     cache: LabelCache,
     teacher: LazyTeacher,
@@ -75,15 +96,7 @@ def answer_cached(
     template: str,
     max_new_tokens: int | None = None,
     desc: str = "teacher answers",
+    launch: Any = None,
 ) -> list[str | None]:
     """Teacher replies for ``conversations``, reading the cache first and committing new ones batch by batch."""
-    mnt = max_new_tokens if max_new_tokens is not None else int(teacher.cfg.max_new_tokens)
-    overrides = {"max_new_tokens": mnt}
-    return cache.label(
-        list(conversations),
-        lambda batch: teacher.generate(batch, **overrides),
-        teacher_id=teacher_key(teacher.cfg, mnt),
-        template=template,
-        batch_size=teacher.batch_size,
-        desc=desc,
-    )
+    return answer_run(cache, teacher, conversations, template, max_new_tokens, desc, launch).labels

@@ -8,15 +8,17 @@ id, task, source, question, history, reference, target), ``rejected.jsonl`` and 
 from __future__ import annotations
 
 import glob
+from functools import partial
 from typing import Any
 
 from ragdistill.common.cache import LabelCache, Shard
 from ragdistill.common.config import stage_dir
 from ragdistill.common.errors import RagdistillError
 from ragdistill.common.io import write_json, write_jsonl
+from ragdistill.common.labelling import LabelRun, run_labelling
 from ragdistill.common.logging import get_logger
 from ragdistill.common.paths import project_home
-from ragdistill.common.teachers import GenerationTeacher, build_teacher, require
+from ragdistill.common.teachers import GenerationTeacher, Messages, build_teacher, require
 from ragdistill.query_rewriter.examples import expansion_train_examples, rewrite_train_examples
 from ragdistill.query_rewriter.filters import FilterConfig, check_expansion, check_rewrite, filter_outputs
 from ragdistill.query_rewriter.prompts import TASKS, Example, teacher_messages, teacher_template_id
@@ -36,6 +38,7 @@ class LazyTeacher:
 
     def __init__(self, tcfg: Any) -> None:
         self.tcfg = tcfg
+        self.teacher_id = label_teacher_id(tcfg)
         self._t: GenerationTeacher | None = None
 
     def get(self) -> GenerationTeacher:
@@ -43,6 +46,17 @@ class LazyTeacher:
             log.info("loading teacher %s (%s)", self.tcfg.model, self.tcfg.backend)
             self._t = require(build_teacher(self.tcfg), GenerationTeacher, STAGE)
         return self._t
+
+    def generate(self, conversations: list[Messages], **overrides: Any) -> list[str]:
+        """A generation teacher for ``run_labelling``: loads the model on the first call only."""
+        return self.get().generate(conversations, **overrides)
+
+
+def prepare_messages(task: str, sources: list[str]) -> list[Messages]:
+    """The teacher's few-shot prompts for cached ``sources`` of one task (the prompt depends on the
+    task and the source only). Module-level, so Ray workers can unpickle it to build the prompts
+    where the teacher runs."""
+    return [teacher_messages(Example("", task, s, s)) for s in sources]
 
 
 def max_new_tokens(cfg: Any, task: str) -> int:
@@ -67,28 +81,35 @@ def open_cache(cfg: Any) -> LabelCache:
     return cache
 
 
-def teacher_outputs(cfg: Any, examples: list[Example], cache: LabelCache, teacher: LazyTeacher | None = None, desc: str = "teacher") -> list[str | None]:
-    """The teacher's raw output for each example (cached; computed in batches only when missing)."""
+def teacher_label_runs(cfg: Any, examples: list[Example], cache: LabelCache, teacher: LazyTeacher | None = None,
+                       desc: str = "teacher") -> tuple[list[str | None], dict[str, LabelRun]]:
+    """The teacher's raw output for each example and, per task, what was cached or labelled.
+
+    The cache input stays the example's source (keys as before, so the shipped labels hit);
+    :func:`prepare_messages` turns sources into the teacher's prompts wherever ``run.launcher``
+    runs the teacher (here, on this shard, or on Ray workers)."""
     teacher = teacher or LazyTeacher(cfg.teacher)
     tid = label_teacher_id(cfg.teacher)
     tmpl = teacher_template_id(int(cfg.query_rewriter.teach.max_turns), int(cfg.query_rewriter.teach.max_answer_chars))
     out: list[str | None] = [None] * len(examples)
+    runs: dict[str, LabelRun] = {}
     for task in TASKS:
         idx = [i for i, e in enumerate(examples) if e.task == task]
         if not idx:
             continue
-        by_source = {examples[i].source: examples[i] for i in idx}
         n_new = max_new_tokens(cfg, task)
-
-        def compute(sources: list[str], task: str = task, n_new: int = n_new) -> list[str]:
-            msgs = [teacher_messages(by_source[s]) for s in sources]
-            return teacher.get().generate(msgs, max_new_tokens=n_new)
-
-        labels = cache.label([examples[i].source for i in idx], compute, tid, template=f"{tmpl}:{task}:max={n_new}",
-                             batch_size=int(cfg.teacher.batch_size), desc=f"{desc} {task}s")
-        for i, lab in zip(idx, labels, strict=True):
+        run = run_labelling(cache, teacher.tcfg, "generate", [examples[i].source for i in idx], cfg, template=f"{tmpl}:{task}:max={n_new}",
+                            batch_size=int(cfg.teacher.batch_size), desc=f"{desc} {task}s", teacher=teacher, key_id=tid,
+                            prepare=partial(prepare_messages, task), overrides={"max_new_tokens": n_new})
+        runs[task] = run
+        for i, lab in zip(idx, run.labels, strict=True):
             out[i] = lab
-    return out
+    return out, runs
+
+
+def teacher_outputs(cfg: Any, examples: list[Example], cache: LabelCache, teacher: LazyTeacher | None = None, desc: str = "teacher") -> list[str | None]:
+    """The teacher's raw output for each example (cached; computed in batches only when missing)."""
+    return teacher_label_runs(cfg, examples, cache, teacher, desc)[0]
 
 
 def training_examples(cfg: Any) -> list[Example]:
@@ -109,7 +130,7 @@ def teach(cfg: Any) -> dict[str, Any]:
     examples = training_examples(cfg)
     cache = open_cache(cfg)
     try:
-        outputs = teacher_outputs(cfg, examples, cache, desc="teacher")
+        outputs, runs = teacher_label_runs(cfg, examples, cache, desc="teacher")
     finally:
         cache.close()
     fcfg = filter_config(cfg)
@@ -127,11 +148,14 @@ def teach(cfg: Any) -> dict[str, Any]:
             rejected.append({"id": ex.id, "task": ex.task, "source": ex.source, "output": out, "reason": reason})
     write_jsonl(out_dir / "train.jsonl", rows)
     write_jsonl(out_dir / "rejected.jsonl", rejected)
-    stats = {"teacher": label_teacher_id(cfg.teacher), "filters": report.as_dict(), "examples": len(examples), "kept": len(rows)}
+    labels = {task: {"launcher": r.launcher, "cached": r.cached, "labelled": r.labelled} for task, r in runs.items()}
+    stats = {"teacher": label_teacher_id(cfg.teacher), "filters": report.as_dict(), "examples": len(examples), "kept": len(rows),
+             "teacher_labels": labels}
     write_json(out_dir / "stats.json", stats)
     for task, c in stats["filters"].items():
         print(f"[query_rewriter teach] {task}: {c['kept']}/{c['total']} kept; rejected empty={c['empty']} "
-              f"malformed={c['malformed']} echoed={c['echoed']} too_long={c['too_long']}; unchanged={c['unchanged']}", flush=True)
+              f"malformed={c['malformed']} echoed={c['echoed']} too_long={c['too_long']}; unchanged={c['unchanged']}; "
+              f"teacher labels: {labels.get(task, {}).get('cached', 0)} cached, {labels.get(task, {}).get('labelled', 0)} labelled", flush=True)
     if not rows:
         raise RagdistillError(f"the teacher produced no usable targets ({out_dir / 'rejected.jsonl'} lists why); check teacher= and the prompts")
     return stats
