@@ -115,6 +115,14 @@ class RoutingConfig:
 
 
 @dataclass
+class MonitorSettings:
+    """``ragdistill monitor``: the held-out baseline each stage's ``export`` measures (student vs teacher
+    divergence) and ``monitor`` compares live inputs against."""
+
+    baseline_inputs: int = 8  # held-out inputs (at most the stage's evaluate slice); 0 = export writes no baseline
+
+
+@dataclass
 class StageConfig:
     """What every stage's config has; a stage's schema subclasses it and adds its own group."""
 
@@ -125,6 +133,7 @@ class StageConfig:
     run: RunSettings = field(default_factory=RunSettings)
     ray: RaySettings = field(default_factory=RaySettings)
     routing: RoutingConfig = field(default_factory=RoutingConfig)
+    monitor: MonitorSettings = field(default_factory=MonitorSettings)
 
 
 def register_schema(name: str, node: type) -> None:

@@ -43,6 +43,9 @@ class Stage:
     # component(cfg, variant) -> the stage's inference callable for the e2e harness, where variant is
     # "teacher", "student_base", "student" or "student_onnx"; see ragdistill.common.pipeline
     component: Callable[[Any, str], Any] | None = None
+    # routed(cfg) -> a RoutedComponent (student first, teacher below the calibrated confidence threshold):
+    # the e2e harness's ``pipeline.<slot>=routed``; see docs/routing.md
+    routed: Callable[[Any], Any] | None = None
 
     @property
     def verbs(self) -> dict[str, Verb]:

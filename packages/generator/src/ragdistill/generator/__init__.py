@@ -1,6 +1,7 @@
 """ragdistill.generator: Teacher answers over retrieved contexts -> filtered -> LoRA/QLoRA SFT, GKD; merged, vLLM-ready export."""
 
 from ragdistill.common.stage import Stage
+from ragdistill.generator.calibrate import calibrate, routed
 from ragdistill.generator.component import component
 from ragdistill.generator.config import GeneratorConfig
 from ragdistill.generator.evaluate import evaluate
@@ -16,8 +17,10 @@ stage = Stage(
     train=train,
     export=export,
     evaluate=evaluate,
+    extra={"calibrate": calibrate},
     order=40,
     component=component,
+    routed=routed,
 )
 
 __all__ = ["stage"]

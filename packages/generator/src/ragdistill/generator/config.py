@@ -109,6 +109,7 @@ class ExportSettings:
     smoke_questions: int = 2
     port: int = 8000
     max_model_len: int = 2048
+    speculative_tokens: int = 5  # draft tokens per step in the speculative-decoding command (student drafts, teacher verifies)
 
 
 @dataclass

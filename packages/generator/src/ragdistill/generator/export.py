@@ -6,8 +6,13 @@ Writes ``<work_dir>/generator/export/``:
   config (end-of-turn token, greedy defaults): ``vllm serve model/`` serves it as is;
 - ``adapter/``: the unmerged LoRA adapter, for vLLM Multi-LoRA serving over the base student;
 - ``prompt.json``: the prompt settings, so clients build the exact messages the student was trained on;
-- ``serve.sh``: the exact ``vllm serve`` command, and the Multi-LoRA variant (``--enable-lora --lora-modules``);
-- ``export_info.json``: sizes, the commands and the smoke test's outcome.
+- ``serve.sh``: the exact ``vllm serve`` command, the Multi-LoRA variant (``--enable-lora --lora-modules``)
+  and the speculative-decoding one: the teacher served with the student as its draft model
+  (``--speculative-config``), checked for syntax (vLLM's own parser when vLLM is importable, else the
+  command's shape) and for a shared vocabulary (a draft model must tokenize like its target);
+- ``export_info.json``: sizes, the commands and the smoke test's outcome;
+- ``monitor_baseline.json``: held-out student-vs-teacher answer divergence, what ``ragdistill monitor``
+  compares live inputs with (``monitor.baseline_inputs=0`` skips it).
 
 Smoke test: with vLLM importable (GPU machine) the export is loaded in vLLM and answers test
 questions; otherwise it is loaded with transformers and answers them, and the merge is checked by
@@ -17,6 +22,7 @@ comparing its greedy answers with the base + unmerged adapter's.
 from __future__ import annotations
 
 import importlib.util
+import json
 import shlex
 import shutil
 from pathlib import Path
@@ -29,6 +35,8 @@ from ragdistill.common.errors import RagdistillError
 from ragdistill.common.io import atomic_path, write_json, write_text_atomic
 from ragdistill.common.logging import get_logger
 from ragdistill.common.models import resolve_model
+from ragdistill.common.monitor import default_baseline_path
+from ragdistill.generator.calibrate import monitor_baseline
 from ragdistill.generator.examples import load_examples
 from ragdistill.generator.models import is_model_dir, load_tokenizer
 from ragdistill.generator.prompts import build_messages
@@ -44,6 +52,74 @@ def serve_commands(model_dir: Path, adapter_dir: Path, base: str, lora_rank: int
     lora = (f"vllm serve {q(base)} --enable-lora --lora-modules {SERVED_NAME}-lora={q(str(adapter_dir))} "
             f"--max-lora-rank {lora_rank} --max-model-len {max_model_len} --port {port}")
     return {"merged": merged, "multi_lora": lora}
+
+
+def speculative_command(teacher: str, draft_dir: Path, port: int, max_model_len: int, num_tokens: int) -> str:
+    """``vllm serve <teacher> --speculative-config {...}``: the teacher answers, the distilled student drafts
+    ``num_tokens`` tokens a step that the teacher verifies in one pass (same output, fewer teacher steps)."""
+    q = shlex.quote
+    spec = json.dumps({"model": str(draft_dir), "num_speculative_tokens": int(num_tokens), "method": "draft_model"})
+    return (f"vllm serve {q(teacher)} --served-model-name {SERVED_NAME}-teacher --max-model-len {max_model_len} "
+            f"--port {port} --speculative-config {q(spec)}")
+
+
+def check_serve_command(cmd: str) -> dict[str, Any]:
+    """Syntax of a ``vllm serve`` command: vLLM's own argument parser when vLLM is importable (GPU
+    machines), else its shape (``vllm serve MODEL`` then ``--flag value`` pairs, a JSON
+    ``--speculative-config`` naming an existing draft folder and a positive token count)."""
+    argv = shlex.split(cmd)
+    if argv[:2] != ["vllm", "serve"] or len(argv) < 3 or argv[2].startswith("-"):
+        raise RagdistillError(f"not a `vllm serve MODEL ...` command: {cmd}")
+    if importlib.util.find_spec("vllm") is not None:
+        try:
+            from vllm.entrypoints.openai.cli_args import make_arg_parser
+            from vllm.utils import FlexibleArgumentParser
+
+            parser = make_arg_parser(FlexibleArgumentParser(prog="vllm serve"))
+        except ImportError:
+            parser = None  # another vLLM layout: fall back to the shape check
+        if parser is not None:
+            try:
+                parser.parse_args(["--model", argv[2], *argv[3:]])
+            except SystemExit as e:  # argparse reports the bad option on stderr and exits
+                raise RagdistillError(f"vLLM's argument parser rejects the command (exit {e.code}): {cmd}") from None
+            return {"checked_by": "vllm argument parser", "ok": True}
+    opts, rest = {}, argv[3:]
+    if len(rest) % 2:
+        raise RagdistillError(f"vllm serve: options must be --flag value pairs: {rest}")
+    for flag, value in zip(rest[::2], rest[1::2], strict=True):
+        if not flag.startswith("--") or value.startswith("--"):
+            raise RagdistillError(f"vllm serve: {flag!r} {value!r} is not a --flag value pair")
+        opts[flag] = value
+    if "--speculative-config" in opts:
+        try:
+            spec = json.loads(opts["--speculative-config"])
+        except json.JSONDecodeError as e:
+            raise RagdistillError(f"vllm serve: --speculative-config is not JSON ({e.msg})") from e
+        if not Path(str(spec.get("model", ""))).is_dir() or int(spec.get("num_speculative_tokens", 0)) < 1:
+            raise RagdistillError(f"vllm serve: --speculative-config needs an existing draft model folder and num_speculative_tokens >= 1: {spec}")
+    return {"checked_by": "shape (vLLM not importable here)", "ok": True}
+
+
+def speculative_decoding(cfg: Any, draft_dir: Path) -> dict[str, Any]:
+    """The speculative-decoding command for this teacher and student, its syntax check, and whether the
+    two share a vocabulary (vLLM verifies draft tokens by id: a draft from another tokenizer family is useless)."""
+    from ragdistill.generator.models import check_same_tokenizer
+
+    t, ex = cfg.teacher, cfg.generator.export
+    if t.backend not in ("causal_lm", "vllm"):
+        return {"command": None, "reason": f"teacher.backend={t.backend}: not a model this machine can hand to `vllm serve`"}
+    teacher = resolve_model(t.model) if t.backend == "causal_lm" else str(t.model)
+    cmd = speculative_command(teacher, draft_dir.resolve(), int(ex.port), int(ex.max_model_len), int(ex.speculative_tokens))
+    out: dict[str, Any] = {"command": cmd, "syntax": check_serve_command(cmd)}
+    try:
+        check_same_tokenizer(t.model, str(draft_dir))
+        out.update(draft_compatible=True, reason="teacher and student share one vocabulary")
+    except RagdistillError as e:
+        out.update(draft_compatible=False, reason=str(e).split(". Use ")[0])
+    except Exception as e:  # e.g. a hub teacher whose tokenizer is not reachable offline
+        out.update(draft_compatible=None, reason=f"could not compare tokenizers: {type(e).__name__}: {e}")
+    return out
 
 
 def _write_model(merged: Path, dest: Path, max_new_tokens: int) -> None:
@@ -109,17 +185,29 @@ def export(cfg: Any) -> dict[str, Any]:
     write_json(out / "prompt.json", OmegaConf.to_container(cfg.generator.prompt, resolve=True))
     base = resolve_model(cfg.student.model)
     cmds = serve_commands((out / "model").resolve(), (out / "adapter").resolve(), base, int(cfg.generator.train.lora.r), int(ex.port), int(ex.max_model_len))
+    spec = speculative_decoding(cfg, out / "model")
+    spec_text = ""
+    if spec["command"]:
+        spec_text = (f"\n# Speculative decoding: the teacher answers, this student drafts {cfg.generator.export.speculative_tokens} tokens a step "
+                     f"({'usable: ' if spec['draft_compatible'] else 'NOT usable as is: '}{spec['reason']}):\n# {spec['command']}\n")
     write_text_atomic(out / "serve.sh", "#!/bin/sh\n# Serve the distilled generator with vLLM (OpenAI-compatible API on the port below).\n"
-                      f"# Merged weights:\n{cmds['merged']}\n\n# Multi-LoRA: the base student with the adapter as model '{SERVED_NAME}-lora':\n# {cmds['multi_lora']}\n")
+                      f"# Merged weights:\n{cmds['merged']}\n\n# Multi-LoRA: the base student with the adapter as model '{SERVED_NAME}-lora':\n# {cmds['multi_lora']}\n"
+                      + spec_text)
     (out / "serve.sh").chmod(0o755)
     info: dict[str, Any] = {"model_dir": str(out / "model"), "adapter_dir": str(out / "adapter"), "model_mb": _dir_mb(out / "model"),
-                            "adapter_mb": _dir_mb(out / "adapter"), "vllm_serve": cmds["merged"], "vllm_serve_multi_lora": cmds["multi_lora"]}
+                            "adapter_mb": _dir_mb(out / "adapter"), "vllm_serve": cmds["merged"], "vllm_serve_multi_lora": cmds["multi_lora"],
+                            "vllm_serve_speculative": spec}
     if ex.smoke_test:
         examples = load_examples(cfg, cfg.data.test_split, int(ex.smoke_questions))
         convs = [build_messages(e.question, e.contexts, cfg.generator.prompt) for e in examples]
         info["smoke_test"] = smoke_test(out / "model", out / "adapter", base, convs, max_new)
         if not info["smoke_test"]["ok"]:
             raise RagdistillError(f"export smoke test failed for {out / 'model'}: {info['smoke_test']}")
+    base = monitor_baseline(cfg)
+    if base is not None:
+        info["monitor_baseline"] = base
+        print(f"[generator export] monitor baseline: student-teacher divergence {base['divergence']:.4f} on {base['metrics']['n']} "
+              f"held-out questions -> {default_baseline_path(cfg, 'generator')}", flush=True)
     write_json(out / "export_info.json", info)
     print(f"[generator export] {out / 'model'} ({info['model_mb']:.0f} MB) + adapter ({info['adapter_mb']:.1f} MB); "
           f"smoke test: {info.get('smoke_test', {}).get('engine', 'skipped')}\n  {cmds['merged']}\n  {cmds['multi_lora']}", flush=True)

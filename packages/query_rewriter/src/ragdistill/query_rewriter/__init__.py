@@ -1,6 +1,7 @@
 """ragdistill.query_rewriter: Teacher rewrites/expansions -> seq2seq/decoder student; ONNX export; recall-lift evaluation."""
 
 from ragdistill.common.stage import Stage
+from ragdistill.query_rewriter.calibrate import calibrate, routed
 from ragdistill.query_rewriter.component import component
 from ragdistill.query_rewriter.config import QueryRewriterConfig
 from ragdistill.query_rewriter.evaluate import evaluate
@@ -16,9 +17,10 @@ stage = Stage(
     train=train,
     export=export,
     evaluate=evaluate,
-    extra={"export_labels": export_labels},
+    extra={"calibrate": calibrate, "export_labels": export_labels},
     order=10,
     component=component,
+    routed=routed,
 )
 
 __all__ = ["stage"]

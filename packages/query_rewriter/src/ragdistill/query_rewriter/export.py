@@ -6,7 +6,9 @@ for the decoder-only default; both keep the KV cache. Parity = the fraction of h
 assumed. With ``export.int8`` a dynamic int8 copy (per-channel weights: per-tensor is too lossy,
 see /work/shared/STACK.md) is written beside it and checked the same way.
 
-Writes ``<work_dir>/query_rewriter/export/onnx``, ``export/onnx_int8`` and ``export/parity.json``.
+Writes ``<work_dir>/query_rewriter/export/onnx``, ``export/onnx_int8``, ``export/parity.json`` and
+``export/monitor_baseline.json`` (held-out student-vs-teacher divergence, what ``ragdistill monitor``
+compares live inputs with; ``monitor.baseline_inputs=0`` skips it).
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ from ragdistill.common.config import stage_dir
 from ragdistill.common.errors import RagdistillError
 from ragdistill.common.io import atomic_path, write_json
 from ragdistill.common.logging import get_logger
+from ragdistill.common.monitor import default_baseline_path
 from ragdistill.common.timing import Stopwatch
+from ragdistill.query_rewriter.calibrate import monitor_baseline
 from ragdistill.query_rewriter.examples import test_set
 from ragdistill.query_rewriter.student import StudentRewriter, is_seq2seq
 
@@ -98,6 +102,11 @@ def export(cfg: Any) -> dict[str, Any]:
         report[name] = {"path": str(d), "parity": rate, "size_mb": size,
                         "mismatches": [{"torch": a, name: b} for a, b in zip(torch_out, outs, strict=True) if a != b][:5]}
         print(f"[query_rewriter export] {name}: greedy-output parity {rate:.1%} on {len(examples)} held-out inputs, {size:.0f} MB", flush=True)
+    base = monitor_baseline(cfg)
+    if base is not None:
+        report["monitor_baseline"] = base
+        print(f"[query_rewriter export] monitor baseline: student-teacher divergence {base['divergence']:.4f} on "
+              f"{base['metrics']['n']} held-out records -> {default_baseline_path(cfg, STAGE)}", flush=True)
     write_json(out_dir / "parity.json", report)
     if report["onnx"]["parity"] < 0.9:
         log.warning("fp32 ONNX parity %.1f%% is below 90%%: inspect %s", 100 * report["onnx"]["parity"], out_dir / "parity.json")

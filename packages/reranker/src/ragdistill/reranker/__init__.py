@@ -1,6 +1,7 @@
 """ragdistill.reranker: Cross-encoder teacher scores -> margin-MSE / listwise-KL into a small cross-encoder and a ColBERT student; ONNX export."""
 
 from ragdistill.common.stage import Stage
+from ragdistill.reranker.calibrate import calibrate, routed
 from ragdistill.reranker.component import component
 from ragdistill.reranker.config import RerankerConfig
 from ragdistill.reranker.evaluate import evaluate
@@ -18,9 +19,10 @@ stage = Stage(
     train=train,
     export=export,
     evaluate=evaluate,
-    extra={"build-teacher": build_teacher, "export-labels": export_labels},
+    extra={"calibrate": calibrate, "build-teacher": build_teacher, "export-labels": export_labels},
     order=30,
     component=component,
+    routed=routed,
 )
 
 __all__ = ["stage"]

@@ -4,7 +4,9 @@ with its document index; parity of the ONNX scores against torch is measured and
 Layout under ``<work>/reranker/export``: ``cross_encoder/`` (a sentence-transformers CrossEncoder
 folder with ``onnx/model.onnx`` and ``onnx/model_qint8_<arch>.onnx``; load it with
 ``CrossEncoder(path, backend="onnx", model_kwargs={"file_name": ...})``), ``colbert/`` (the
-sentence-transformers ColBERT folder plus ``index_*`` files) and ``export_summary.json``.
+sentence-transformers ColBERT folder plus ``index_*`` files), ``export_summary.json`` and
+``monitor_baseline.json`` (held-out student-vs-teacher divergence, what ``ragdistill monitor`` compares
+live inputs with; ``monitor.baseline_inputs=0`` skips it).
 """
 
 from __future__ import annotations
@@ -89,8 +91,21 @@ def export(cfg: Any) -> dict[str, Any]:
     if cfg.reranker.colbert.enabled and (train_dir / "colbert").is_dir():
         summary["colbert"] = export_colbert(cfg, train_dir / "colbert", out / "colbert")
     summary["sizes_mb"] = {p.name: p.stat().st_size / 2**20 for p in (out / "cross_encoder" / "onnx").glob("*.onnx")}
+    summary["monitor_baseline"] = write_monitor_baseline(cfg)
     write_json(out / "export_summary.json", summary)
     return summary
+
+
+def write_monitor_baseline(cfg: Any) -> dict[str, Any] | None:
+    """The held-out student-vs-teacher divergence ``ragdistill monitor reranker`` compares live inputs with."""
+    from ragdistill.common.monitor import default_baseline_path
+    from ragdistill.reranker.calibrate import monitor_baseline
+
+    base = monitor_baseline(cfg)
+    if base is not None:
+        print(f"[reranker export] monitor baseline: student-teacher divergence {base['divergence']:.4f} on {base['metrics']['n']} "
+              f"held-out lists -> {default_baseline_path(cfg, 'reranker')}", flush=True)
+    return base
 
 
 def colbert_index_docs(cfg: Any) -> dict[str, str]:

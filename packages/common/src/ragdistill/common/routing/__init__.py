@@ -9,8 +9,10 @@
 
 from ragdistill.common.routing.calibrate import (
     Calibration,
+    HeldOut,
     RoutingTarget,
     calibrate,
+    calibrate_stage,
     evaluate_threshold,
     load_calibration,
     route_mask,
@@ -21,5 +23,6 @@ from ragdistill.common.routing.calibrate import (
 from ragdistill.common.routing.component import RoutedComponent, queue_on_teacher
 from ragdistill.common.routing.signals import SIGNALS, get_signal
 
-__all__ = ["SIGNALS", "Calibration", "RoutedComponent", "RoutingTarget", "calibrate", "evaluate_threshold", "get_signal",
+__all__ = ["SIGNALS", "Calibration", "HeldOut", "RoutedComponent", "RoutingTarget", "calibrate", "calibrate_stage",
+           "evaluate_threshold", "get_signal",
            "load_calibration", "queue_on_teacher", "route_mask", "routing_curve", "run_calibration", "write_calibration"]

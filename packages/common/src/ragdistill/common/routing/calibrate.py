@@ -191,13 +191,15 @@ def write_calibration(out_dir: str | Path, cal: Calibration, title: str = "") ->
     return out / CURVE_JSON
 
 
-def load_calibration(path: str | Path) -> Calibration:
-    """Read a calibration written by :func:`write_calibration` (a file or the directory holding it)."""
+def load_calibration(path: str | Path, stage: str = "<stage>") -> Calibration:
+    """Read a calibration written by :func:`write_calibration` (a file or the directory holding it);
+    ``stage`` names the command that writes it in the error when it is missing."""
     path = Path(path)
-    if path.is_dir():
+    if path.is_dir() or not path.suffix:
         path = path / CURVE_JSON
     if not path.exists():
-        raise RagdistillError(f"{path}: no routing calibration; run `ragdistill <stage> calibrate` first")
+        raise RagdistillError(f"{path}: no routing calibration; run `ragdistill {stage} calibrate` first "
+                              "(with the same paths.work_dir)")
     d = read_json(path)
     try:
         return Calibration(**d)
@@ -220,3 +222,70 @@ def run_calibration(cfg: Any, stage: str, confidence: Any, student_quality: Any,
           f"random routing at the same fraction {cal.random_quality:.4f}); target met: {cal.target_met}\n"
           f"[{stage}] curve: {out} and {out.with_suffix('.png')}", flush=True)
     return cal
+
+
+@dataclass
+class HeldOut:
+    """What a stage's ``calibrate`` measured on its held-out split, one entry per input.
+
+    ``queue[i]`` is ``(payloads, teacher_outputs, template)``: input i as the stage's teach labels
+    it (a reranker list is several pair payloads), so a disagreement queued here is labelled from
+    the cache by the next round's ``teach data.extra=queue``.
+    """
+
+    ids: list[str]
+    confidence: list[float]
+    student_quality: list[float]
+    teacher_quality: list[float]
+    disagreement: list[float]  # in [0, 1]: how far the student's output is from the teacher's
+    signal: str
+    quality_metric: str
+    teacher_id: str
+    queue: list[tuple[list[Any], list[Any], str]] = field(default_factory=list)
+
+
+def calibrate_stage(cfg: Any, stage: str, held: HeldOut) -> dict[str, Any]:
+    """The part of every stage's ``calibrate`` after scoring: choose and write the operating point
+    (:func:`run_calibration`), write the per-input scores (``items.jsonl``) and, with
+    ``routing.queue``, queue the inputs whose disagreement exceeds ``routing.queue_disagreement``."""
+    from ragdistill.common.config import stage_dir
+    from ragdistill.common.io import write_jsonl
+
+    cal = run_calibration(cfg, stage, held.confidence, held.student_quality, held.teacher_quality, held.signal)
+    routed = route_mask(held.confidence, cal.threshold)
+    out = stage_dir(cfg, stage, "calibrate")
+    write_jsonl(out / "items.jsonl", [
+        {"id": i, "confidence": c, "student_quality": s, "teacher_quality": t, "disagreement": d, "routed": bool(r)}
+        for i, c, s, t, d, r in zip(held.ids, held.confidence, held.student_quality, held.teacher_quality,
+                                    held.disagreement, routed, strict=True)])
+    queued = (0, 0)
+    if cfg.routing.queue and held.queue:
+        queued = _queue_disagreements(cfg, stage, held)
+    return {"stage": stage, "signal": cal.signal, "quality_metric": held.quality_metric, "n": cal.n,
+            "threshold": cal.threshold, "teacher_fraction": cal.teacher_fraction, "quality": cal.quality,
+            "random_quality": cal.random_quality, "student_quality": cal.student_quality,
+            "teacher_quality": cal.teacher_quality, "target_met": cal.target_met,
+            "gain_over_random_auc": cal.gain_over_random_auc, "queued_inputs": queued[0], "queued_labels": queued[1],
+            "curve_json": str(out / CURVE_JSON)}
+
+
+def _queue_disagreements(cfg: Any, stage: str, held: HeldOut) -> tuple[int, int]:
+    """Queue the held-out inputs that disagree beyond ``routing.queue_disagreement``: (inputs, new labels)."""
+    from ragdistill.common.cache import LabelCache
+    from ragdistill.common.failure_queue import FailureQueue, queue_path
+
+    limit = float(cfg.routing.queue_disagreement)
+    cache = LabelCache(cfg.paths.label_cache)
+    inputs = labels = 0
+    try:
+        q = FailureQueue(queue_path(cfg, stage), cache)
+        for d, (payloads, outputs, template) in zip(held.disagreement, held.queue, strict=True):
+            if d > limit:
+                inputs += 1
+                labels += q.add_many(list(payloads), list(outputs), held.teacher_id, template, "disagreement", [d] * len(payloads))
+    finally:
+        cache.close()
+    if inputs:
+        print(f"[{stage}] {inputs} of {len(held.ids)} held-out inputs disagree with the teacher by more than "
+              f"routing.queue_disagreement={limit}: {labels} new teacher labels queued -> {q.path}", flush=True)
+    return inputs, labels

@@ -35,9 +35,9 @@ class RoutedComponent:
 
     @classmethod
     def from_calibration(cls, student: Callable[..., Any], teacher: Callable[..., Any], confidence: Confidence,
-                         calibration: str | Path, on_teacher: OnTeacher | None = None) -> RoutedComponent:
+                         calibration: str | Path, on_teacher: OnTeacher | None = None, stage: str = "<stage>") -> RoutedComponent:
         """Use the threshold ``calibrate`` chose (a ``routing_curve.json`` or its directory)."""
-        cal = load_calibration(calibration)
+        cal = load_calibration(calibration, stage)
         return cls(student, teacher, confidence, cal.threshold, cal.signal, on_teacher)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
