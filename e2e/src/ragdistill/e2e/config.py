@@ -8,13 +8,14 @@ from hydra.core.config_store import ConfigStore
 
 from ragdistill.common.config import DataConfig, PathsConfig, RunSettings
 
-STAGE_VARIANTS = ("teacher", "student_base", "student", "student_onnx", "off")
+STAGE_VARIANTS = ("teacher", "student_base", "student", "student_onnx", "routed", "off")
 
 
 @dataclass
 class PipelineChoice:
-    """Per stage: ``teacher``, ``student_base`` (undistilled), ``student``, ``student_onnx`` or ``off``.
-    The embedder and generator cannot be ``off``; ``generator=off`` skips generation metrics."""
+    """Per stage: ``teacher``, ``student_base`` (undistilled), ``student``, ``student_onnx``, ``routed``
+    (the student, the teacher below the threshold ``ragdistill <stage> calibrate`` chose; rewriter,
+    reranker, generator) or ``off``. The embedder cannot be ``off``; ``generator=off`` skips generation metrics."""
 
     rewriter: str = "off"
     embedder: str = "student"

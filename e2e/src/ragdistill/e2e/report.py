@@ -149,6 +149,12 @@ def write_report(out: Path, cfg: dict[str, Any], result: dict[str, Any], work_di
                       [r["cost"]["per_query_s"], r["cost"]["queries_per_s"], r["cost"]["usd_per_1k_queries"], r["cost"]["hourly_price_usd"]]]),
               _table([["stage", "variant", "size MB", "memory MB", "load s"]] + [
                   [k, f.get("variant"), f.get("size_mb"), f.get("memory_mb"), f.get("load_s")] for k, f in r["stages"].items()])]
+    routed = {k: f["routing"] for k, f in r["stages"].items() if f.get("routing")}
+    if routed:  # pipeline.<slot>=routed: how much went to the teacher, and the time on each path
+        parts += ["<h2>Routing (student first, teacher below the calibrated confidence threshold)</h2>",
+                  _table([["stage", "signal", "threshold", "calls", "teacher calls", "teacher fraction", "student s", "teacher s"]] + [
+                      [k, s["signal"], s["threshold"], s["n_calls"], s["n_teacher_calls"], s["teacher_fraction"], s["student_s"], s["teacher_s"]]
+                      for k, s in routed.items()])]
     for stage, ev in report["stage_evaluations"].items():
         if ev.get("results"):
             parts += [f"<h2>Stage: {stage} (teacher vs student vs export; retention % / speed-up x vs teacher)</h2>",
@@ -160,7 +166,8 @@ def write_report(out: Path, cfg: dict[str, Any], result: dict[str, Any], work_di
 
 def summary_row(report: dict[str, Any]) -> dict[str, Any]:
     r = report["result"]
-    row = {"pipeline": pipeline_label(r["pipeline"]), "ndcg@10": r["retrieval"]["ndcg@10"],
+    routed = "".join(f" [{k}: {f['routing']['teacher_fraction']:.0%} to teacher]" for k, f in r["stages"].items() if f.get("routing"))
+    row = {"pipeline": pipeline_label(r["pipeline"]) + routed, "ndcg@10": r["retrieval"]["ndcg@10"],
            "ndcg@10_reranked": (r.get("after_rerank") or {}).get("ndcg@10"),
            "recall@100": r["retrieval"]["recall@100"]}
     g = r.get("generation") or {}

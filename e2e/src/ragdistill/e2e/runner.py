@@ -73,7 +73,12 @@ def load_components(cfg: DictConfig, custom: dict[str, Callable] | None = None) 
                 raise RagdistillError(f"stage {stage_name!r} offers no pipeline component; set pipeline.{slot}=off")
             overrides = [f"paths.work_dir={cfg.paths.work_dir}", "run.report_to=[]", *cfg.stage_overrides.get(slot, [])]
             try:
-                comp = stage.component(compose(stage_name, overrides), variant)
+                if variant == "routed":  # the student, the teacher below the calibrated confidence threshold
+                    if stage.routed is None:
+                        raise RagdistillError(f"stage {stage_name!r} offers no routed variant; choose teacher, student or student_onnx")
+                    comp = stage.routed(compose(stage_name, overrides))
+                else:
+                    comp = stage.component(compose(stage_name, overrides), variant)
             except RagdistillError as e:  # name the swap whose artifact is missing, not only the path
                 raise RagdistillError(f"pipeline.{slot}={variant}: {e}") from e
         facts[slot] = {
@@ -147,6 +152,9 @@ def run_pipeline(cfg: DictConfig, custom: dict[str, Callable] | None = None) -> 
                             "references": rec.answers if rec else [], "gold_in_contexts": any(d in qrels[qid] for d, _ in ranked[: r.n_contexts])}
         if "generator" not in comps or i < cfg.max_generate:  # end to end = queries that went through every stage
             lat["end_to_end"].append(time.perf_counter() - t_start)
+    for slot, comp in comps.items():  # a routed slot: teacher calls, fraction, time on each path
+        if facts.get(slot, {}).get("variant") == "routed" and hasattr(comp, "stats"):
+            facts[slot]["routing"] = comp.stats()
     metrics = ("ndcg@10", "mrr@10", "recall@100")
     result: dict[str, Any] = {
         "pipeline": {slot: facts.get(slot, {}).get("variant", "off") for slot in SLOTS},
