@@ -1,5 +1,6 @@
 """Training at scale: the embedder's real `train` verb under `accelerate launch` with conf/launcher/cpu_ddp.yaml
-(2 processes, gloo on CPU); the checkpoint it writes loads and retrieves."""
+and the reranker's under `torchrun` (2 processes, gloo on CPU); each writes its checkpoint from rank 0
+only, and it loads and retrieves / evaluates."""
 
 from __future__ import annotations
 
@@ -64,3 +65,42 @@ def test_two_process_gloo_run_trains_and_its_checkpoint_loads_and_retrieves(ddp_
 def test_only_rank_zero_writes_the_model(ddp_run):
     _, _, p = ddp_run
     assert (p.stdout + p.stderr).count("Saving model to") == 1
+
+
+RERANKER = [
+    "run.report_to=[]", "teacher=hybrid-mpnet-bm25", "teacher.members.0.model=minilm-l6", "teacher.members.0.max_length=32",
+    "student.max_length=32", "data.max_queries=16", "reranker.labels_file=null", "reranker.candidates.train_k=4",
+    "reranker.candidates.eval_k=5", "reranker.filter.min_margin=-100", "reranker.train.list_size=4", "reranker.train.queries_per_batch=2",
+    "reranker.train.epochs=1", "reranker.train.max_steps=-1", "reranker.train.warmup_ratio=0", "reranker.train.logging_steps=1",
+    "reranker.colbert.dim=16", "reranker.colbert.query_max_length=12", "reranker.colbert.doc_max_length=32",
+    "reranker.eval.latency_queries=0", "reranker.eval.biencoders=[]",
+]
+
+
+def test_reranker_two_process_gloo_run_saves_once_and_its_student_evaluates(tmp_path):
+    """``torchrun --nproc_per_node 2 -m ragdistill.common.cli reranker train``: 2 gloo ranks share the
+    lists (half the steps of one process), rank 0 alone writes the students and the summary, and
+    ``reranker evaluate`` scores the saved student. The teacher is the default hybrid one with
+    minilm-l6 in place of mpnet, so no teacher has to be built."""
+    rerank = pytest.importorskip("ragdistill.reranker").stage
+    cfg = compose("reranker", [f"paths.work_dir={tmp_path}", *RERANKER])
+    rerank.verbs["teach"](cfg)
+    torchrun = Path(sys.executable).with_name("torchrun")
+    cmd = [str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "ragdistill.common.cli", "reranker", "train",
+           f"paths.work_dir={tmp_path}", *RERANKER, "run.torch_threads=1"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    log = p.stdout + p.stderr
+    assert log.count("[reranker train] cross-encoder student:") == 1 and log.count("[reranker train] ColBERT student:") == 1  # rank 0 only
+
+    out = tmp_path / "reranker" / "train"
+    summary = read_json(out / "train_summary.json")
+    assert summary["world_size"] == 2
+    lists, qpb = summary["lists"], 2
+    assert summary["cross_encoder"]["steps"] == math.ceil(math.ceil(lists / 2) / qpb) < math.ceil(lists / qpb)  # each rank half the lists
+    assert sorted(f.name for f in out.iterdir()) == ["colbert", "colbert_base", "student", "student_base", "train_summary.json"]  # no temp dirs left
+
+    res = rerank.verbs["evaluate"](cfg)["results"]
+    assert {"teacher", "student_base", "student", "colbert_base"} <= set(res)
+    assert 0.0 < res["student"]["ndcg@10"] <= 1.0

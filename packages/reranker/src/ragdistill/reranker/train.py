@@ -63,30 +63,41 @@ def train(cfg: Any) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     seed = int(cfg.run.seed)
     student = new_cross_encoder(cfg.student.model, cfg.student.max_length, tc.student_layers, seed)
-    with atomic_path(out / "student_base") as tmp:  # the undistilled student, exactly as training starts
-        student.save_pretrained(str(tmp))
     loss = build_loss(student, rc.loss)
     ds = Dataset.from_dict({"query": [r["query"] for r in rows], "docs": [r["docs"] for r in rows], "scores": [r["scores"] for r in rows]})
     summary: dict[str, Any] = {"lists": len(rows), "list_size": int(tc.list_size), "loss": loss.get_config_dict()}
+    args = CrossEncoderTrainingArguments(
+        output_dir=str(out / "_checkpoints"), num_train_epochs=float(tc.epochs), max_steps=int(tc.max_steps),
+        per_device_train_batch_size=int(tc.queries_per_batch), learning_rate=float(tc.learning_rate),
+        warmup_ratio=float(tc.warmup_ratio), weight_decay=float(tc.weight_decay), logging_steps=int(tc.logging_steps),
+        save_strategy="no", report_to=list(cfg.run.report_to), seed=seed, use_cpu=not torch.cuda.is_available(),
+        dataloader_num_workers=0, disable_tqdm=False,
+        # DDP: every parameter of the cross-encoder gets a gradient each step. The trainer's default for a
+        # non-PreTrainedModel (find unused = True) fails the first backward under torchrun/accelerate
+        # ("classifier.bias has been marked as ready twice"; sentence-transformers 5.7, torch 2.13, gloo)
+        ddp_find_unused_parameters=False,
+    )
+    trainer = CrossEncoderTrainer(model=student, args=args, train_dataset=ds, loss=loss)
+    # under DDP (torchrun / accelerate launch) every rank runs this function; only rank 0 writes, so
+    # two ranks never rename into the same folder and the saved student is the one all ranks share
+    rank0 = trainer.is_world_process_zero()
+    summary["world_size"] = int(args.world_size)
+    if rank0:
+        with atomic_path(out / "student_base") as tmp:  # the undistilled student, exactly as training starts
+            student.save_pretrained(str(tmp))
     t0 = time.perf_counter()
-    with atomic_path(out / "student") as tmp:
-        args = CrossEncoderTrainingArguments(
-            output_dir=str(out / "_checkpoints"), num_train_epochs=float(tc.epochs), max_steps=int(tc.max_steps),
-            per_device_train_batch_size=int(tc.queries_per_batch), learning_rate=float(tc.learning_rate),
-            warmup_ratio=float(tc.warmup_ratio), weight_decay=float(tc.weight_decay), logging_steps=int(tc.logging_steps),
-            save_strategy="no", report_to=list(cfg.run.report_to), seed=seed, use_cpu=not torch.cuda.is_available(),
-            dataloader_num_workers=0, disable_tqdm=False,
-        )
-        trainer = CrossEncoderTrainer(model=student, args=args, train_dataset=ds, loss=loss)
-        result = trainer.train()
-        student.save_pretrained(str(tmp))
-    shutil.rmtree(out / "_checkpoints", ignore_errors=True)
+    result = trainer.train()
     summary["cross_encoder"] = {"steps": int(result.global_step), "train_loss": float(result.training_loss),
                                 "seconds": time.perf_counter() - t0,
                                 "log": [h for h in trainer.state.log_history if "loss" in h]}
-    print(f"[reranker train] cross-encoder student: {result.global_step} steps on {len(rows)} lists, "
-          f"loss {result.training_loss:.4f} -> {out / 'student'}", flush=True)
-    if rc.colbert.enabled:
+    if not rank0:
+        return summary
+    with atomic_path(out / "student") as tmp:
+        student.save_pretrained(str(tmp))
+    shutil.rmtree(out / "_checkpoints", ignore_errors=True)
+    print(f"[reranker train] cross-encoder student: {result.global_step} steps on {len(rows)} lists "
+          f"({args.world_size} process{'es' if args.world_size > 1 else ''}), loss {result.training_loss:.4f} -> {out / 'student'}", flush=True)
+    if rc.colbert.enabled:  # a plain single-process loop: under DDP rank 0 trains it alone
         summary["colbert"] = train_colbert_student(cfg, rows, out)
     write_json(out / "train_summary.json", summary)
     return summary
