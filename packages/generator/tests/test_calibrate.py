@@ -60,6 +60,16 @@ def test_calibrate_on_held_out_questions_and_route(make_cfg, work_dir, student_d
         cache = LabelCache(cfg.paths.label_cache)
         assert all(cache.get_many([label_key(tid, ANSWER_TEMPLATE, r.input)]) for r in recs)
 
+    # the next round's teach folds the queue in: the teacher's replies come from the cache (shipped labels cover the train questions)
+    from ragdistill.generator.rounds import teach
+
+    report = teach(make_cfg("generator", ["generator.teach.max_train_questions=2", "data.extra=queue"]))
+    q = report["queue"]
+    assert q["records"] == out["queued_inputs"] and q["teacher_labels"]["labelled"] == 0
+    rows = read_jsonl(work_dir / "generator/teach/train.jsonl")
+    assert len(rows) == report["kept"] + q["kept"] and q["kept"] + q["dropped_format"] == out["queued_inputs"]
+    assert all(r["messages"][-1]["role"] == "assistant" for r in rows)
+
     # the routed component: the student answers; below the threshold the (cached) teacher does
     routed = stage.routed(cfg)
     from ragdistill.generator.examples import load_examples

@@ -124,3 +124,31 @@ def test_export_time_monitor_baseline_and_an_in_distribution_log_pass(trained, t
     write_jsonl(log, [{"query": data.queries[q], "docs": [data.corpus[d].full_text for d in cands[q].doc_ids]} for q in list(cands)[6:18]])
     monitor_command(["reranker", "--log", str(log), "--margin", "0.2", *over])
     assert "ok: student-teacher divergence" in capsys.readouterr().out
+
+
+def test_queue_folds_into_the_next_rounds_lists_and_train_starts_from_the_student(trained):
+    from ragdistill.reranker import stage
+    from ragdistill.reranker.calibrate import held_out_lists
+    from ragdistill.reranker.students import load_cross_encoder, new_cross_encoder, predict_raw
+
+    cfg = compose("reranker", [*SMALL, f"paths.work_dir={trained}", "routing.queue_disagreement=1.0"])
+    (trained / "reranker/queue.jsonl").unlink(missing_ok=True)
+    routed = stage.routed(cfg)
+    routed.threshold = float("inf")  # this operating point sends every list to the teacher (and the queue)
+    data, _, cands = held_out_lists(cfg)
+    lists = [(data.queries[q], [data.corpus[d].full_text for d in cands[q].doc_ids]) for q in list(cands)[:3]]
+    for query, docs in lists:
+        routed(query, docs)
+    stats = stage.teach(compose("reranker", [*SMALL, f"paths.work_dir={trained}", "data.extra=queue"]))
+    q = stats["queue"]
+    assert q["records"] == 30 and q["lists_kept"] == 3 and q["teacher_labels"] == {"cached": 30, "labelled": 0}
+    rows = [r for r in read_jsonl(trained / "reranker/teach/train.jsonl") if r.get("from_queue")]
+    assert [r["query"] for r in rows] == [query for query, _ in lists]
+    assert all(r["teacher_scores"] == sorted(r["teacher_scores"], reverse=True) and len(r["doc_ids"]) == 10 for r in rows)
+    assert all(d in data.corpus for r in rows for d in r["doc_ids"])
+
+    # a second round's train starts from the previous student: student.model=<its folder> keeps its trained head
+    path = str(trained / "reranker/train/student")
+    pairs = [(lists[0][0], d) for d in lists[0][1][:4]]
+    again = new_cross_encoder(path, 48, layers=3, seed=1)
+    assert np.allclose(predict_raw(again, pairs), predict_raw(load_cross_encoder(path, 48), pairs), atol=1e-5)

@@ -6,7 +6,7 @@ from ragdistill.generator.component import component
 from ragdistill.generator.config import GeneratorConfig
 from ragdistill.generator.evaluate import evaluate
 from ragdistill.generator.export import export
-from ragdistill.generator.teach import teach
+from ragdistill.generator.rounds import compare_rounds, next_round, teach
 from ragdistill.generator.train import train
 
 stage = Stage(
@@ -17,7 +17,7 @@ stage = Stage(
     train=train,
     export=export,
     evaluate=evaluate,
-    extra={"calibrate": calibrate},
+    extra={"calibrate": calibrate, "next-round": next_round, "compare-rounds": compare_rounds},
     order=40,
     component=component,
     routed=routed,

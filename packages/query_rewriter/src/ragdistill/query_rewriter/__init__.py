@@ -6,7 +6,8 @@ from ragdistill.query_rewriter.component import component
 from ragdistill.query_rewriter.config import QueryRewriterConfig
 from ragdistill.query_rewriter.evaluate import evaluate
 from ragdistill.query_rewriter.export import export
-from ragdistill.query_rewriter.teach import export_labels, teach
+from ragdistill.query_rewriter.rounds import compare_rounds, next_round, teach
+from ragdistill.query_rewriter.teach import export_labels
 from ragdistill.query_rewriter.train import train
 
 stage = Stage(
@@ -17,7 +18,7 @@ stage = Stage(
     train=train,
     export=export,
     evaluate=evaluate,
-    extra={"calibrate": calibrate, "export_labels": export_labels},
+    extra={"calibrate": calibrate, "next-round": next_round, "compare-rounds": compare_rounds, "export_labels": export_labels},
     order=10,
     component=component,
     routed=routed,

@@ -7,7 +7,7 @@ from ragdistill.reranker.config import RerankerConfig
 from ragdistill.reranker.evaluate import evaluate
 from ragdistill.reranker.export import export
 from ragdistill.reranker.lists import export_labels
-from ragdistill.reranker.teach import teach
+from ragdistill.reranker.rounds import compare_rounds, next_round, teach
 from ragdistill.reranker.teachers import build_teacher
 from ragdistill.reranker.train import train
 
@@ -19,7 +19,8 @@ stage = Stage(
     train=train,
     export=export,
     evaluate=evaluate,
-    extra={"calibrate": calibrate, "build-teacher": build_teacher, "export-labels": export_labels},
+    extra={"calibrate": calibrate, "next-round": next_round, "compare-rounds": compare_rounds, "build-teacher": build_teacher,
+           "export-labels": export_labels},
     order=30,
     component=component,
     routed=routed,
