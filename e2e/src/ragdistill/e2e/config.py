@@ -61,6 +61,7 @@ class E2EConfig:
     paths: PathsConfig = field(default_factory=PathsConfig)
     run: RunSettings = field(default_factory=RunSettings)
     max_generate: int = 20  # questions answered per run (generation is the slow part on CPU)
+    warmup: bool = True  # one untimed call per stage first, so lazily loaded models don't bill their load as latency
     mteb: bool = True  # also score the embedder with MTEB on the held-out split as a local custom task (reuses the index's vectors)
     ragas: RagasSettings = field(default_factory=RagasSettings)
     # per-stage config overrides passed when loading each stage's component, e.g. {embedder: [student.model=x]}
