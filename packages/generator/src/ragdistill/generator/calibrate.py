@@ -18,7 +18,7 @@ from typing import Any
 from ragdistill.common.config import apply_run_settings, stage_dir
 from ragdistill.common.data import Document
 from ragdistill.common.errors import RagdistillError
-from ragdistill.common.routing import HeldOut, RoutedComponent, calibrate_stage, load_calibration
+from ragdistill.common.routing import HeldOut, RoutedComponent, RoutingTarget, calibrate_stage, load_calibration
 from ragdistill.common.routing.signals import generation_logprobs, mean_logprob, min_logprob, sample_agreement
 from ragdistill.common.teachers import Messages
 from ragdistill.generator.prompts import build_messages
@@ -134,6 +134,8 @@ def held_out(cfg: Any) -> HeldOut:
 
 def calibrate(cfg: Any) -> dict[str, Any]:
     """``ragdistill generator calibrate``: the routing threshold for the configured target, with its curve."""
+    RoutingTarget.from_config(cfg.routing)  # a budget outside (0, 1) fails before any model loads
+    signal_name(cfg)
     return calibrate_stage(cfg, STAGE, held_out(cfg))
 
 

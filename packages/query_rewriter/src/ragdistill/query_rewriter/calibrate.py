@@ -17,7 +17,7 @@ from typing import Any
 from ragdistill.common.config import stage_dir
 from ragdistill.common.data import RewriteRecord
 from ragdistill.common.errors import RagdistillError
-from ragdistill.common.routing import HeldOut, RoutedComponent, calibrate_stage, load_calibration
+from ragdistill.common.routing import HeldOut, RoutedComponent, RoutingTarget, calibrate_stage, load_calibration
 from ragdistill.common.routing.signals import sequence_logprob
 from ragdistill.query_rewriter.filters import clean_output
 from ragdistill.query_rewriter.prompts import Example, rewrite_example
@@ -122,6 +122,8 @@ def held_out(cfg: Any) -> HeldOut:
 
 def calibrate(cfg: Any) -> dict[str, Any]:
     """``ragdistill query_rewriter calibrate``: the routing threshold for the configured target, with its curve."""
+    RoutingTarget.from_config(cfg.routing)  # a budget outside (0, 1) fails before any model loads
+    signal_name(cfg)
     return calibrate_stage(cfg, STAGE, held_out(cfg))
 
 

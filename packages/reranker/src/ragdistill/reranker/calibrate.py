@@ -17,7 +17,7 @@ from typing import Any
 from ragdistill.common.config import stage_dir
 from ragdistill.common.errors import RagdistillError
 from ragdistill.common.metrics import evaluate_run
-from ragdistill.common.routing import HeldOut, RoutedComponent, calibrate_stage, get_signal, load_calibration
+from ragdistill.common.routing import HeldOut, RoutedComponent, RoutingTarget, calibrate_stage, get_signal, load_calibration
 from ragdistill.reranker.candidates import first_stage
 from ragdistill.reranker.lists import PAIR_TEMPLATE, import_shipped_labels, load_data, open_cache, score_lists
 
@@ -100,6 +100,8 @@ def held_out(cfg: Any) -> HeldOut:
 
 def calibrate(cfg: Any) -> dict[str, Any]:
     """``ragdistill reranker calibrate``: the routing threshold for the configured target, with its curve."""
+    RoutingTarget.from_config(cfg.routing)  # a budget outside (0, 1) fails before any model loads
+    signal_name(cfg)
     return calibrate_stage(cfg, STAGE, held_out(cfg))
 
 
