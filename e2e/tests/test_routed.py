@@ -28,7 +28,8 @@ def one_thread():
 
 # the reranker stage as the harness composes it: BM25 teacher, MiniLM cross-encoder student
 RERANKER = ["teacher.backend=bm25", "teacher.model=squad", "student.max_length=48", "data.max_queries=12",
-            "reranker.candidates.eval_k=10", "routing.max_teacher_fraction=0.5", "reranker.labels_file=null"]
+            "reranker.candidates.eval_k=10", "routing.max_teacher_fraction=0.5", "routing.queue_disagreement=1.0",
+            "reranker.labels_file=null"]
 
 
 class MiniLMEncoder:
@@ -70,6 +71,8 @@ def test_routed_reranker_in_the_harness(work_dir):
     assert st["teacher_fraction"] == pytest.approx(st["n_teacher_calls"] / 12)
     assert st["student_s"] > 0 and (st["teacher_s"] > 0) == (st["n_teacher_calls"] > 0)
     assert r["stages"]["reranker"]["size_mb"] > 0  # the deployed (student) model
+    queued = work_dir / "reranker/queue.jsonl"  # routed lists only: the untimed warm-up call queues nothing
+    assert (len(queued.read_text().splitlines()) if queued.exists() else 0) == 10 * st["n_teacher_calls"]
     html = (out / "report.html").read_text()
     assert "Routing (student first" in html and "teacher fraction" in html
     assert summary_row(rep)["pipeline"].endswith(f"[reranker: {st['teacher_fraction']:.0%} to teacher]")

@@ -55,6 +55,12 @@ class RoutedComponent:
                 self.on_teacher(args, kwargs, out, conf)
         return out
 
+    def warm_up(self, *args: Any, **kwargs: Any) -> None:
+        """One untimed call to each side (a lazily loaded teacher loads here, not on the first routed
+        input): not counted in :meth:`stats`, nothing queued."""
+        self.student(*args, **kwargs)
+        self.teacher(*args, **kwargs)
+
     @property
     def teacher_fraction(self) -> float:
         return self.n_teacher / self.n_calls if self.n_calls else 0.0
