@@ -9,7 +9,15 @@ import torch
 from omegaconf import OmegaConf
 
 from ragdistill.common.errors import RagdistillError
-from ragdistill.reranker.losses import ListwiseKLLoss, MarginMSELoss, ScoreMSELoss, WeightedSumLoss, build_loss, pad_lists
+from ragdistill.reranker.losses import (
+    ListwiseKLLoss,
+    MarginMSELoss,
+    ScoreMSELoss,
+    WeightedSumLoss,
+    build_loss,
+    pad_lists,
+    standardize_lists,
+)
 
 # two queries; the second list has 2 real candidates and one padding slot
 STUDENT = torch.tensor([[3.0, 1.0, 0.0], [2.0, 2.0, 99.0]])
@@ -63,6 +71,28 @@ def test_weighted_sum_combines_parts():
 def test_pad_lists():
     m, mask = pad_lists([torch.tensor([1.0, 2.0]), torch.tensor([3.0])])
     assert m.tolist() == [[1.0, 2.0], [3.0, 0.0]] and mask.tolist() == [[True, True], [True, False]]
+
+
+def test_standardize_lists_by_hand_and_scale_free():
+    z = standardize_lists(TEACHER, MASK)
+    # query 1: (2, 1, -1): mean 2/3, population std sqrt(14/9); query 2: (1, 0) -> (1, -1), padding stays 0
+    s = math.sqrt(14 / 9)
+    assert z[0].tolist() == pytest.approx([(2 - 2 / 3) / s, (1 - 2 / 3) / s, (-1 - 2 / 3) / s], rel=1e-5)
+    assert z[1].tolist() == pytest.approx([1.0, -1.0, 0.0], abs=1e-6)
+    # a teacher 50x narrower (a cosine-based hybrid) teaches exactly what a wide one does
+    assert torch.allclose(standardize_lists(TEACHER * 0.02 + 0.9, MASK), z, atol=1e-5)
+
+
+def test_teacher_norm_reaches_the_losses():
+    cfg = {"margin_mse": 1, "listwise_kl": 0, "mse": 0, "temperature": 1.0}
+    narrow = [torch.tensor([1.02, 1.0, 0.98]), torch.tensor([0.95, 0.94])]
+    raw = build_loss(None, OmegaConf.create({**cfg, "teacher_norm": "none"}))
+    normed = build_loss(None, OmegaConf.create({**cfg, "teacher_norm": "zscore"}))
+    teacher_raw, mask = pad_lists(narrow)
+    assert normed.teacher_norm == "zscore" and raw.teacher_norm == "none"
+    assert torch.allclose(standardize_lists(teacher_raw, mask)[0], torch.tensor([1.2247, 0.0, -1.2247]), atol=1e-4)
+    with pytest.raises(RagdistillError, match="teacher_norm='minmax'"):
+        build_loss(None, OmegaConf.create({**cfg, "teacher_norm": "minmax"}))
 
 
 def test_build_loss_rejects_bad_weights():

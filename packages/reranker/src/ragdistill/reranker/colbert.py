@@ -153,7 +153,8 @@ class ColbertIndex:
         return score
 
 
-def train_colbert(student: ColbertStudent, rows: list[dict[str, Any]], cfg: Any, steps: int, batch_queries: int, seed: int) -> list[float]:
+def train_colbert(student: ColbertStudent, rows: list[dict[str, Any]], cfg: Any, steps: int, batch_queries: int, seed: int,
+                  teacher_norm: str = "none") -> list[float]:
     """Distil listwise KL over the candidate lists into the ColBERT student (a plain AdamW loop:
     the sentence-transformers trainers have no multi-vector list input)."""
     from tqdm.auto import tqdm
@@ -161,7 +162,7 @@ def train_colbert(student: ColbertStudent, rows: list[dict[str, Any]], cfg: Any,
 
     from ragdistill.reranker.losses import ListwiseKLLoss
 
-    loss_fn = ListwiseKLLoss(student, temperature=float(cfg.temperature))
+    loss_fn = ListwiseKLLoss(student, temperature=float(cfg.temperature), teacher_norm=teacher_norm)
     opt = torch.optim.AdamW([p for p in student.parameters() if p.requires_grad], lr=float(cfg.learning_rate), weight_decay=0.01)
     sched = get_linear_schedule_with_warmup(opt, max(1, steps // 10), steps)
     rng = np.random.default_rng(seed)

@@ -35,6 +35,8 @@ class LossConfig:
     listwise_kl: float = 1.0  # KL over each query's candidate list at ``temperature``
     mse: float = 0.0  # plain MSE on the teacher's scores
     temperature: float = 1.0
+    # per-list z-scores of the teacher's scores before any loss (scale-free: see losses/base.py); none = raw
+    teacher_norm: str = "zscore"
 
 
 @dataclass

@@ -113,7 +113,7 @@ def train_colbert_student(cfg: Any, rows: list[dict[str, Any]], out: Any) -> dic
         student.save(tmp)
     steps = _steps(len(rows), int(tc.queries_per_batch), float(tc.epochs), int(tc.max_steps))
     t0 = time.perf_counter()
-    losses = train_colbert(student, rows, cc, steps, int(tc.queries_per_batch), seed)
+    losses = train_colbert(student, rows, cc, steps, int(tc.queries_per_batch), seed, str(cfg.reranker.loss.teacher_norm))
     with atomic_path(out / "colbert") as tmp:
         student.save(tmp)
     info = {"steps": steps, "first_loss": losses[0], "last_loss": sum(losses[-5:]) / len(losses[-5:]), "seconds": time.perf_counter() - t0}

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from ragdistill.common.errors import RagdistillError
-from ragdistill.reranker.losses.base import ListDistillationLoss, pad_lists
+from ragdistill.reranker.losses.base import TEACHER_NORMS, ListDistillationLoss, pad_lists, standardize_lists
 from ragdistill.reranker.losses.combined import WeightedSumLoss
 from ragdistill.reranker.losses.listwise_kl import ListwiseKLLoss
 from ragdistill.reranker.losses.margin_mse import MarginMSELoss
@@ -28,7 +28,11 @@ def build_loss(model: Any, loss_cfg: Any, mini_batch_size: int = 0) -> WeightedS
         (ListwiseKLLoss(model, temperature=float(loss_cfg.temperature)), weights["listwise_kl"]),
         (ScoreMSELoss(model), weights["mse"]),
     ]
-    return WeightedSumLoss(model, parts, mini_batch_size)
+    norm = str(getattr(loss_cfg, "teacher_norm", "none"))
+    if norm not in TEACHER_NORMS:
+        raise RagdistillError(f"reranker.loss.teacher_norm={norm!r}: choose one of {', '.join(TEACHER_NORMS)}")
+    return WeightedSumLoss(model, parts, mini_batch_size, teacher_norm=norm)
 
 
-__all__ = ["ListDistillationLoss", "ListwiseKLLoss", "MarginMSELoss", "ScoreMSELoss", "WeightedSumLoss", "build_loss", "pad_lists"]
+__all__ = ["TEACHER_NORMS", "ListDistillationLoss", "ListwiseKLLoss", "MarginMSELoss", "ScoreMSELoss", "WeightedSumLoss", "build_loss", "pad_lists",
+           "standardize_lists"]

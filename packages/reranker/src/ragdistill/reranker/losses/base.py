@@ -43,6 +43,23 @@ def cross_encoder_list_scores(model: Any, queries: list[str], docs_lists: list[l
     return pad_lists_differentiable(lists)
 
 
+TEACHER_NORMS = ("zscore", "none")
+
+
+def standardize_lists(scores: Tensor, mask: Tensor) -> Tensor:
+    """Each row's valid entries -> zero mean, unit variance (padding stays 0).
+
+    Teachers differ in scale: a cross-encoder's logits span ~10 within a list, a cosine-based
+    teacher's ~0.2. Raw, the second makes softmax targets near uniform (KL teaches "all equal")
+    and margins tiny (MarginMSE teaches noise); per-list z-scores keep the teacher's ranking and
+    relative gaps whatever its scale."""
+    m = mask.float()
+    n = m.sum(1, keepdim=True).clamp(min=1.0)
+    mean = (scores * m).sum(1, keepdim=True) / n
+    var = (((scores - mean) * m) ** 2).sum(1, keepdim=True) / n
+    return (scores - mean) / var.sqrt().clamp(min=1e-6) * m
+
+
 def pad_lists_differentiable(values: list[Tensor]) -> tuple[Tensor, Tensor]:
     """Like :func:`pad_lists` but keeps the autograd graph (no in-place writes into a leaf)."""
     n = max(len(v) for v in values)
@@ -61,10 +78,13 @@ class ListDistillationLoss(nn.Module):
     ``score_lists(queries, docs_lists) -> (scores, mask)`` (the ColBERT student).
     """
 
-    def __init__(self, model: Any, mini_batch_size: int = 0) -> None:
+    def __init__(self, model: Any, mini_batch_size: int = 0, teacher_norm: str = "none") -> None:
         super().__init__()
+        if teacher_norm not in TEACHER_NORMS:
+            raise ValueError(f"teacher_norm={teacher_norm!r}: choose one of {', '.join(TEACHER_NORMS)}")
         self.model = model
         self.mini_batch_size = mini_batch_size
+        self.teacher_norm = teacher_norm
 
     def student_scores(self, queries: list[str], docs_lists: list[list[str]]) -> tuple[Tensor, Tensor]:
         if hasattr(self.model, "score_lists"):
@@ -85,6 +105,8 @@ class ListDistillationLoss(nn.Module):
             raise ValueError("each query needs one teacher score per candidate document")
         student, mask = self.student_scores(queries, docs_lists)
         teacher, _ = pad_lists([t.to(student.device) for t in labels])
+        if self.teacher_norm == "zscore":
+            teacher = standardize_lists(teacher, mask)
         return student, teacher, mask
 
     def compute(self, student: Tensor, teacher: Tensor, mask: Tensor) -> Tensor:  # pragma: no cover - abstract

@@ -17,8 +17,9 @@ class WeightedSumLoss(ListDistillationLoss):
     Inputs: as its parts (``(query, [positive, neg_1, ...])`` with teacher scores).
     """
 
-    def __init__(self, model: Any, parts: list[tuple[ListDistillationLoss, float]], mini_batch_size: int = 0) -> None:
-        super().__init__(model, mini_batch_size)
+    def __init__(self, model: Any, parts: list[tuple[ListDistillationLoss, float]], mini_batch_size: int = 0,
+                 teacher_norm: str = "none") -> None:
+        super().__init__(model, mini_batch_size, teacher_norm)
         parts = [(loss, float(w)) for loss, w in parts if w]
         if not parts:
             raise ValueError("WeightedSumLoss needs at least one part with a non-zero weight")

@@ -26,8 +26,8 @@ class ListwiseKLLoss(ListDistillationLoss):
         +------------------------------------+---------------------------------+
     """
 
-    def __init__(self, model: Any, temperature: float = 1.0, mini_batch_size: int = 0) -> None:
-        super().__init__(model, mini_batch_size)
+    def __init__(self, model: Any, temperature: float = 1.0, mini_batch_size: int = 0, teacher_norm: str = "none") -> None:
+        super().__init__(model, mini_batch_size, teacher_norm)
         if temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
         self.temperature = temperature
