@@ -163,3 +163,24 @@ def test_bad_prices_and_missing_reports(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         cost_command(["--work-dir", str(tmp_path), "hourly_usd=abc"])
     assert e.value.code == 2 and "hourly_usd" in capsys.readouterr().err
+
+
+def test_every_stage_teach_and_train_write_run_info(make_cfg, work_dir):
+    """The one-off distillation cost needs a run_info.json from each stage's teach/train: the Stage
+    wrapper writes it for any stage, here the embedder on a tiny slice."""
+    from ragdistill.common.stage import get_stage
+
+    stage = get_stage("embedder")
+    cfg = make_cfg("embedder", ["teacher.model=minilm-l6", "teacher.max_length=32", "student.max_length=32", "data.max_queries=4",
+                                "data.max_docs=16", "embedder.max_steps=1", "embedder.batch_size=4", "embedder.eval_steps=1",
+                                "embedder.val_fraction=0.5", "embedder.matryoshka=[384]", "embedder.negatives_per_query=1"])
+    stage.verbs["teach"](cfg)
+    stage.verbs["train"](cfg)
+    teach, train = read_run_info(work_dir / "embedder/teach/run_info.json"), read_run_info(work_dir / "embedder/train/run_info.json")
+    assert teach.stage == "embedder" and teach.verb == "teach" and teach.seconds > 0
+    assert train.verb == "train" and train.seconds > 0
+    from ragdistill.common.cost import distillation_cost
+
+    prices = load_prices(None, ["train_hourly_usd=2.0"])
+    d = distillation_cost(work_dir, ["embedder"], prices)
+    assert d["complete"] and d["usd"] == pytest.approx(teach.seconds * prices.label_hourly_usd / 3600 + train.seconds * 2.0 / 3600)

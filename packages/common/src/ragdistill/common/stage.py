@@ -49,7 +49,44 @@ class Stage:
 
     @property
     def verbs(self) -> dict[str, Verb]:
-        return {"teach": self.teach, "train": self.train, "export": self.export, "evaluate": self.evaluate, **self.extra}
+        """Every verb by name; ``teach`` and ``train`` write ``run_info.json`` (what ``ragdistill cost``
+        prices as the one-off distillation), whichever stage they belong to."""
+        plain = {"teach": self.teach, "train": self.train, "export": self.export, "evaluate": self.evaluate, **self.extra}
+        return {v: _recorded(self.name, v, fn) if v in RECORDED_VERBS else fn for v, fn in plain.items()}
+
+
+RECORDED_VERBS = ("teach", "train")
+
+
+def _count(d: dict, *keys: str) -> int:
+    """The first of ``keys`` holding a number (stages report counts under their own names)."""
+    for k in keys:
+        v = d.get(k)
+        if isinstance(v, int | float) and not isinstance(v, bool):
+            return int(v)
+    return 0
+
+
+def _recorded(stage: str, verb: str, fn: Verb) -> Verb:
+    """``fn`` timed into ``<work_dir>/<stage>/<verb>/run_info.json``, with the counts its result
+    reports (a teach's labelled/cached teacher labels, a train's steps) where it reports them."""
+    import functools
+
+    @functools.wraps(fn)
+    def run(cfg: Any) -> Any:
+        from ragdistill.common.run_info import record_run
+
+        with record_run(cfg, stage, verb) as info:
+            result = fn(cfg)
+            if isinstance(result, dict):
+                labels = result.get("teacher_labels") if isinstance(result.get("teacher_labels"), dict) else result
+                info.n_teacher_calls = _count(labels, "labelled")
+                info.n_cached = _count(labels, "cached", "labels_imported")
+                info.n_items = _count(result, "total", "queries", "examples")
+                info.train_steps = _count(result, "steps")
+        return result
+
+    return run
 
 
 _STAGES: dict[str, Stage] | None = None
