@@ -99,7 +99,8 @@ def test_reranker_two_process_gloo_run_saves_once_and_its_student_evaluates(tmp_
     assert summary["world_size"] == 2
     lists, qpb = summary["lists"], 2
     assert summary["cross_encoder"]["steps"] == math.ceil(math.ceil(lists / 2) / qpb) < math.ceil(lists / qpb)  # each rank half the lists
-    assert sorted(f.name for f in out.iterdir()) == ["colbert", "colbert_base", "student", "student_base", "train_summary.json"]  # no temp dirs left
+    assert sorted(f.name for f in out.iterdir()) == ["colbert", "colbert_base", "run_info.json", "student", "student_base",
+                                                    "train_summary.json"]  # no temp dirs left; run_info from rank 0 (Stage verbs)
 
     res = rerank.verbs["evaluate"](cfg)["results"]
     assert {"teacher", "student_base", "student", "colbert_base"} <= set(res)

@@ -74,8 +74,12 @@ def _recorded(stage: str, verb: str, fn: Verb) -> Verb:
 
     @functools.wraps(fn)
     def run(cfg: Any) -> Any:
+        import os
+
         from ragdistill.common.run_info import record_run
 
+        if os.environ.get("RANK", "0") != "0":  # under torchrun/accelerate, rank 0 alone records the run
+            return fn(cfg)
         with record_run(cfg, stage, verb) as info:
             result = fn(cfg)
             if isinstance(result, dict):
