@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -115,3 +116,16 @@ def compare_rounds(cfg: Any, stage: str) -> dict[str, Any]:
 
 
 __all__ = ["compare_rounds", "kept_rounds", "rounds_dir", "snapshot_round"]
+
+
+def teach_with_queue(cfg: Any, stage: str, base_teach: Callable[[Any], dict[str, Any]],
+                     fold_queue: Callable[[Any], dict[str, Any] | None], report_file: str) -> dict[str, Any]:
+    """A stage's teach, then its failure queue when ``data.extra`` is set; the fold's counts go into
+    the returned report and into the teach report file ``report_file`` beside it."""
+    report = base_teach(cfg)
+    info = fold_queue(cfg)
+    if info is not None:
+        report["queue"] = info
+        f = stage_dir(cfg, stage, "teach") / report_file
+        write_json(f, {**read_json(f), "queue": info})
+    return report

@@ -14,9 +14,9 @@ from typing import Any
 
 from ragdistill.common.config import stage_dir
 from ragdistill.common.failure_queue import extra_inputs
-from ragdistill.common.io import read_json, read_jsonl, write_json, write_jsonl
+from ragdistill.common.io import read_jsonl, write_jsonl
 from ragdistill.common.rounds import compare_rounds as _compare
-from ragdistill.common.rounds import snapshot_round
+from ragdistill.common.rounds import snapshot_round, teach_with_queue
 from ragdistill.generator.teach import teach as base_teach
 
 STAGE = "generator"
@@ -62,13 +62,7 @@ def fold_queue(cfg: Any) -> dict[str, Any] | None:
 
 def teach(cfg: Any) -> dict[str, Any]:
     """``ragdistill generator teach``: the stage's teach, then the queue when ``data.extra`` is set."""
-    report = base_teach(cfg)
-    info = fold_queue(cfg)
-    if info is not None:
-        report["queue"] = info
-        f = stage_dir(cfg, STAGE, "teach") / "filter_report.json"
-        write_json(f, {**read_json(f), "queue": info})
-    return report
+    return teach_with_queue(cfg, STAGE, base_teach, fold_queue, "filter_report.json")
 
 
 def next_round(cfg: Any) -> Any:

@@ -16,9 +16,9 @@ from typing import Any
 from ragdistill.common.cache import label_key
 from ragdistill.common.config import stage_dir
 from ragdistill.common.failure_queue import extra_inputs
-from ragdistill.common.io import read_json, read_jsonl, write_json, write_jsonl
+from ragdistill.common.io import read_jsonl, write_jsonl
 from ragdistill.common.rounds import compare_rounds as _compare
-from ragdistill.common.rounds import snapshot_round
+from ragdistill.common.rounds import snapshot_round, teach_with_queue
 from ragdistill.reranker.lists import PAIR_TEMPLATE, import_shipped_labels, load_data, open_cache
 from ragdistill.reranker.teach import teach as base_teach
 
@@ -74,13 +74,7 @@ def fold_queue(cfg: Any) -> dict[str, Any] | None:
 
 def teach(cfg: Any) -> dict[str, Any]:
     """``ragdistill reranker teach``: the stage's teach, then the queue when ``data.extra`` is set."""
-    stats = base_teach(cfg)
-    info = fold_queue(cfg)
-    if info is not None:
-        stats["queue"] = info
-        f = stage_dir(cfg, STAGE, "teach") / "stats.json"
-        write_json(f, {**read_json(f), "queue": info})
-    return stats
+    return teach_with_queue(cfg, STAGE, base_teach, fold_queue, "stats.json")
 
 
 def next_round(cfg: Any) -> Any:
