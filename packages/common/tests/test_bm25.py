@@ -15,7 +15,7 @@ def squad():
 
 def test_pair_scores_equal_search_scores(squad):
     index = BM25Index(squad.corpus)
-    queries, qrels = squad.split("test")
+    queries, _ = squad.split("test")
     qid = sorted(queries)[0]
     hits = index.retrieve([queries[qid]], 10)[0]
     assert len(hits) == 10 and [s for _, s in hits] == sorted((s for _, s in hits), reverse=True)
