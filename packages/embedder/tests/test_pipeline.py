@@ -87,11 +87,29 @@ def test_evaluate_reports_every_system_per_dim_with_mteb_json(run):
         # MTEB's evaluator on the same embeddings agrees with ours
         assert r["mteb_ndcg@10"] == pytest.approx(r["ndcg@10"], abs=0.02), name
     assert results["teacher"]["dim"] == 768 and results["student"]["dim"] == 384
-    mteb_file = json.loads((work / "embedder" / "evaluate" / "mteb" / "student" / "ragdistill-scifact-test.json").read_text())
-    assert mteb_file["task_name"] == "ragdistill-scifact-test" and "ndcg_at_10" in mteb_file["scores"]["test"][0]
+    # SciFact is MTEB's own task: its definition scored on the bundled copy (a slice here, so not leaderboard-comparable)
+    mteb_file = json.loads((work / "embedder" / "evaluate" / "mteb" / "student" / "SciFact.json").read_text())
+    assert mteb_file["task_name"] == "SciFact" and "ndcg_at_10" in mteb_file["scores"]["test"][0]
     saved = read_json(work / "embedder" / "evaluate" / "results.json")
+    assert saved["mteb_task"] == {"name": "SciFact", "standard": True, "full_split": False}
     assert saved["results"]["student"]["ndcg@10"] == results["student"]["ndcg@10"]
     assert (work / "embedder" / "evaluate" / "results.txt").read_text().count("student_onnx_int8") == 1
+
+
+def test_local_and_standard_mteb_tasks_load_no_data_and_a_wrong_task_name_is_clear():
+    from ragdistill.common.data import Document
+    from ragdistill.embedder.mteb_task import make_task
+
+    corpus, queries, qrels = {"d1": Document("d1", "a text")}, {"q1": "a query"}, {"q1": {"d1": 1}}
+    local = make_task("ragdistill-x-test", corpus, queries, qrels)
+    assert local.metadata.name == "ragdistill-x-test" and local.data_loaded
+    std = make_task("ignored", corpus, queries, qrels, standard="SciFact")
+    assert std.metadata.name == "SciFact" and std.metadata.dataset["path"] == "mteb/scifact"
+    assert std.dataset["default"]["test"]["relevant_docs"] == {"q1": {"d1": 1}}
+    with pytest.raises(RagdistillError, match=r"data.mteb_task='SciFakt' is not an MTEB task"):
+        make_task("x", corpus, queries, qrels, standard="SciFakt")
+    with pytest.raises(RagdistillError, match=r"not retrieval on split 'train'"):
+        make_task("x", corpus, queries, qrels, split="train", standard="SciFact")
 
 
 def test_component_and_first_stage_helper(run):

@@ -32,6 +32,7 @@ class DataConfig:
     max_queries: int | None = None  # per split; None = all
     max_docs: int | None = None  # corpus slice (relevant docs always kept); None = all
     extra: str | None = None  # extra training inputs, e.g. a failure queue
+    mteb_task: str | None = None  # MTEB's own task for this data (e.g. SciFact): evaluations run its definition on the local copy
 
 
 @dataclass

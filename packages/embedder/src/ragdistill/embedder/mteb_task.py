@@ -15,13 +15,46 @@ from typing import Any
 import numpy as np
 
 from ragdistill.common.data import Document, Qrels
+from ragdistill.common.errors import RagdistillError
 
 
-def make_task(name: str, corpus: dict[str, Document], queries: dict[str, str], qrels: Qrels, split: str = "test") -> Any:
-    """An ``AbsTaskRetrieval`` over local data (documents as ``full_text``, title folded in)."""
+def make_task(name: str, corpus: dict[str, Document], queries: dict[str, str], qrels: Qrels, split: str = "test",
+              standard: str | None = None) -> Any:
+    """A retrieval task over local data (documents as ``full_text``, title folded in), no download.
+
+    ``standard`` names MTEB's own task for this data (``SciFact`` for the bundled SciFact): its
+    definition (name, metadata, main score) is kept and only its data comes from here, so the
+    result file is MTEB's ``SciFact.json`` and, on the full split, comparable with the leaderboard.
+    Without it, a custom task called ``name`` is built."""
     from datasets import Dataset
-    from mteb.abstasks.retrieval import AbsTaskRetrieval
     from mteb.abstasks.retrieval_dataset_loaders import RetrievalSplitData
+
+    task = standard_task(standard, split) if standard else local_task(name, split)
+    task.dataset = {"default": {split: RetrievalSplitData(
+        corpus=Dataset.from_list([{"id": d, "title": "", "text": doc.full_text} for d, doc in corpus.items()]),
+        queries=Dataset.from_list([{"id": q, "text": t} for q, t in queries.items()]),
+        relevant_docs={q: dict(rel) for q, rel in qrels.items() if q in queries},
+        top_ranked=None,
+    )}}
+    task.data_loaded = True  # mteb.evaluate skips load_data (the hub download) for a loaded task
+    return task
+
+
+def standard_task(standard: str, split: str) -> Any:
+    import mteb
+
+    try:
+        task = mteb.get_task(standard)
+    except Exception as e:  # mteb raises KeyError/ValueError variants for unknown names
+        raise RagdistillError(f"data.mteb_task={standard!r} is not an MTEB task ({e}); use MTEB's task name, e.g. SciFact, or null") from e
+    if task.metadata.type != "Retrieval" or split not in task.metadata.eval_splits:
+        raise RagdistillError(f"data.mteb_task={standard!r}: MTEB's task is a {task.metadata.type} task evaluated on "
+                              f"{task.metadata.eval_splits}, not retrieval on split {split!r}; set data.mteb_task=null")
+    return task
+
+
+def local_task(name: str, split: str) -> Any:
+    from mteb.abstasks.retrieval import AbsTaskRetrieval
     from mteb.abstasks.task_metadata import TaskMetadata
 
     metadata = TaskMetadata(
@@ -33,14 +66,7 @@ def make_task(name: str, corpus: dict[str, Document], queries: dict[str, str], q
     )
 
     class LocalRetrievalTask(AbsTaskRetrieval):
-        def load_data(self, **kwargs: Any) -> None:
-            self.dataset = {"default": {split: RetrievalSplitData(
-                corpus=Dataset.from_list([{"id": d, "title": "", "text": doc.full_text} for d, doc in corpus.items()]),
-                queries=Dataset.from_list([{"id": q, "text": t} for q, t in queries.items()]),
-                relevant_docs={q: dict(rel) for q, rel in qrels.items() if q in queries},
-                top_ranked=None,
-            )}}
-            self.data_loaded = True
+        pass
 
     LocalRetrievalTask.metadata = metadata
     return LocalRetrievalTask()
