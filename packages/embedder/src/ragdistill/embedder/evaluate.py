@@ -127,13 +127,13 @@ def evaluate(cfg: Any) -> dict[str, Any]:
     dims = sorted({int(d) for d in (s.dims if s.dims is not None else s.matryoshka or [])}, reverse=True)
     out = stage_dir(cfg, STAGE, "evaluate")
     speed_texts = (q_texts * (1 + s.speed_texts // max(1, len(q_texts))))[: s.speed_texts]
-    task = None
+    task, standard = None, cfg.data.mteb_task
     if s.mteb:
         from ragdistill.embedder.mteb_task import make_task
 
         # the data's standard MTEB task when it names one (data.mteb_task), else a custom task over it
         task = make_task(f"ragdistill-{Path(str(data_source(cfg))).name}-{cfg.data.test_split}", data.corpus, queries, qrels,
-                         cfg.data.test_split, standard=cfg.data.get("mteb_task"))
+                         cfg.data.test_split, standard=standard)
 
     results: dict[str, dict[str, float]] = {}
     mteb_files: dict[str, str] = {}
@@ -156,7 +156,7 @@ def evaluate(cfg: Any) -> dict[str, Any]:
     extra = {
         "data": data_source(cfg), "split": cfg.data.test_split, "n_queries": len(qids), "n_docs": len(doc_ids), "dims": dims,
         "teacher": cfg.teacher.model, "student": cfg.student.model, "mteb_results": mteb_files,
-        "mteb_task": None if task is None else {"name": task.metadata.name, "standard": bool(cfg.data.get("mteb_task")),
+        "mteb_task": None if task is None else {"name": task.metadata.name, "standard": bool(standard),
                                                  # a slice scores MTEB's task definition, not the leaderboard's full split
                                                  "full_split": cfg.data.max_docs is None and cfg.data.max_queries is None},
         "speed": {"texts": len(speed_texts), "batch_size": int(s.encode_batch_size), "latency_calls": min(len(speed_texts), int(s.latency_queries))},
