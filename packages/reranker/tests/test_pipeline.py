@@ -98,6 +98,18 @@ def test_pipeline_end_to_end(make_cfg, work_dir, tiny_teacher):
     saved = json.loads((work_dir / "reranker/evaluate/results.json").read_text())
     assert saved["results"]["student"] == res["student"] and saved["queries"] == 8
 
+    # the harness's colbert variant scores the way evaluate's ColBERT row does (same MaxSim, texts encoded on the fly)
+    from ragdistill.reranker.colbert import ColbertIndex, ColbertStudent
+    from ragdistill.reranker.component import component
+
+    exported = work_dir / "reranker/export/colbert"
+    index = ColbertIndex.load(exported)
+    ids = index.doc_ids[:5]  # documents the export indexed (held-out candidates)
+    query, docs = rows[0]["query"], [corpus[d].full_text for d in ids]
+    from_index = index.scorer(ColbertStudent.load(exported))(query, ids)
+    assert component(cfg, "colbert")(query, docs) == pytest.approx(from_index, rel=1e-2, abs=1e-2)
+    assert component(cfg, "colbert_base")(query, docs) != pytest.approx(from_index, rel=1e-3)
+
     # ship the labels; another work dir where the teacher was never built reads them instead
     target = work_dir / "labels.jsonl"
     stage.extra["export-labels"](_cfg(make_cfg, tiny_teacher, f"reranker.labels_file={target}"))

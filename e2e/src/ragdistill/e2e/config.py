@@ -8,14 +8,12 @@ from hydra.core.config_store import ConfigStore
 
 from ragdistill.common.config import DataConfig, PathsConfig, RunSettings
 
-STAGE_VARIANTS = ("teacher", "student_base", "student", "student_onnx", "routed", "off")
-
-
 @dataclass
 class PipelineChoice:
     """Per stage: ``teacher``, ``student_base`` (undistilled), ``student``, ``student_onnx``, ``routed``
     (the student, the teacher below the threshold ``ragdistill <stage> calibrate`` chose; rewriter,
-    reranker, generator) or ``off``. The embedder cannot be ``off``; ``generator=off`` skips generation metrics."""
+    reranker, generator), a stage's own extra student (the reranker's ``colbert_base``/``colbert``)
+    or ``off``. The embedder cannot be ``off``; ``generator=off`` skips generation metrics."""
 
     rewriter: str = "off"
     embedder: str = "student"

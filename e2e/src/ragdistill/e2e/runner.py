@@ -24,6 +24,7 @@ from ragdistill.common.data import QARecord, load_qa, load_retrieval
 from ragdistill.common.errors import RagdistillError
 from ragdistill.common.logging import get_logger
 from ragdistill.common.metrics import evaluate_run
+from ragdistill.common.pipeline import Passage
 from ragdistill.common.stage import get_stage
 from ragdistill.common.timing import stats_from_latencies
 from ragdistill.e2e.retrieval import FaissRetriever
@@ -164,7 +165,7 @@ def run_pipeline(cfg: DictConfig, custom: dict[str, Callable] | None = None) -> 
             ranked = [(d, 1e6 - j) for j, (d, _) in enumerate(order)] + [(d, -1.0 - j) for j, (d, _) in enumerate(hits[r.rerank_k :])]
         run_rerank[qid] = dict(ranked)
         if "generator" in comps and i < cfg.max_generate:
-            contexts = [data.corpus[d].text for d, _ in ranked[: r.n_contexts]]
+            contexts = [Passage(data.corpus[d].text, data.corpus[d].title) for d, _ in ranked[: r.n_contexts]]
             t = time.perf_counter()
             answer = comps["generator"](question, contexts)
             lat["generator"].append(time.perf_counter() - t)

@@ -7,7 +7,7 @@ callable with the same signature.
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -35,8 +35,26 @@ class Reranker(Protocol):
     def __call__(self, query: str, docs: list[str]) -> list[float]: ...
 
 
+class Passage(str):
+    """A context passage as the generator contract passes it: the document's text (a plain ``str``
+    to any callable), carrying its document's title. Generators trained on titled passages (the
+    generator stage renders ``[n] {title}: {text}``) read ``.title``, so a pipeline's prompts are
+    the prompts the student was trained and evaluated on."""
+
+    title: str
+
+    def __new__(cls, text: str, title: str = "") -> Passage:
+        obj = super().__new__(cls, text)
+        obj.title = title
+        return obj
+
+    def __reduce__(self) -> tuple[Any, ...]:  # pickles (Ray, multiprocessing) with its title
+        return (Passage, (str(self), self.title))
+
+
 @runtime_checkable
 class Generator(Protocol):
-    """(question, context passages) -> an answer."""
+    """(question, context passages) -> an answer; passages are strings (:class:`Passage` where the
+    harness knows the document's title)."""
 
     def __call__(self, question: str, contexts: list[str]) -> str: ...

@@ -39,8 +39,9 @@ def signal_name(cfg: Any) -> str:
 
 
 def conversation(question: str, contexts: Sequence[str], prompt: Any) -> Messages:
-    """The pipeline contract's (question, context texts) as the chat the student was trained on."""
-    return build_messages(question, [Document(f"c{i}", c) for i, c in enumerate(contexts)], prompt)
+    """The pipeline contract's (question, context texts) as the chat the student was trained on
+    (a :class:`~ragdistill.common.pipeline.Passage` brings its document's title, as in training)."""
+    return build_messages(question, [Document(f"c{i}", str(c), getattr(c, "title", "")) for i, c in enumerate(contexts)], prompt)
 
 
 class ScoredStudent:

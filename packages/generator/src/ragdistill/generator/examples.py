@@ -32,7 +32,10 @@ class QAExample:
 
     @property
     def context_texts(self) -> list[str]:
-        return [d.text for d in self.contexts]
+        """The contexts as the pipeline contract passes them (text, with the title carried along)."""
+        from ragdistill.common.pipeline import Passage
+
+        return [Passage(d.text, d.title) for d in self.contexts]
 
 
 def sample_records(records: list[QARecord], n: int | None, seed: int) -> list[QARecord]:

@@ -12,13 +12,18 @@ from ragdistill.common.pipeline import VARIANTS
 from ragdistill.reranker.students import load_cross_encoder, predict_raw
 from ragdistill.reranker.teachers import make_teacher
 
+EXTRA_VARIANTS = ("colbert_base", "colbert")  # the late-interaction student, before / after distillation
+
 
 def component(cfg: Any, variant: str) -> Any:
     """The teacher (any scoring teacher), the undistilled student, the distilled student or its ONNX
-    (int8 when exported, else fp32) export, as ``score(query, docs) -> list[float]``."""
-    if variant not in VARIANTS:
-        raise RagdistillError(f"reranker component: unknown variant {variant!r}; choose from {', '.join(VARIANTS)}")
+    (int8 when exported, else fp32) export, or the ColBERT student (``colbert_base``/``colbert``), as
+    ``score(query, docs) -> list[float]``."""
+    if variant not in (*VARIANTS, *EXTRA_VARIANTS):
+        raise RagdistillError(f"reranker component: unknown variant {variant!r}; choose from {', '.join((*VARIANTS, *EXTRA_VARIANTS))}")
     bs = int(cfg.reranker.eval.batch_size)
+    if variant in EXTRA_VARIANTS:
+        return _colbert(cfg, variant)
     if variant == "teacher":
         teacher = make_teacher(cfg)
 
@@ -45,6 +50,24 @@ def component(cfg: Any, variant: str) -> Any:
 
     def rerank(query: str, docs: list[str]) -> list[float]:
         return predict_raw(ce, [(query, d) for d in docs], bs)
+
+    rerank.model_path = str(path)  # type: ignore[attr-defined]
+    return rerank
+
+
+def _colbert(cfg: Any, variant: str) -> Any:
+    """The ColBERT student scoring the harness's candidates on the fly (MaxSim over freshly encoded
+    documents: the harness's candidates come from its own first stage, not the export's index)."""
+    from ragdistill.reranker.colbert import ColbertStudent
+
+    path = stage_dir(cfg, "reranker", "train") / variant
+    if not (path / "colbert_config.json").is_file():
+        raise RagdistillError(f"{path} not found; run `ragdistill reranker train` first "
+                              "(with reranker.colbert.enabled=true and the same paths.work_dir)")
+    student = ColbertStudent.load(path)
+
+    def rerank(query: str, docs: list[str]) -> list[float]:
+        return student.score_pairs(query, docs)
 
     rerank.model_path = str(path)  # type: ignore[attr-defined]
     return rerank

@@ -95,6 +95,11 @@ class LazyTeacher:
     def score(self, pairs: list[tuple[str, str]]) -> list[float]:
         return self.impl.score(pairs)
 
+    def forget(self) -> None:
+        """Forget memoised encodings (a bi-encoder member's), so timing sees a cold list."""
+        if self._impl is not None and hasattr(self._impl, "forget"):
+            self._impl.forget()
+
 
 def _teacher_config(cfg: Any) -> dict[str, Any]:
     """``cfg.teacher`` as a dict, with a ``bm25`` member's empty ``model`` bound to the data being reranked."""

@@ -87,6 +87,12 @@ class _Score:
             total += w * np.asarray(t.score(pairs), dtype=np.float64)
         return [float(x) for x in total]
 
+    def forget(self) -> None:
+        """Forget what members memoised (see ``SentenceTransformerTeacher.forget``)."""
+        for t, _ in self.members:
+            if hasattr(t, "forget"):
+                t.forget()
+
 
 class _Generate:
     members: list[tuple[Teacher, float]]

@@ -47,6 +47,10 @@ class SentenceTransformerTeacher:
             self._memo.update(zip(new, v, strict=True))
         return [float(self._memo[q] @ self._memo[d]) for q, d in pairs]
 
+    def forget(self) -> None:
+        """Drop the vectors ``score`` memoised: a timed call then pays for encoding, as in serving."""
+        self._memo.clear()
+
 
 class CrossEncoderTeacher:
     """Scores (query, document) pairs with a ``CrossEncoder``; raw logits (no activation)."""
