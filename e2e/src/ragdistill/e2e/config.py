@@ -8,6 +8,7 @@ from hydra.core.config_store import ConfigStore
 
 from ragdistill.common.config import DataConfig, PathsConfig, RunSettings
 
+
 @dataclass
 class PipelineChoice:
     """Per stage: ``teacher``, ``student_base`` (undistilled), ``student``, ``student_onnx``, ``routed``

@@ -28,12 +28,10 @@ def run_demo(extra_overrides: list[str]) -> dict[str, float]:
             log.warning("demo: stage %s is not installed, skipped", name)
             continue
         stage = stages[name]
-        per_verb = spec.get("verb_overrides", {}).get(name, {})
+        overrides = [*spec.get("overrides", {}).get(name, []), *extra_overrides]
+        cfg = compose(name, overrides)
+        apply_run_settings(cfg)
         for verb in spec.get("verbs", VERBS):
-            # the stage's overrides, then this verb's (e.g. train on more lists than evaluate scores), then the user's
-            overrides = [*spec.get("overrides", {}).get(name, []), *per_verb.get(verb, []), *extra_overrides]
-            cfg = compose(name, overrides)
-            apply_run_settings(cfg)
             t = time.perf_counter()
             print(f"\n=== ragdistill {name} {verb} {' '.join(overrides)}", flush=True)
             stage.verbs[verb](cfg)
