@@ -42,6 +42,9 @@ STAGE_SETTINGS: dict[str, list[str]] = {
                   "generator.train.batch_size=2", "generator.train.max_length=384", "generator.train.lora.r=4",
                   "generator.export.smoke_test=false", "run.torch_threads=1"],
 }
+# export's monitor baseline (tested per stage in test_calibrate/test_monitor) is skipped here: it re-runs teachers
+for _overrides in STAGE_SETTINGS.values():
+    _overrides.append("monitor.baseline_inputs=0")
 # the reranker teacher: a cross-encoder fine-tuned from MiniLM by the stage's own build-teacher, a few pairs
 CE_RECIPE = ["reranker.build_teacher.base=minilm-l6", "reranker.build_teacher.squad_queries=8", "reranker.build_teacher.negatives=1",
              "reranker.build_teacher.max_length=32", "reranker.build_teacher.freeze_layers=0", "reranker.build_teacher.batch_size=16",
