@@ -65,3 +65,22 @@ def test_embedder_cannot_be_off(work_dir):
 def test_compare_needs_reports(tmp_path):
     with pytest.raises(RagdistillError, match="no report here; run `ragdistill e2e` first"):
         compare_runs([tmp_path])
+
+
+def test_scifact_run_scores_mteb_standard_task_and_passes_titled_passages(work_dir):
+    """``data=scifact`` (a data group with ``mteb_task``): MTEB's own SciFact task scores the embedder on the
+    local slice, and the generator receives passages as plain strings that carry their document's title."""
+    seen: list[list[str]] = []
+
+    def record(question: str, contexts: list[str]) -> str:
+        seen.append(contexts)
+        return contexts[0][:20] if contexts else ""
+
+    cfg = compose("e2e", [f"paths.work_dir={work_dir}", "data=scifact", "data.max_queries=6", "data.max_docs=40", "max_generate=2",
+                          "pipeline.reranker=off", "run.report_to=[]"])
+    out = run_e2e(cfg, custom={"embedder": MiniLMEncoder(), "generator": record})
+    m = json.loads((out / "report.json").read_text())["result"]["mteb"]
+    assert m["task"] == "SciFact" and m["standard_task"] and m["results_file"].endswith("SciFact.json")
+    assert json.loads(open(m["results_file"]).read())["task_name"] == "SciFact"
+    assert 0.0 < m["mteb_ndcg@10"] <= 1.0
+    assert seen and all(isinstance(c, str) and c.title for cs in seen for c in cs)

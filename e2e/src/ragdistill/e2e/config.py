@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from hydra.core.config_store import ConfigStore
-
-from ragdistill.common.config import DataConfig, PathsConfig, RunSettings
+from ragdistill.common.config import DataConfig, PathsConfig, RunSettings, register_schema
 
 
 @dataclass
@@ -68,4 +66,4 @@ class E2EConfig:
     out_dir: str | None = None  # default: <work_dir>/e2e/runs/<time>_<pipeline>
 
 
-ConfigStore.instance().store(name="e2e_schema", node=E2EConfig)
+register_schema("e2e_schema", E2EConfig)  # with the shared group schemas (data=scifact)

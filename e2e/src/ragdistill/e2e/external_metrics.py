@@ -24,8 +24,10 @@ log = get_logger(__name__)
 
 
 def mteb_scores(encoder: Encoder, retriever: FaissRetriever, corpus: dict[str, Document], queries: dict[str, str],
-                qrels: Qrels, task_name: str, split: str, out_dir: Path) -> dict[str, Any]:
-    """MTEB's own retrieval evaluation of ``encoder`` on (corpus, queries, qrels); its JSON goes to ``out_dir``."""
+                qrels: Qrels, task_name: str, split: str, out_dir: Path, standard: str | None = None) -> dict[str, Any]:
+    """MTEB's own retrieval evaluation of ``encoder`` on (corpus, queries, qrels); its JSON goes to ``out_dir``.
+    ``standard`` (``data.mteb_task``, e.g. SciFact) scores the run as MTEB's own task on the local data,
+    as the embedder stage does; otherwise a custom task called ``task_name``."""
     try:
         from ragdistill.embedder.mteb_task import PrecomputedEncoder, make_task, run_mteb
     except ImportError as e:
@@ -34,9 +36,10 @@ def mteb_scores(encoder: Encoder, retriever: FaissRetriever, corpus: dict[str, D
     memo = {corpus[d].full_text: v for d, v in zip(retriever.doc_ids, vecs, strict=True)}
     # every text MTEB asks for that the index does not hold is a query
     enc = PrecomputedEncoder(task_name, lambda texts: encoder(list(texts), is_query=True), memo, int(vecs.shape[1]))
-    task = make_task(task_name, corpus, queries, qrels, split)
+    task = make_task(task_name, corpus, queries, qrels, split, standard=standard)
     scores = run_mteb(task, enc, out_dir)
-    return {**scores, "task": task_name, "results_file": str(out_dir / f"{task_name}.json"),
+    name = task.metadata.name
+    return {**scores, "task": name, "standard_task": standard is not None, "results_file": str(out_dir / f"{name}.json"),
             "texts_from_index": enc.hits, "texts_encoded": enc.misses}
 
 

@@ -72,7 +72,9 @@ def load_components(cfg: DictConfig, custom: dict[str, Callable] | None = None) 
             stage = get_stage(stage_name)
             if stage.component is None:
                 raise RagdistillError(f"stage {stage_name!r} offers no pipeline component; set pipeline.{slot}=off")
-            overrides = [f"paths.work_dir={cfg.paths.work_dir}", "run.report_to=[]", *cfg.stage_overrides.get(slot, [])]
+            # the run's data reaches every stage (a reranker teacher's BM25 member scores within that corpus)
+            data = [f"data.name={cfg.data.name}", *([f"data.path={cfg.data.path}"] if cfg.data.path else [])]
+            overrides = [f"paths.work_dir={cfg.paths.work_dir}", "run.report_to=[]", *data, *cfg.stage_overrides.get(slot, [])]
             try:
                 if variant == "routed":  # the student, the teacher below the calibrated confidence threshold
                     if stage.routed is None:
@@ -198,7 +200,7 @@ def run_pipeline(cfg: DictConfig, custom: dict[str, Callable] | None = None) -> 
         from ragdistill.e2e.external_metrics import mteb_scores
 
         result["mteb"] = mteb_scores(comps["embedder"], retriever, data.corpus, queries, qrels, f"ragdistill-e2e-{data.name}",
-                                     cfg.data.test_split, work / "e2e" / "mteb" / retriever.index_path.stem)
+                                     cfg.data.test_split, work / "e2e" / "mteb" / retriever.index_path.stem, standard=cfg.data.mteb_task)
     if cfg.ragas.enabled and answers:
         from ragdistill.e2e.external_metrics import ragas_scores
 
