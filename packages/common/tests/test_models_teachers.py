@@ -21,6 +21,23 @@ def test_packaged_names_resolve_to_local_folders():
         assert (p / "config.json").exists() and (p / "modules.json").exists()
 
 
+def test_tokenizer_of_an_unconverted_gguf_model_equals_the_converted_ones(tmp_path, monkeypatch):
+    """load_tokenizer reads a not-yet-converted GGUF's tokenizer from its metadata (no de-quantisation),
+    and gets exactly the tokenizer, EOS and pad of the full conversion (SmolLM2 here: the suite converts it
+    anyway; the 0.5B Qwen takes the same path, which spares the suite its 78 s conversion)."""
+    from ragdistill.common.models import load_tokenizer
+
+    name = "smollm2-135m-instruct"
+    full = load_tokenizer(resolve_model(name))  # the full conversion, in the model cache this suite shares
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # an empty model cache
+    light = load_tokenizer(name)
+    models = tmp_path / "ragdistill" / "models"
+    assert not (models / name).exists() and (models / f"{name}.tokenizer" / "tokenizer.json").is_file()
+    assert not list((models / f"{name}.tokenizer").glob("*.gguf"))  # the joined GGUF is not kept
+    assert light.get_vocab() == full.get_vocab()
+    assert (light.eos_token, light.pad_token, light.chat_template) == (full.eos_token, full.pad_token, full.chat_template)
+
+
 def test_gguf_chat_model_converts_with_its_end_of_turn_eos():
     from transformers import AutoTokenizer, GenerationConfig
 

@@ -120,6 +120,16 @@ def test_monitor_baseline_from_held_out_questions(make_cfg, work_dir, student_di
     assert monitor_baseline(make_cfg("generator", ["monitor.baseline_inputs=0"])) is None
 
 
+def _other_vocab_lm(path):
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    tok = AutoTokenizer.from_pretrained(resolve_model("minilm-l6"))
+    LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                 num_attention_heads=2, num_key_value_heads=2)).save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
 def test_speculative_decoding_command(make_cfg, student_dir):
     from ragdistill.common.errors import RagdistillError
     from ragdistill.generator.export import check_serve_command, speculative_command, speculative_decoding
@@ -128,7 +138,9 @@ def test_speculative_decoding_command(make_cfg, student_dir):
     assert same["command"].startswith(f"vllm serve {resolve_model('smollm2-135m-instruct')} ")
     assert '--speculative-config \'{"model": "' in same["command"] and '"num_speculative_tokens": 5' in same["command"]
     assert same["syntax"]["ok"] and same["draft_compatible"] is True
-    other = speculative_decoding(make_cfg("generator", []), student_dir)  # the default Qwen teacher: another vocabulary
+    # a teacher of another tokenizer family (a tiny causal LM on MiniLM's WordPiece vocabulary; the default
+    # Qwen teacher is the same case, and test_pipeline's GKD test compares its real tokenizer)
+    other = speculative_decoding(make_cfg("generator", [f"teacher.model={_other_vocab_lm(student_dir.parent / 'other')}"]), student_dir)
     assert other["syntax"]["ok"] and other["draft_compatible"] is False and "share a tokenizer" in other["reason"]
     assert speculative_decoding(make_cfg("generator", ["teacher=openai", "teacher.model=gpt-x"]), student_dir)["command"] is None
 
