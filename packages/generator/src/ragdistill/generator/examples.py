@@ -16,6 +16,7 @@ from ragdistill.common.bm25 import BM25Index
 from ragdistill.common.data import Document, QARecord, load_qa, load_retrieval
 from ragdistill.common.errors import RagdistillError
 from ragdistill.common.logging import get_logger
+from ragdistill.common.pipeline import Passage
 
 log = get_logger(__name__)
 
@@ -33,8 +34,6 @@ class QAExample:
     @property
     def context_texts(self) -> list[str]:
         """The contexts as the pipeline contract passes them (text, with the title carried along)."""
-        from ragdistill.common.pipeline import Passage
-
         return [Passage(d.text, d.title) for d in self.contexts]
 
 
