@@ -40,15 +40,28 @@ def test_second_run_costs_nothing_and_values_round_trip(tmp_path):
     assert out1[3] == out2[3]
 
 
-def test_export_import_round_trip(tmp_path):
+@pytest.mark.parametrize("name", ["labels.jsonl", "labels.jsonl.gz"])  # shipped label files are gzip
+def test_export_import_round_trip(tmp_path, name):
     a = LabelCache(tmp_path / "a.sqlite")
     a.label(["x", "y"], lambda b: [np.ones(2, dtype=np.float32) if s == "x" else "text" for s in b], teacher_id="t")
-    assert a.export_jsonl(tmp_path / "labels.jsonl") == 2
+    assert a.export_jsonl(tmp_path / name) == 2
+    if name.endswith(".gz"):
+        assert (tmp_path / name).read_bytes()[:2] == b"\x1f\x8b"  # really gzip, not plain text under a .gz name
     b = LabelCache(tmp_path / "b.sqlite")
-    assert b.import_jsonl(tmp_path / "labels.jsonl") == 2
-    assert b.import_jsonl(tmp_path / "labels.jsonl") == 0
+    assert b.import_jsonl(tmp_path / name) == 2
+    assert b.import_jsonl(tmp_path / name) == 0
     out = b.label(["x", "y"], lambda batch: pytest.fail("must come from the import"), teacher_id="t")
     assert out[1] == "text" and np.array_equal(out[0], np.ones(2))
+
+
+def test_malformed_gzip_label_line_names_file_and_line(tmp_path):
+    import gzip
+
+    f = tmp_path / "labels.jsonl.gz"
+    with gzip.open(f, "wt", encoding="utf-8") as g:
+        g.write('{"key": "k1", "teacher": "t", "value": 1.0}\n{"key": "k2", "value": \n')
+    with pytest.raises(RagdistillError, match=r"labels\.jsonl\.gz:2: malformed JSON line"):
+        LabelCache(tmp_path / "c.sqlite").import_jsonl(f)
 
 
 def test_shards_partition_the_keys(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gzip
 import json
 import os
 import tempfile
@@ -67,9 +68,16 @@ def read_json(path: str | os.PathLike[str]) -> Any:
         raise RagdistillError(f"{path}:{e.lineno}: malformed JSON ({e.msg}); fix or delete the file") from e
 
 
+def _open_text(path: Path, mode: str) -> Any:
+    """A text handle; a ``.gz`` name is gzip (shipped label files are several MB as plain JSONL)."""
+    if path.suffix == ".gz":
+        return gzip.open(path, mode + "t", encoding="utf-8")
+    return path.open(mode, encoding="utf-8")
+
+
 def write_jsonl(path: str | os.PathLike[str], rows: Iterable[Any]) -> Path:
-    """Write JSON Lines atomically."""
-    with atomic_path(path) as tmp, tmp.open("w", encoding="utf-8") as f:
+    """Write JSON Lines atomically (gzip-compressed when ``path`` ends in ``.gz``)."""
+    with atomic_path(path) as tmp, _open_text(tmp, "w") as f:  # tmp keeps path's name, so its suffix
         for row in rows:
             f.write(json.dumps(row, ensure_ascii=False, default=_json_default) + "\n")
     return Path(path)
@@ -77,11 +85,11 @@ def write_jsonl(path: str | os.PathLike[str], rows: Iterable[Any]) -> Path:
 
 def iter_jsonl(path: str | os.PathLike[str]) -> Iterator[tuple[int, Any]]:
     """Yield ``(line_number, object)``; blank lines are skipped, a malformed line is an error
-    that names the file and the line."""
+    that names the file and the line. A ``.gz`` file is read through gzip."""
     path = Path(path)
     if not path.exists():
         raise RagdistillError(f"{path}: file not found")
-    with path.open(encoding="utf-8") as f:
+    with _open_text(path, "r") as f:
         for lineno, line in enumerate(f, start=1):
             if not line.strip():
                 continue

@@ -12,7 +12,7 @@ class CandidatesConfig:
     """First-stage candidates the teacher and students rerank (BM25 unless ``file`` is given)."""
 
     file: str | None = None  # JSONL {query_id, doc_ids[, scores]} per line, replaces BM25
-    train_k: int = 16  # candidates per training query (the listwise losses' list length)
+    train_k: int = 8  # candidates per training query: train.list_size uses the first ones, so label no more
     eval_k: int = 30  # candidates per held-out query reranked by evaluate
     always_include_positive: bool = True  # training lists: put the judged positive first even if BM25 missed it
 

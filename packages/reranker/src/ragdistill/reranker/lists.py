@@ -48,13 +48,12 @@ def open_cache(cfg: Any) -> LabelCache:
 
 
 def shipped_labels_file(cfg: Any) -> Path | None:
-    """``reranker.labels_file``: ``auto`` -> ``<data>/labels/reranker-<data.name>.jsonl`` if present."""
+    """``reranker.labels_file``: ``auto`` -> ``<data>/labels/reranker-<data.name>.jsonl.gz`` (or ``.jsonl``) if present."""
     spec = cfg.reranker.labels_file
     if spec in (None, "", "none", "null"):
         return None
     if spec == "auto":
-        p = data_dir() / "labels" / f"reranker-{cfg.data.name}.jsonl"
-        return p if p.is_file() else None
+        return next((p for ext in (".jsonl.gz", ".jsonl") if (p := data_dir() / "labels" / f"reranker-{cfg.data.name}{ext}").is_file()), None)
     p = Path(spec)
     if not p.is_file():
         raise RagdistillError(f"reranker.labels_file={spec}: no such file; pass a label-cache export (JSONL), auto or null")
@@ -122,7 +121,7 @@ def export_labels(cfg: Any) -> Path:
     from ragdistill.reranker.teachers import make_teacher
 
     spec = cfg.reranker.labels_file
-    target = data_dir() / "labels" / f"reranker-{cfg.data.name}.jsonl" if spec in (None, "", "auto", "none", "null") else Path(spec)
+    target = data_dir() / "labels" / f"reranker-{cfg.data.name}.jsonl.gz" if spec in (None, "", "auto", "none", "null") else Path(spec)
     teacher = make_teacher(cfg)
     cache = open_cache(cfg)
     try:
