@@ -9,7 +9,7 @@ import os
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from ragdistill.common.errors import RagdistillError
 
@@ -68,7 +68,7 @@ def read_json(path: str | os.PathLike[str]) -> Any:
         raise RagdistillError(f"{path}:{e.lineno}: malformed JSON ({e.msg}); fix or delete the file") from e
 
 
-def _open_text(path: Path, mode: str) -> Any:
+def _open_text(path: Path, mode: str) -> IO[str]:
     """A text handle; a ``.gz`` name is gzip (shipped label files are several MB as plain JSONL)."""
     if path.suffix == ".gz":
         return gzip.open(path, mode + "t", encoding="utf-8")
@@ -77,7 +77,7 @@ def _open_text(path: Path, mode: str) -> Any:
 
 def write_jsonl(path: str | os.PathLike[str], rows: Iterable[Any]) -> Path:
     """Write JSON Lines atomically (gzip-compressed when ``path`` ends in ``.gz``)."""
-    with atomic_path(path) as tmp, _open_text(tmp, "w") as f:  # tmp keeps path's name, so its suffix
+    with atomic_path(path) as tmp, _open_text(tmp, "w") as f:  # tmp has path's name, so a .gz path is written as gzip
         for row in rows:
             f.write(json.dumps(row, ensure_ascii=False, default=_json_default) + "\n")
     return Path(path)

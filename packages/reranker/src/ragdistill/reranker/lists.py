@@ -47,16 +47,23 @@ def open_cache(cfg: Any) -> LabelCache:
     return LabelCache(cfg.paths.label_cache, shard=Shard.parse(cfg.run.shard))
 
 
+def default_labels_file(cfg: Any) -> Path:
+    """Where the data's shipped teacher labels live: ``<data>/labels/reranker-<data.name>.jsonl.gz``."""
+    return data_dir() / "labels" / f"reranker-{cfg.data.name}.jsonl.gz"
+
+
 def shipped_labels_file(cfg: Any) -> Path | None:
     """``reranker.labels_file``: ``auto`` -> ``<data>/labels/reranker-<data.name>.jsonl.gz`` (or ``.jsonl``) if present."""
     spec = cfg.reranker.labels_file
     if spec in (None, "", "none", "null"):
         return None
     if spec == "auto":
-        return next((p for ext in (".jsonl.gz", ".jsonl") if (p := data_dir() / "labels" / f"reranker-{cfg.data.name}{ext}").is_file()), None)
+        gz = default_labels_file(cfg)
+        plain = gz.with_suffix("")  # an uncompressed export from before labels shipped as gzip
+        return gz if gz.is_file() else plain if plain.is_file() else None
     p = Path(spec)
     if not p.is_file():
-        raise RagdistillError(f"reranker.labels_file={spec}: no such file; pass a label-cache export (JSONL), auto or null")
+        raise RagdistillError(f"reranker.labels_file={spec}: no such file; pass a label-cache export (.jsonl or .jsonl.gz), auto or null")
     return p
 
 
@@ -121,7 +128,7 @@ def export_labels(cfg: Any) -> Path:
     from ragdistill.reranker.teachers import make_teacher
 
     spec = cfg.reranker.labels_file
-    target = data_dir() / "labels" / f"reranker-{cfg.data.name}.jsonl.gz" if spec in (None, "", "auto", "none", "null") else Path(spec)
+    target = default_labels_file(cfg) if spec in (None, "", "auto", "none", "null") else Path(spec)
     teacher = make_teacher(cfg)
     cache = open_cache(cfg)
     try:
