@@ -118,3 +118,24 @@ def test_openai_teacher_retries_and_keeps_the_key_out_of_repr(monkeypatch):
             t.generate([[{"role": "user", "content": "x"}]])
     finally:
         server.shutdown()
+
+
+def test_prefix_cached_generation_equals_plain_generation():
+    """Few-shot prompts share a long prefix: its cache is reused across batches and cut for a
+    single prompt; greedy outputs must be those of plain batched generation."""
+    from ragdistill.common.teachers.local import HFCausalLMTeacher
+
+    shots = [m for i in range(3) for m in ({"role": "user", "content": f"Example question {i} about the solar system and its planets?"},
+                                            {"role": "assistant", "content": f"Standalone example answer number {i}."})]
+    system = {"role": "system", "content": "Rewrite the question so that it stands alone. Answer with the question only."}
+    questions = ["Where was he born?", "What did they release in 1971?", "Who won it?", "When did she retire from the team?", "Why?"]
+    convs = [[system, *shots, {"role": "user", "content": q}] for q in questions]
+    cached = HFCausalLMTeacher("smollm2-135m-instruct", max_new_tokens=12, batch_size=2)
+    plain = HFCausalLMTeacher("smollm2-135m-instruct", max_new_tokens=12, batch_size=2, prefix_cache=False)
+    want = plain.generate(convs)
+    assert cached.generate(convs) == want  # batches of 2 and a last batch of 1
+    assert cached._prefix is not None and len(cached._prefix[0]) >= cached.MIN_PREFIX
+    cached.batch_size = 1
+    assert [cached.generate([c])[0] for c in convs] == want  # one prompt at a time: the shared prefix is cut from the kept cache
+    unrelated = [[{"role": "user", "content": "Name a colour."}]]
+    assert cached.generate(unrelated) == plain.generate(unrelated)

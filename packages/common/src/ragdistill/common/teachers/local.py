@@ -70,11 +70,18 @@ class CrossEncoderTeacher:
 
 
 class _HFGenerator:
-    """Shared batching and decoding for causal and seq2seq generators."""
+    """Shared batching and decoding for causal and seq2seq generators.
+
+    A causal LM reuses the key/value cache of the prompt prefix every prompt of a batch shares
+    (a few-shot teacher prompt is mostly its examples): it is computed once and kept while the
+    next batches share it, so each prompt pays only for its own tail. Greedy outputs equal plain
+    batched generation (tested); ``prefix_cache=False`` turns it off."""
 
     seq2seq = False
+    MIN_PREFIX = 32  # shorter shared prefixes are not worth a cache copy
 
-    def __init__(self, model: str, max_new_tokens: int = 128, temperature: float = 0.0, batch_size: int = 8, device: str | None = None) -> None:
+    def __init__(self, model: str, max_new_tokens: int = 128, temperature: float = 0.0, batch_size: int = 8, device: str | None = None,
+                 prefix_cache: bool = True) -> None:
         from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
         path = resolve_model(model)
@@ -84,6 +91,8 @@ class _HFGenerator:
         cls = AutoModelForSeq2SeqLM if self.seq2seq else AutoModelForCausalLM
         self.model = cls.from_pretrained(path, dtype=torch.float32).to(device or "cpu").eval()
         self.max_new_tokens, self.temperature, self.batch_size = max_new_tokens, temperature, batch_size
+        self.prefix_cache = prefix_cache and not self.seq2seq
+        self._prefix: tuple[tuple[int, ...], Any] | None = None  # (token ids, their DynamicCache)
         kind = "s2s" if self.seq2seq else "lm"
         self.teacher_id = f"{kind}:{model}:T={temperature}:max={max_new_tokens}"
 
@@ -105,12 +114,62 @@ class _HFGenerator:
         out: list[str] = []
         for i in range(0, len(conversations), self.batch_size):
             prompts = [self._prompt(c) for c in conversations[i : i + self.batch_size]]
-            enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=self.seq2seq).to(self.model.device)
+            enc = self._encode(prompts)
             ids = self.model.generate(**enc, **gen)
             if not self.seq2seq:
                 ids = ids[:, enc["input_ids"].shape[1] :]
             out.extend(t.strip() for t in self.tokenizer.batch_decode(ids, skip_special_tokens=True))
         return out
+
+    def _encode(self, prompts: list[str]) -> dict[str, Any]:
+        """Left-padded inputs; with the prefix cache, ``shared prefix | padding | own tail`` plus
+        ``past_key_values`` holding the prefix (positions follow the attention mask, so the
+        padding in the middle changes nothing)."""
+        if not self.prefix_cache:
+            return dict(self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=self.seq2seq).to(self.model.device))
+        rows = [self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+        n = 0
+        limit = min(len(r) for r in rows) - 1  # every row keeps at least one token of its own
+        while n < limit and all(r[n] == rows[0][n] for r in rows):
+            n += 1
+        if self._prefix is not None and len(rows) == 1:  # one prompt: reuse the prefix it shares with earlier calls
+            kept = self._prefix[0]
+            m = 0
+            while m < min(n, len(kept)) and kept[m] == rows[0][m]:
+                m += 1
+            if m >= self.MIN_PREFIX:
+                n = m
+        if n < self.MIN_PREFIX:
+            return dict(self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.model.device))
+        cache = self._prefix_cache(tuple(rows[0][:n]))
+        cache.batch_repeat_interleave(len(rows))
+        tail = max(len(r) for r in rows) - n
+        ids = torch.full((len(rows), n + tail), self.tokenizer.pad_token_id, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        ids[:, :n] = torch.tensor(rows[0][:n])
+        mask[:, :n] = 1
+        for j, r in enumerate(rows):
+            ids[j, n + tail - (len(r) - n) :] = torch.tensor(r[n:])
+            mask[j, n + tail - (len(r) - n) :] = 1
+        dev = self.model.device
+        return {"input_ids": ids.to(dev), "attention_mask": mask.to(dev), "past_key_values": cache}
+
+    def _prefix_cache(self, prefix: tuple[int, ...]) -> Any:
+        """A fresh copy of the key/value cache of ``prefix`` (generate extends the cache it is given):
+        cut from the kept one when that starts with it, else computed and kept."""
+        import copy
+
+        from transformers import DynamicCache
+
+        kept = self._prefix
+        if kept is not None and kept[0][: len(prefix)] == prefix:
+            cache = copy.deepcopy(kept[1])
+            cache.crop(len(prefix))
+            return cache
+        cache = DynamicCache()
+        self.model(input_ids=torch.tensor([list(prefix)], device=self.model.device), past_key_values=cache, use_cache=True)
+        self._prefix = (prefix, cache)
+        return copy.deepcopy(cache)
 
 
 class HFCausalLMTeacher(_HFGenerator):
