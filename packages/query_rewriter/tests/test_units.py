@@ -148,3 +148,44 @@ def test_lift_exact_match_and_bleu():
     assert m["recall_lift"] == pytest.approx(0.35)
     assert exact_match(["When did Zappa disband?", "no"], ["when did zappa disband", "yes"]) == 0.5
     assert bleu(["the cat sat on the mat"], ["the cat sat on the mat"]) == pytest.approx(100.0)
+
+
+# ----------------------------------------------------------------------------- teacher prompt
+
+
+def test_teacher_examples_are_resolving_human_rewrites_one_per_dialog_and_stable():
+    from ragdistill.query_rewriter.prompts import HANDWRITTEN_REWRITE_SHOTS, TeacherPrompt, human_shots, shot_records
+
+    train = load_rewrites("canard")["train"]
+    chosen = shot_records(train, 6)
+    assert [r.id for r in chosen] == [r.id for r in shot_records(train, 6)]  # fixed seed: the cache key depends on the data only
+    assert len({r.history[0] for r in chosen}) == 6  # one per dialog topic
+    assert all(normalize(r.rewrite) != normalize(r.question) and len(r.history) >= 4 for r in chosen)
+    shots = human_shots(chosen, max_turns=2, max_answer_chars=160)
+    prompt = TeacherPrompt(rewrite_shots=shots)
+    msgs = prompt.messages(rewrite_example(rw("When did they disband?")))
+    assert [m["role"] for m in msgs] == ["system"] + ["user", "assistant"] * 6 + ["user"]
+    assert msgs[2]["content"] == chosen[0].rewrite.strip() and msgs[-1]["content"].endswith("Follow-up question: When did they disband?")
+    # another set of examples is another cache key; the hand-written examples are the default
+    assert prompt.template_id != TeacherPrompt().template_id and TeacherPrompt().rewrite_shots == HANDWRITTEN_REWRITE_SHOTS
+    with pytest.raises(RagdistillError, match="rewrite_shots=3"):  # two dialogs only
+        shot_records([r for r in train if r.history[0] in {chosen[0].history[0], chosen[1].history[0]}], 3)
+
+
+def test_teach_never_labels_the_teachers_own_examples(make_cfg):
+    from ragdistill.query_rewriter.examples import rewrite_train_examples, teacher_prompt
+
+    cfg = make_cfg("query_rewriter", ["query_rewriter.teach.rewrite_records=3430", "query_rewriter.teach.rewrite_shots=4"])
+    shot_sources = {s for s, _ in teacher_prompt(cfg).rewrite_shots}
+    taught = rewrite_train_examples(cfg)
+    assert len(taught) == 3430 - 4 and not shot_sources & {e.source for e in taught}
+
+
+def test_the_teacher_prompt_is_the_same_on_other_run_data(make_cfg):
+    """The e2e harness composes the rewriter with the run's data (SQuAD, SciFact): the teacher's
+    examples still come from CANARD, so it prompts (and keys its labels) as teach did."""
+    from ragdistill.query_rewriter.examples import teacher_prompt
+
+    assert teacher_prompt(make_cfg("query_rewriter", ["data=squad"])) == teacher_prompt(make_cfg("query_rewriter"))
+    with pytest.raises(RagdistillError, match="shot_data"):
+        teacher_prompt(make_cfg("query_rewriter", ["data=squad", "query_rewriter.teach.shot_data=null"]))

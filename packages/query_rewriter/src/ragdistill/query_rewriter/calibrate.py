@@ -37,11 +37,10 @@ def signal_name(cfg: Any) -> str:
 
 def rewrite_template(cfg: Any) -> str:
     """The label-cache template of a rewrite (what ``teach`` keys the teacher's rewrites by)."""
-    from ragdistill.query_rewriter.prompts import teacher_template_id
-    from ragdistill.query_rewriter.teach import max_new_tokens
+    from ragdistill.query_rewriter.examples import teacher_prompt
+    from ragdistill.query_rewriter.teach import label_template, max_new_tokens
 
-    t = cfg.query_rewriter.teach
-    return f"{teacher_template_id(int(t.max_turns), int(t.max_answer_chars))}:rewrite:max={max_new_tokens(cfg, 'rewrite')}"
+    return label_template(teacher_prompt(cfg), "rewrite", max_new_tokens(cfg, "rewrite"))
 
 
 def pipeline_example(cfg: Any, history: list[str], question: str) -> Example:

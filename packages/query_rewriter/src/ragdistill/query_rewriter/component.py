@@ -23,7 +23,8 @@ def component(cfg: Any, variant: str) -> Rewriter:
     """``(history, question) -> standalone query`` from the teacher, the undistilled student, the
     distilled student or its ONNX export; an empty output falls back to the question."""
     from ragdistill.common.config import stage_dir
-    from ragdistill.query_rewriter.prompts import rewrite_example, teacher_messages
+    from ragdistill.query_rewriter.examples import teacher_prompt
+    from ragdistill.query_rewriter.prompts import rewrite_example
     from ragdistill.query_rewriter.student import StudentRewriter
 
     t = cfg.query_rewriter.teach
@@ -32,11 +33,11 @@ def component(cfg: Any, variant: str) -> Rewriter:
     if variant == "teacher":
         from ragdistill.query_rewriter.teach import LazyTeacher, max_new_tokens
 
-        teacher = LazyTeacher(cfg.teacher)
+        teacher, prompt = LazyTeacher(cfg.teacher), teacher_prompt(cfg)
         path = resolve_model(cfg.teacher.model) if cfg.teacher.backend == "causal_lm" else None
 
         def gen(ex: Any) -> str:
-            return teacher.get().generate([teacher_messages(ex)], max_new_tokens=max_new_tokens(cfg, "rewrite"))[0]
+            return teacher.get().generate([prompt.messages(ex)], max_new_tokens=max_new_tokens(cfg, "rewrite"))[0]
     else:
         if variant == "student_base":
             model, path = StudentRewriter.from_pretrained(cfg.student.model, msl), resolve_model(cfg.student.model)

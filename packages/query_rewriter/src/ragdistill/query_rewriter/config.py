@@ -12,9 +12,11 @@ class TeachSettings:
     """What the teacher labels and which of its outputs become training targets."""
 
     tasks: list[str] = field(default_factory=lambda: ["rewrite", "expansion"])
-    rewrite_records: int = 40  # CANARD train-split records to rewrite (from the start of the split)
+    rewrite_records: int = 640  # CANARD train-split records to rewrite (from the start of the split)
+    rewrite_shots: int = 6  # human rewrites of the train split shown to the teacher as examples (0 = hand-written ones)
+    shot_data: str | None = "canard"  # where they come from (a CANARD-format folder or name; null = the run's data)
     expansion_data: list[str] = field(default_factory=lambda: ["scifact", "squad"])  # retrieval sets whose train queries are expanded
-    expansion_queries: int = 2  # per expansion data set
+    expansion_queries: int = 16  # per expansion data set
     rewrite_max_new_tokens: int = 32
     expansion_max_new_tokens: int = 64
     max_turns: int = 2  # Q/A turns of history shown (older ones dropped)
@@ -43,7 +45,7 @@ class TrainSettings:
     max_target_length: int = 64
     human_mix: float = 0.0  # fraction of rewrite targets replaced by the human CANARD rewrite (0 = teacher only)
     eval_steps: int = 0  # 0 = validate once per epoch; with max_steps, once at the end
-    val_records: int = 48  # answerable records from the end of the train split (never taught) for checkpoint choice
+    val_records: int = 96  # answerable records from the end of the train split (never taught) for checkpoint choice
     select_best: bool = True  # keep the checkpoint with the highest validation recall lift
 
 
@@ -57,9 +59,9 @@ class ExportSettings:
 class EvalSettings:
     """Held-out evaluation: CANARD test (never taught) and expansion test queries."""
 
-    test_records: int = 24  # answerable CANARD test records (from the start of the split)
+    test_records: int = 200  # answerable CANARD test records (from the start of the split)
     expansion_data: list[str] = field(default_factory=lambda: ["scifact"])
-    expansion_queries: int = 4  # test queries per expansion data set
+    expansion_queries: int = 16  # test queries per expansion data set
     latency_queries: int = 8  # per system, batch size 1
     teacher_latency: bool = True  # time the live teacher too (slow on CPU: loads the 0.5B model)
     batch_size: int = 8  # generation batch size for quality runs

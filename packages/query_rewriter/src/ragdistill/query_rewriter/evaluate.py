@@ -23,9 +23,9 @@ from ragdistill.common.logging import get_logger
 from ragdistill.common.metrics import evaluate_run
 from ragdistill.common.report import write_comparison
 from ragdistill.common.timing import measure
-from ragdistill.query_rewriter.examples import RewriteEvalSet, expansion_queries, test_set
+from ragdistill.query_rewriter.examples import RewriteEvalSet, expansion_queries, teacher_prompt, test_set
 from ragdistill.query_rewriter.filters import FilterConfig, check_expansion
-from ragdistill.query_rewriter.prompts import Example, teacher_messages
+from ragdistill.query_rewriter.prompts import Example
 from ragdistill.query_rewriter.retrieval import BM25Retriever
 from ragdistill.query_rewriter.scoring import (
     RETRIEVAL_METRICS,
@@ -157,8 +157,10 @@ def evaluate(cfg: Any) -> dict[str, Any]:
         if n_lat > 0 and ev.teacher_latency:
             from ragdistill.query_rewriter.teach import max_new_tokens
 
+            prompt = teacher_prompt(cfg)
+
             def teacher_gen(exs: list[Example]) -> list[str]:
-                return teacher.get().generate([teacher_messages(e) for e in exs], max_new_tokens=max_new_tokens(cfg, exs[0].task))
+                return teacher.get().generate([prompt.messages(e) for e in exs], max_new_tokens=max_new_tokens(cfg, exs[0].task))
 
             results["teacher"].update(_latency(teacher_gen, bench.rw.examples, n_lat))
     for name, make in system_generators(cfg, systems).items():

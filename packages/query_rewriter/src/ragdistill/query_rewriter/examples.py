@@ -1,7 +1,8 @@
 """Which records each verb reads, chosen deterministically so the splits never overlap.
 
-* teach / train: the first ``teach.rewrite_records`` CANARD records of the train split (dev), and
-  the first ``teach.expansion_queries`` train queries of each expansion data set;
+* teach / train: the first ``teach.rewrite_records`` CANARD records of the train split (dev), less
+  the ``teach.rewrite_shots`` records whose human rewrites are the teacher's examples, and the
+  first ``teach.expansion_queries`` train queries of each expansion data set;
 * checkpoint choice: the last ``train.val_records`` answerable records of the train split, scored
   against the train split's derived answer corpus (never taught; checked);
 * evaluate: the first ``evaluate.test_records`` answerable records of the held-out test split and
@@ -17,7 +18,14 @@ from typing import Any
 from ragdistill.common.data import RetrievalData, RewriteRecord, load_retrieval, load_rewrites
 from ragdistill.common.errors import RagdistillError
 from ragdistill.query_rewriter.canard_corpus import derive_answer_corpus
-from ragdistill.query_rewriter.prompts import Example, expansion_example, rewrite_example
+from ragdistill.query_rewriter.prompts import (
+    Example,
+    TeacherPrompt,
+    expansion_example,
+    human_shots,
+    rewrite_example,
+    shot_records,
+)
 
 
 @dataclass
@@ -47,9 +55,50 @@ def _ex_kwargs(cfg: Any) -> dict[str, int]:
     return {"max_turns": int(t.max_turns), "max_answer_chars": int(t.max_answer_chars)}
 
 
+def _shot_source(cfg: Any) -> tuple[str, bool]:
+    """(where the teacher's example rewrites come from, whether that is the run's own data)."""
+    data = str(cfg.data.path or cfg.data.name)
+    source = str(cfg.query_rewriter.teach.shot_data or data)
+    return source, source == data
+
+
+def _shots(cfg: Any) -> list[RewriteRecord]:
+    """The records whose human rewrites are the teacher's examples: from ``teach.shot_data`` (the
+    bundled CANARD by default, so the e2e harness, run on SciFact or SQuAD, prompts the teacher as
+    ``teach`` did and hits its cached labels), its train split."""
+    t = cfg.query_rewriter.teach
+    n = int(t.rewrite_shots)
+    if n < 0:
+        raise RagdistillError(f"query_rewriter.teach.rewrite_shots={n}: must be >= 0 (0 = the hand-written examples)")
+    if not n:
+        return []
+    source, own = _shot_source(cfg)
+    split = cfg.data.train_split if own else "train"
+    try:
+        splits = _rewrites(source)
+    except RagdistillError as e:
+        raise RagdistillError(f"query_rewriter.teach.shot_data={source!r} (the teacher's example rewrites): {e}; "
+                              "set it to canard or a folder with human rewrites, or rewrite_shots=0") from e
+    if split not in splits:
+        raise RagdistillError(f"query_rewriter.teach.shot_data={source!r} has no split {split!r}; available: {sorted(splits)}")
+    return shot_records(splits[split], n)
+
+
+def teacher_prompt(cfg: Any) -> TeacherPrompt:
+    """The teacher's few-shot prompt: ``teach.rewrite_shots`` human rewrites of the train split as
+    its rewrite examples (0: the hand-written ones, for data without human rewrites)."""
+    kw = _ex_kwargs(cfg)
+    shots = _shots(cfg)
+    if not shots:
+        return TeacherPrompt(**kw)
+    return TeacherPrompt(rewrite_shots=human_shots(shots, **kw), **kw)
+
+
 def rewrite_train_examples(cfg: Any) -> list[Example]:
+    """The records the teacher rewrites; the teacher's own examples are left out (it would copy them)."""
+    shots = {r.id for r in _shots(cfg)} if _shot_source(cfg)[1] else set()
     recs = _split(cfg, cfg.data.train_split)[: int(cfg.query_rewriter.teach.rewrite_records)]
-    return [rewrite_example(r, **_ex_kwargs(cfg)) for r in recs]
+    return [rewrite_example(r, **_ex_kwargs(cfg)) for r in recs if r.id not in shots]
 
 
 def _eval_set(cfg: Any, split: str, n: int, from_end: bool) -> RewriteEvalSet:

@@ -4,14 +4,16 @@ Both tasks are text -> text. ``rewrite``: the dialog so far (title, section, rec
 answer turns) and a follow-up question -> one standalone search query. ``expansion``: a standalone
 query -> 3-5 reformulations on one line separated by :data:`SEPARATOR`.
 
-The teacher gets a few-shot chat prompt (zero-shot, the packaged 0.5B teacher echoes the first
-turn instead of rewriting, see docs/models.md). The student gets the same conversation text with a
+The teacher gets a few-shot chat prompt (:class:`TeacherPrompt`; zero-shot, the packaged 0.5B
+teacher echoes the first turn instead of rewriting, see docs/models.md) whose rewrite examples are
+human rewrites from the train split (:func:`human_shots`). The student gets the same conversation text with a
 one-line instruction and no examples: it learns the task from the teacher's outputs, and a short
 prompt keeps it fast.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from ragdistill.common.data import RewriteRecord
@@ -22,9 +24,9 @@ SEPARATOR = " ||| "
 TASKS = ("rewrite", "expansion")
 
 REWRITE_INSTRUCTION = (
-    "Rewrite the follow-up question so that it can be understood without the conversation: replace every "
-    "pronoun (he, she, it, they, his, her, their, this, that) with the name or thing it refers to, usually "
-    "the topic. Answer with the rewritten question only."
+    "You rewrite the last question of a conversation about a Wikipedia article into a standalone search query. "
+    "Replace pronouns (he, she, it, they, his, her, their) and vague words (that, this, the album, the war) with the "
+    "names they refer to, taken from the topic or earlier turns. Keep the question's meaning. Answer with the rewritten question only."
 )
 EXPANSION_INSTRUCTION = (
     "Write 3 to 5 different search queries that look for the same information as the query below "
@@ -87,7 +89,9 @@ def expansion_example(qid: str, query: str) -> Example:
 
 # ------------------------------------------------------------------------------------- teacher
 
-_REWRITE_SHOTS = [  # written for this project (not taken from CANARD), covering pronouns and ellipsis
+Shot = tuple[str, str]  # (conversation text or query, what the teacher should answer)
+
+HANDWRITTEN_REWRITE_SHOTS: tuple[Shot, ...] = (  # for data without human rewrites (teach.rewrite_shots=0)
     (
         "Topic: Marie Curie - Nobel Prizes\nQ: When did she win her first one?\nA: In 1903, in physics.\n"
         "Follow-up question: What was her second one for?",
@@ -102,36 +106,83 @@ _REWRITE_SHOTS = [  # written for this project (not taken from CANARD), covering
         "Topic: Nikola Tesla - Early years\nFollow-up question: Where was he born?",
         "Where was Nikola Tesla born?",
     ),
-]
-_EXPANSION_SHOTS = [
+)
+EXPANSION_SHOTS: tuple[Shot, ...] = (
     (
         "vitamin D deficiency increases the risk of fractures",
         "does low vitamin D raise fracture risk ||| vitamin D deficiency and bone fractures ||| "
         "association between vitamin D levels and fracture incidence",
     ),
-]
+)
 
 
-def teacher_messages(ex: Example) -> Messages:
-    """The few-shot chat prompt the teacher answers."""
-    instruction, shots = (REWRITE_INSTRUCTION, _REWRITE_SHOTS) if ex.task == "rewrite" else (EXPANSION_INSTRUCTION, _EXPANSION_SHOTS)
-    msgs: Messages = [{"role": "system", "content": instruction}]
-    for src, tgt in shots:
-        msgs += [{"role": "user", "content": _user_text(ex.task, src)}, {"role": "assistant", "content": tgt}]
-    msgs.append({"role": "user", "content": _user_text(ex.task, ex.source)})
-    return msgs
+@dataclass(frozen=True)
+class TeacherPrompt:
+    """The teacher's few-shot chat prompt for both tasks. Frozen and picklable: Ray workers build
+    the prompts where the teacher runs, and :attr:`template_id` keys the label cache, so a change
+    of instruction, examples or history window never serves a stale label."""
+
+    rewrite_shots: tuple[Shot, ...] = HANDWRITTEN_REWRITE_SHOTS
+    expansion_shots: tuple[Shot, ...] = EXPANSION_SHOTS
+    max_turns: int = 2
+    max_answer_chars: int = 160
+
+    def messages(self, ex: Example) -> Messages:
+        return self.messages_for(ex.task, ex.source)
+
+    def messages_for(self, task: str, source: str) -> Messages:
+        instruction, shots = (REWRITE_INSTRUCTION, self.rewrite_shots) if task == "rewrite" else (EXPANSION_INSTRUCTION, self.expansion_shots)
+        msgs: Messages = [{"role": "system", "content": instruction}]
+        for src, tgt in shots:
+            msgs += [{"role": "user", "content": _user_text(task, src)}, {"role": "assistant", "content": tgt}]
+        msgs.append({"role": "user", "content": _user_text(task, source)})
+        return msgs
+
+    @property
+    def template_id(self) -> str:
+        import hashlib
+
+        blob = repr((REWRITE_INSTRUCTION, EXPANSION_INSTRUCTION, self.rewrite_shots, self.expansion_shots, self.max_turns, self.max_answer_chars))
+        return "query_rewriter/v2:" + hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def shot_records(records: list[RewriteRecord], n: int, seed: int = 0) -> list[RewriteRecord]:
+    """``n`` records of the train split whose human rewrites become the teacher's examples.
+
+    Only records whose rewrite resolves something (it differs from the question) and that have at
+    least one earlier Q/A turn, one per dialog topic, drawn with a fixed seed so the prompt (and
+    the cache key) depends on the data alone. With the hand-written examples the packaged 0.5B
+    teacher left most follow-ups unchanged; with these it resolves most pronouns
+    (docs/query_rewriter.md has the measured comparison)."""
+    import random
+
+    eligible = [r for r in records if r.rewrite and len(r.history) >= 4 and _norm(r.rewrite) != _norm(r.question)]
+    random.Random(seed).shuffle(eligible)
+    chosen: list[RewriteRecord] = []
+    topics: set[str] = set()
+    for r in eligible:
+        if r.history[0] not in topics:
+            chosen.append(r)
+            topics.add(r.history[0])
+        if len(chosen) == n:
+            return chosen
+    raise RagdistillError(
+        f"query_rewriter.teach.rewrite_shots={n}: the train split has only {len(chosen)} dialogs with a human rewrite "
+        "that differs from its question; lower rewrite_shots (0 = the hand-written examples)"
+    )
+
+
+def human_shots(records: list[RewriteRecord], max_turns: int, max_answer_chars: int) -> tuple[Shot, ...]:
+    """The records as (conversation, human rewrite) examples, in the format the teacher rewrites."""
+    return tuple((format_conversation(r.history, r.question, max_turns, max_answer_chars), str(r.rewrite).strip()) for r in records)
+
+
+def _norm(text: str) -> str:
+    return " ".join(re.sub(r"[^\w\s]", " ", str(text).lower()).split())
 
 
 def _user_text(task: str, source: str) -> str:
     return source if task == "rewrite" else f"Query: {source}"
-
-
-def teacher_template_id(max_turns: int, max_answer_chars: int) -> str:
-    """Part of the label-cache key: change the prompt and no stale label is served."""
-    import hashlib
-
-    blob = repr((REWRITE_INSTRUCTION, EXPANSION_INSTRUCTION, _REWRITE_SHOTS, _EXPANSION_SHOTS, max_turns, max_answer_chars))
-    return "query_rewriter/v1:" + hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
 # ------------------------------------------------------------------------------------- student

@@ -19,9 +19,9 @@ from ragdistill.common.labelling import LabelRun, run_labelling
 from ragdistill.common.logging import get_logger
 from ragdistill.common.paths import project_home
 from ragdistill.common.teachers import GenerationTeacher, Messages, build_teacher, require
-from ragdistill.query_rewriter.examples import expansion_train_examples, rewrite_train_examples
+from ragdistill.query_rewriter.examples import expansion_train_examples, rewrite_train_examples, teacher_prompt
 from ragdistill.query_rewriter.filters import FilterConfig, check_expansion, check_rewrite, filter_outputs
-from ragdistill.query_rewriter.prompts import TASKS, Example, teacher_messages, teacher_template_id
+from ragdistill.query_rewriter.prompts import TASKS, Example, TeacherPrompt
 
 log = get_logger(__name__)
 STAGE = "query_rewriter"
@@ -52,11 +52,16 @@ class LazyTeacher:
         return self.get().generate(conversations, **overrides)
 
 
-def prepare_messages(task: str, sources: list[str]) -> list[Messages]:
+def prepare_messages(prompt: TeacherPrompt, task: str, sources: list[str]) -> list[Messages]:
     """The teacher's few-shot prompts for cached ``sources`` of one task (the prompt depends on the
     task and the source only). Module-level, so Ray workers can unpickle it to build the prompts
     where the teacher runs."""
-    return [teacher_messages(Example("", task, s, s)) for s in sources]
+    return [prompt.messages_for(task, s) for s in sources]
+
+
+def label_template(prompt: TeacherPrompt, task: str, n_new: int) -> str:
+    """The label-cache template of one task's teacher outputs (teach, evaluate and calibrate share it)."""
+    return f"{prompt.template_id}:{task}:max={n_new}"
 
 
 def max_new_tokens(cfg: Any, task: str) -> int:
@@ -90,7 +95,7 @@ def teacher_label_runs(cfg: Any, examples: list[Example], cache: LabelCache, tea
     runs the teacher (here, on this shard, or on Ray workers)."""
     teacher = teacher or LazyTeacher(cfg.teacher)
     tid = label_teacher_id(cfg.teacher)
-    tmpl = teacher_template_id(int(cfg.query_rewriter.teach.max_turns), int(cfg.query_rewriter.teach.max_answer_chars))
+    prompt = teacher_prompt(cfg)
     out: list[str | None] = [None] * len(examples)
     runs: dict[str, LabelRun] = {}
     for task in TASKS:
@@ -98,9 +103,9 @@ def teacher_label_runs(cfg: Any, examples: list[Example], cache: LabelCache, tea
         if not idx:
             continue
         n_new = max_new_tokens(cfg, task)
-        run = run_labelling(cache, teacher.tcfg, "generate", [examples[i].source for i in idx], cfg, template=f"{tmpl}:{task}:max={n_new}",
+        run = run_labelling(cache, teacher.tcfg, "generate", [examples[i].source for i in idx], cfg, template=label_template(prompt, task, n_new),
                             batch_size=int(cfg.teacher.batch_size), desc=f"{desc} {task}s", teacher=teacher, key_id=tid,
-                            prepare=partial(prepare_messages, task), overrides={"max_new_tokens": n_new})
+                            prepare=partial(prepare_messages, prompt, task), overrides={"max_new_tokens": n_new})
         runs[task] = run
         for i, lab in zip(idx, run.labels, strict=True):
             out[i] = lab
