@@ -184,6 +184,9 @@ def test_llm_processor_settings_and_errors(make_cfg, tmp_path):
         with pytest.raises(RagdistillError, match=r"vLLM is not installed in this Python: make vllm-env"):
             run_labelling(cache, vllm, "generate", [[{"role": "user", "content": "hi"}]], LaunchSettings("ray", llm_processor="true"))
     assert len(cache) == 0
+    import ray
+
+    assert not ray.is_initialized()  # the config errors came before any Ray runtime started
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -258,6 +258,8 @@ def _label_on_ray(cache: LabelCache, teacher_cfg: dict[str, Any], capability: st
     for both pipelines: the actor pool (:class:`TeacherWorker`, any teacher) and, for vLLM generation,
     Ray Data's LLM processor (:func:`_processor_batches`)."""
     resources = {"num_cpus": s.num_cpus_per_worker, "num_gpus": s.num_gpus_per_worker}
+    # checked before any Ray runtime starts: a wrong ray.llm_processor is a config error, not a Ray job
+    processor = bool(inputs) and _use_llm_processor(s, teacher_cfg, capability)
     if teacher_id is None and teacher_cfg.get("backend") == "vllm" and teacher_cfg.get("model"):
         teacher_id = _vllm_id(teacher_cfg)  # known without a probe: the id VLLMTeacher labels with
     if key_id is None and teacher_id is None:
@@ -274,7 +276,7 @@ def _label_on_ray(cache: LabelCache, teacher_cfg: dict[str, Any], capability: st
         if k not in have and k not in todo and (cache.shard is None or cache.shard.owns(k)):
             todo[k] = x
     cached = len(set(have))
-    processor = bool(todo) and _use_llm_processor(s, teacher_cfg, capability)
+    processor = processor and bool(todo)
     how = "Ray Data's vLLM LLM processor" if processor else "Ray"
     log.info("%s: %d inputs, %d cached, %d to label on %s (%d workers) -> %s", desc, len(inputs), cached, len(todo), how, s.num_workers,
              cache.path)
