@@ -53,7 +53,7 @@ demo: install
 	$(VENV)/bin/ragdistill demo
 
 test: install vllm-env
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2
 
 lint: install
 	$(VENV)/bin/ruff check packages e2e bench tests

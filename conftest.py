@@ -1,4 +1,5 @@
-"""Test-wide settings: offline, wandb off the network, two threads (the CI machine's size)."""
+"""Test-wide settings: offline, wandb off the network; under `make test`'s 2 xdist workers one thread each
+(the CI machine has 2 cores), a file per worker and the longest work first."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+if os.environ.get("PYTEST_XDIST_WORKER"):  # 2 workers on 2 cores: one thread each (two each oversubscribe, ~5x slower)
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
 
-import pytest  # noqa: E402
+import pytest
 
 
 @pytest.fixture
@@ -29,3 +32,37 @@ def make_cfg(work_dir):
         return compose(stage, [f"paths.work_dir={work_dir}", "run.report_to=[]", *(overrides or [])])
 
     return _make
+
+
+
+# pytest-xdist (`make test` runs 2 workers): a test file stays on one worker, so a module-scoped
+# fixture (the e2e harness's trained stages, the fleet's servers) is built once, and the tests that
+# start a Ray runtime share one worker, so two local Ray runtimes never compete for this machine.
+# (A scheduler, not `xdist_group` marks: xdist 3.8's loadgroup does not see marks under pytest 9.)
+# The two longest scopes (about 7 and 5 minutes here) start first, one on each worker.
+RAY_FILES = {"test_scale_ray.py", "test_scale_ray_llm.py"}
+RAY_TESTS = {"test_hybrid_teacher_labels_the_same_locally_and_on_ray"}
+LONGEST_FIRST = ("ray", "e2e/tests/test_pipeline_modes.py")
+
+
+def _scope(nodeid: str) -> str:
+    path, _, name = nodeid.partition("::")
+    ray = path.rsplit("/", 1)[-1] in RAY_FILES or name.split("[")[0] in RAY_TESTS
+    return "ray" if ray else path
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {s: i for i, s in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(_scope(item.nodeid), len(rank)))  # stable: file order kept otherwise
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+    from xdist.scheduler import LoadScopeScheduling
+
+    class FileOrRayScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return _scope(nodeid)
+
+    config.option.loadscopereorder = False  # keep the collection order above (xdist would sort by test count)
+    return FileOrRayScheduling(config, log)
