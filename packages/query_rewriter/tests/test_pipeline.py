@@ -34,6 +34,7 @@ SMALL = [
     "query_rewriter.evaluate.latency_queries=1",
     "query_rewriter.evaluate.teacher_latency=false",
     "query_rewriter.evaluate.batch_size=4",
+    "monitor.baseline_inputs=0",  # export's monitor baseline re-runs the teacher; tested in test_calibrate.py
 ]
 
 
