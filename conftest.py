@@ -34,7 +34,6 @@ def make_cfg(work_dir):
     return _make
 
 
-
 # pytest-xdist (`make test` runs 2 workers): a test file stays on one worker, so a module-scoped
 # fixture (the e2e harness's trained stages, the fleet's servers) is built once, and the tests that
 # start a Ray runtime share one worker, so two local Ray runtimes never compete for this machine.

@@ -258,8 +258,9 @@ def _label_on_ray(cache: LabelCache, teacher_cfg: dict[str, Any], capability: st
     for both pipelines: the actor pool (:class:`TeacherWorker`, any teacher) and, for vLLM generation,
     Ray Data's LLM processor (:func:`_processor_batches`)."""
     resources = {"num_cpus": s.num_cpus_per_worker, "num_gpus": s.num_gpus_per_worker}
-    # checked before any Ray runtime starts: a wrong ray.llm_processor is a config error, not a Ray job
-    processor = bool(inputs) and _use_llm_processor(s, teacher_cfg, capability)
+    # checked before any Ray runtime starts (the teacher-id probe below starts one): a contradictory
+    # ray.llm_processor is a config error, not a Ray job
+    wants_processor = bool(inputs) and _wants_llm_processor(s, teacher_cfg, capability)
     if teacher_id is None and teacher_cfg.get("backend") == "vllm" and teacher_cfg.get("model"):
         teacher_id = _vllm_id(teacher_cfg)  # known without a probe: the id VLLMTeacher labels with
     if key_id is None and teacher_id is None:
@@ -276,7 +277,7 @@ def _label_on_ray(cache: LabelCache, teacher_cfg: dict[str, Any], capability: st
         if k not in have and k not in todo and (cache.shard is None or cache.shard.owns(k)):
             todo[k] = x
     cached = len(set(have))
-    processor = processor and bool(todo)
+    processor = wants_processor and bool(todo) and _llm_processor_available(s)  # a cached run imports and probes nothing
     how = "Ray Data's vLLM LLM processor" if processor else "Ray"
     log.info("%s: %d inputs, %d cached, %d to label on %s (%d workers) -> %s", desc, len(inputs), cached, len(todo), how, s.num_workers,
              cache.path)
@@ -370,8 +371,9 @@ def _has_vllm(python: str | None) -> bool:
     return subprocess.run([python, "-c", probe], capture_output=True, timeout=120).returncode == 0
 
 
-def _use_llm_processor(s: LaunchSettings, teacher_cfg: dict[str, Any], capability: str) -> bool:
-    """Whether this Ray run labels through Ray Data's LLM processor (``ray.llm_processor``)."""
+def _wants_llm_processor(s: LaunchSettings, teacher_cfg: dict[str, Any], capability: str) -> bool:
+    """Whether ``ray.llm_processor`` asks for Ray Data's LLM processor for this teacher and task, from
+    the settings alone (no import); ``true`` for anything but vLLM generation is an error."""
     mode = s.llm_processor
     if mode == "false":
         return False
@@ -382,6 +384,13 @@ def _use_llm_processor(s: LaunchSettings, teacher_cfg: dict[str, Any], capabilit
                 f"{capability!r} of teacher.backend={teacher_cfg.get('backend')!r} (use ray.llm_processor=auto or false)"
             )
         return False
+    return True
+
+
+def _llm_processor_available(s: LaunchSettings) -> bool:
+    """Whether Ray Data's LLM processor and vLLM (in ``ray.python``) are installed: with
+    ``ray.llm_processor=true`` a missing one is an error naming the fix, with ``auto`` the actor path."""
+    mode = s.llm_processor
     missing = None
     try:
         import ray.data.llm  # noqa: F401
