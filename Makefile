@@ -56,7 +56,7 @@ test: install vllm-env
 	$(PY) -m pytest -n 2
 
 lint: install
-	$(VENV)/bin/ruff check packages e2e bench tests
+	$(VENV)/bin/ruff check packages e2e bench conftest.py
 
 clean:
 	rm -rf work .pytest_cache

@@ -6,6 +6,7 @@ import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -71,17 +72,17 @@ def test_embedding_teacher_is_real_and_normalised():
 
 
 def test_unknown_backend_and_missing_model():
-    with pytest.raises(RagdistillError, match="teacher.backend='gpt' is unknown"):
+    with pytest.raises(RagdistillError, match=r"teacher\.backend='gpt' is unknown"):
         build_teacher({"backend": "gpt", "model": "x"})
-    with pytest.raises(RagdistillError, match="teacher.model is not set"):
+    with pytest.raises(RagdistillError, match=r"teacher\.model is not set"):
         build_teacher({"backend": "openai", "model": ""})
 
 
 class _Server(BaseHTTPRequestHandler):
     """A real OpenAI-compatible endpoint on loopback that fails twice with 429/503, then answers."""
 
-    failures = [429, 503]
-    seen_auth: list[str] = []
+    failures: ClassVar[list[int]] = [429, 503]
+    seen_auth: ClassVar[list[str]] = []
 
     def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))

@@ -4,7 +4,8 @@ The teacher's labels for these records ship in data/labels/query_rewriter*.jsonl
 stage's own ``teach``), so ``teach`` reads them from the cache instead of loading the 0.5B teacher.
 The decoder-only path uses the packaged SmolLM2-135M-Instruct; the seq2seq path (what users with a
 T5 checkpoint get) is exercised mechanically with a tiny randomly initialised T5 built from a
-config: fine inside a test, never in a reported figure.
+config (fine inside a test, never in a reported figure) and for real with the packaged MiniLM warm-
+started as a one-layer bert2bert, whose decoder optimum exports without a KV cache.
 """
 
 from __future__ import annotations
@@ -103,6 +104,39 @@ def test_seq2seq_student_trains_exports_and_evaluates(make_cfg, work_dir, tmp_pa
     assert {"student", "student_onnx", "student_onnx_int8"} <= set(res) and "teacher" not in res
 
 
+def test_warm_started_bert2bert_student(make_cfg, work_dir):
+    from transformers import AutoConfig
+
+    from ragdistill.common.models import resolve_model
+    from ragdistill.query_rewriter.export import exports_with_cache
+
+    path = resolve_model("bert2bert:minilm-l6:1")
+    config = AutoConfig.from_pretrained(path)
+    assert config.model_type == "encoder-decoder" and config.decoder.num_hidden_layers == 1
+    assert config.encoder.num_hidden_layers == 6 and config.decoder.add_cross_attention
+    assert resolve_model("bert2bert:minilm-l6:1") == path  # built once
+    with pytest.raises(RagdistillError, match=r"decoder layers must be 1\.\.6"):
+        resolve_model("bert2bert:minilm-l6:9")
+
+    cfg = make_cfg("query_rewriter", [*SMALL, "student.model=bert2bert:minilm-l6:1", "query_rewriter.train.max_steps=2",
+                                      "query_rewriter.train.human_records=4", "query_rewriter.export.int8=false",
+                                      "query_rewriter.evaluate.systems=[student_base,student_onnx]"])
+    teach(cfg)
+    m = train(cfg)
+    assert m["kind"] == "seq2seq" and m["steps"] == 2 and m["human_records"] == 4
+    assert m["targets"] == len(read_jsonl(work_dir / "query_rewriter/teach/train.jsonl")) + 4
+    model_dir = work_dir / "query_rewriter/train/model"
+    assert not exports_with_cache(model_dir)
+    rep = export(cfg)
+    names = sorted(p.name for p in (work_dir / "query_rewriter/export/onnx").glob("*.onnx"))
+    assert names == ["decoder_model.onnx", "encoder_model.onnx"]  # no past key values for a BERT decoder
+    assert rep["onnx"]["parity"] == 1.0
+    onnx = StudentRewriter.from_onnx(work_dir / "query_rewriter/export/onnx")
+    assert type(onnx.model).__name__ == "ORTModelForSeq2SeqLM" and not onnx.model.use_cache
+    res = evaluate(cfg)["results"]
+    assert {"student_base", "student_onnx"} <= set(res)
+
+
 def test_bad_input_is_a_clear_error(make_cfg, tmp_path):
     cfg = make_cfg("query_rewriter", [])
     with pytest.raises(RagdistillError, match="run `ragdistill query_rewriter teach` first"):
@@ -121,6 +155,10 @@ def test_bad_input_is_a_clear_error(make_cfg, tmp_path):
         from ragdistill.query_rewriter.examples import validation_set
 
         validation_set(make_cfg("query_rewriter", ["query_rewriter.teach.rewrite_records=3430"]))
+    from ragdistill.query_rewriter.examples import human_train_examples
+
+    with pytest.raises(RagdistillError, match="human_records=5000: only 2"):
+        human_train_examples(make_cfg("query_rewriter", ["query_rewriter.train.human_records=5000"]))
     with pytest.raises(RagdistillError, match="human_mix"):
         c = make_cfg("query_rewriter", ["query_rewriter.train.human_mix=1.5"])
         from ragdistill.common.io import write_jsonl

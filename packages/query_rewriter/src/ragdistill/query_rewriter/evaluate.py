@@ -107,11 +107,18 @@ def system_generators(cfg: Any, systems: list[str]) -> dict[str, Callable[[], Ge
     train_model = stage_dir(cfg, STAGE, "train") / "model"
     export_dir = stage_dir(cfg, STAGE, "export")
 
+    def loaded(load: Callable[[], StudentRewriter]) -> Callable[[], Generate]:
+        def make() -> Generate:
+            rewriter = load()
+            return lambda exs: rewriter.generate(exs, batch_size=bs)
+
+        return make
+
     def student(path: str) -> Callable[[], Generate]:
-        return lambda: (lambda exs, r=StudentRewriter.from_pretrained(path, msl): r.generate(exs, batch_size=bs))
+        return loaded(lambda: StudentRewriter.from_pretrained(path, msl))
 
     def onnx(path: Any) -> Callable[[], Generate]:
-        return lambda: (lambda exs, r=StudentRewriter.from_onnx(path, max_source_length=msl): r.generate(exs, batch_size=bs))
+        return loaded(lambda: StudentRewriter.from_onnx(path, max_source_length=msl))
 
     out: dict[str, Callable[[], Generate]] = {}
     for s in systems:

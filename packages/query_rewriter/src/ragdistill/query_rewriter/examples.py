@@ -3,6 +3,8 @@
 * teach / train: the first ``teach.rewrite_records`` CANARD records of the train split (dev), less
   the ``teach.rewrite_shots`` records whose human rewrites are the teacher's examples, and the
   first ``teach.expansion_queries`` train queries of each expansion data set;
+* optional human targets (``train.human_records``): the train-split records after the taught ones
+  that have a human rewrite, never a validation record;
 * checkpoint choice: the last ``train.val_records`` answerable records of the train split, scored
   against the train split's derived answer corpus (never taught; checked);
 * evaluate: the first ``evaluate.test_records`` answerable records of the held-out test split and
@@ -99,6 +101,25 @@ def rewrite_train_examples(cfg: Any) -> list[Example]:
     shots = {r.id for r in _shots(cfg)} if _shot_source(cfg)[1] else set()
     recs = _split(cfg, cfg.data.train_split)[: int(cfg.query_rewriter.teach.rewrite_records)]
     return [rewrite_example(r, **_ex_kwargs(cfg)) for r in recs if r.id not in shots]
+
+
+def human_train_examples(cfg: Any) -> list[Example]:
+    """``train.human_records`` records after the taught ones, each with its human rewrite as the target
+    (mixing with human references where the data has them); the validation records are never used."""
+    n = int(cfg.query_rewriter.train.human_records)
+    if n < 0:
+        raise RagdistillError(f"query_rewriter.train.human_records={n}: must be >= 0")
+    if not n:
+        return []
+    recs = _split(cfg, cfg.data.train_split)
+    val_ids = {r.id for r in validation_set(cfg).records} if cfg.query_rewriter.train.select_best else set()
+    shots = {r.id for r in _shots(cfg)} if _shot_source(cfg)[1] else set()
+    pool = [r for r in recs[int(cfg.query_rewriter.teach.rewrite_records):]
+            if r.rewrite and r.id not in val_ids and r.id not in shots]
+    if len(pool) < n:
+        raise RagdistillError(f"query_rewriter.train.human_records={n}: only {len(pool)} untaught train records with a human "
+                              "rewrite are left outside the validation records; lower it")
+    return [rewrite_example(r, **_ex_kwargs(cfg)) for r in pool[:n]]
 
 
 def _eval_set(cfg: Any, split: str, n: int, from_end: bool) -> RewriteEvalSet:

@@ -1,7 +1,8 @@
 """export: the distilled student as ONNX through optimum, with a greedy-output parity check.
 
 ``ORTModelForSeq2SeqLM`` for T5-family students (encoder + decoder graphs), ``ORTModelForCausalLM``
-for the decoder-only default; both keep the KV cache. Parity = the fraction of held-out inputs
+for the decoder-only default; both keep the KV cache, except a warm-started ``bert2bert:`` student,
+whose BERT decoder optimum exports without one (``exports_with_cache``). Parity = the fraction of held-out inputs
 (CANARD test records) whose greedy output is identical to the torch model's; it is reported, not
 assumed. With ``export.int8`` a dynamic int8 copy (per-channel weights: per-tensor is too lossy,
 see /work/shared/STACK.md) is written beside it and checked the same way.
@@ -41,15 +42,31 @@ def onnx_files(onnx_dir: Path) -> list[Path]:
     return sorted(onnx_dir.glob("*.onnx"))
 
 
+def exports_with_cache(model_dir: Path) -> bool:
+    """Whether optimum can export the student with past key values: every causal LM and T5/BART, but
+    not the BERT decoder of an ``EncoderDecoderModel`` (optimum's ONNX config for BERT has no past)."""
+    from optimum.exporters.onnx import model_configs  # noqa: F401  (registers the ONNX configs with TasksManager)
+    from optimum.exporters.onnx.base import OnnxConfigWithPast
+    from optimum.exporters.tasks import TasksManager
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(model_dir)
+    if config.model_type != "encoder-decoder":
+        return True
+    ctor = TasksManager.get_exporter_config_constructor(exporter="onnx", task="feature-extraction",
+                                                        model_type=config.decoder.model_type, library_name="transformers")
+    return issubclass(ctor.func, OnnxConfigWithPast)
+
+
 def export_onnx(model_dir: Path, out: Path) -> None:
-    """optimum export (with past key values) of a seq2seq or causal student into ``out``."""
+    """optimum export (with past key values where it can) of a seq2seq or causal student into ``out``."""
     from optimum.onnxruntime import ORTModelForCausalLM, ORTModelForSeq2SeqLM
 
     from ragdistill.query_rewriter.student import load_tokenizer
 
     cls = ORTModelForSeq2SeqLM if is_seq2seq(str(model_dir)) else ORTModelForCausalLM
     with atomic_path(out) as tmp:
-        model = cls.from_pretrained(str(model_dir), export=True, use_cache=True)
+        model = cls.from_pretrained(str(model_dir), export=True, use_cache=exports_with_cache(model_dir))
         model.save_pretrained(tmp)
         load_tokenizer(str(model_dir)).save_pretrained(tmp)
 

@@ -59,6 +59,8 @@ class StudentRewriter:
         path = str(onnx_dir)
         s2s = is_seq2seq(path)
         kw = dict(file_names or {})
+        if s2s:  # a decoder exported without past key values (a bert2bert student) has no *merged* / *with_past* graph
+            kw.setdefault("use_cache", any(Path(path).glob("decoder_*merged*.onnx")) or any(Path(path).glob("decoder_with_past*.onnx")))
         model = (ORTModelForSeq2SeqLM if s2s else ORTModelForCausalLM).from_pretrained(path, **kw)
         return cls(model, load_tokenizer(path), s2s, max_source_length)
 

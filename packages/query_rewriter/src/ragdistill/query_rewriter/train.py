@@ -7,7 +7,8 @@ Two model families, one recipe (teacher output = target, cross-entropy on the ta
   on prompt + target sequences whose prompt tokens are labelled -100 (completion-only loss), so the
   student learns to write the rewrite, not to reproduce the conversation.
 
-``train.human_mix`` replaces that fraction of rewrite targets with the human CANARD rewrite. The
+``train.human_mix`` replaces that fraction of rewrite targets with the human CANARD rewrite, and
+``train.human_records`` adds that many untaught records with their human rewrite as the target. The
 kept checkpoint is the one with the highest validation ``recall_lift`` (BM25 recall with the
 student's rewrites minus recall with the raw question, on records of the train split never taught;
 see scoring.py), not the lowest loss: a low loss on teacher text is not what the rewriter is for.
@@ -27,7 +28,7 @@ from ragdistill.common.errors import RagdistillError
 from ragdistill.common.io import atomic_path, read_jsonl, write_json
 from ragdistill.common.logging import get_logger
 from ragdistill.common.models import resolve_model
-from ragdistill.query_rewriter.examples import RewriteEvalSet, validation_set
+from ragdistill.query_rewriter.examples import RewriteEvalSet, human_train_examples, validation_set
 from ragdistill.query_rewriter.prompts import Example
 from ragdistill.query_rewriter.retrieval import BM25Retriever
 from ragdistill.query_rewriter.scoring import retrieval_metrics, rewrite_queries, with_lift
@@ -39,7 +40,7 @@ STAGE = "query_rewriter"
 
 def load_targets(cfg: Any) -> list[tuple[Example, str]]:
     """teach's kept (example, target) pairs, with ``train.human_mix`` of the rewrites swapped for
-    the human reference."""
+    the human reference, then ``train.human_records`` human-only pairs."""
     path = stage_dir(cfg, STAGE, "teach") / "train.jsonl"
     if not path.exists():
         raise RagdistillError(f"{path}: not found; run `ragdistill query_rewriter teach` first (same paths.work_dir)")
@@ -57,20 +58,26 @@ def load_targets(cfg: Any) -> list[tuple[Example, str]]:
         if ex.task == "rewrite" and ex.reference and rng.random() < mix:
             target = ex.reference
         pairs.append((ex, target))
+    pairs += [(ex, str(ex.reference)) for ex in human_train_examples(cfg)]
     if not pairs:
         raise RagdistillError(f"{path}: no training targets; check `teach` (its stats.json lists the filter counts)")
     return pairs
 
 
-def tokenize_pairs(tok: Any, pairs: list[tuple[Example, str]], seq2seq: bool, max_source: int, max_target: int) -> list[dict[str, list[int]]]:
+def tokenize_pairs(tok: Any, pairs: list[tuple[Example, str]], seq2seq: bool, max_source: int, max_target: int,
+                   decoder_start: int | None = None) -> list[dict[str, list[int]]]:
     """input_ids/labels per pair. Causal: prompt tokens (left-truncated) are masked with -100 and
-    the target ends with EOS, so generation learns where to stop."""
+    the target ends with EOS, so generation learns where to stop. Seq2seq: a leading
+    ``decoder_start`` token in the labels is dropped (a BERT tokenizer writes [CLS] first, and
+    [CLS] is already what the warm-started decoder starts from)."""
     rows = []
     for ex, target in pairs:
         src = source_text(tok, ex, seq2seq)
         if seq2seq:
             enc = tok(src, truncation=True, max_length=max_source)
             labels = tok(text_target=target, truncation=True, max_length=max_target)["input_ids"]
+            if decoder_start is not None and labels[:1] == [decoder_start]:
+                labels = labels[1:]
             rows.append({"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"], "labels": labels})
         else:
             p = tok(src, add_special_tokens=False)["input_ids"][-max_source:]
@@ -143,7 +150,8 @@ def train(cfg: Any) -> dict[str, Any]:
     tok = load_tokenizer(path)
     tok.padding_side, tok.truncation_side = "right", ("right" if seq2seq else "left")
     model = (AutoModelForSeq2SeqLM if seq2seq else AutoModelForCausalLM).from_pretrained(path, dtype=torch.float32)
-    rows = tokenize_pairs(tok, pairs, seq2seq, int(tc.max_source_length), int(tc.max_target_length))
+    rows = tokenize_pairs(tok, pairs, seq2seq, int(tc.max_source_length), int(tc.max_target_length),
+                          getattr(model.config, "decoder_start_token_id", None) if seq2seq else None)
     train_ds = Dataset.from_list(rows)
     val = validation_set(cfg) if tc.select_best else None
     eval_ds = Dataset.from_list(rows[:1])  # Trainer wants one to schedule evaluation; evaluate() ignores it
@@ -195,6 +203,7 @@ def train(cfg: Any) -> dict[str, Any]:
     metrics = {
         "student": cfg.student.model, "kind": "seq2seq" if seq2seq else "causal", "targets": len(pairs),
         "tasks": {t: sum(e.task == t for e, _ in pairs) for t in ("rewrite", "expansion")},
+        "human_records": int(tc.human_records),
         "train_loss": float(result.training_loss), "steps": int(trainer.state.global_step),
         "validation_base": trainer.lift.raw if val else None,
         "validation": trainer.history, "best_checkpoint_step": trainer.best[1] if trainer.best else None,
