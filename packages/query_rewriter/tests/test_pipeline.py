@@ -108,7 +108,7 @@ def test_warm_started_bert2bert_student(make_cfg, work_dir):
     from transformers import AutoConfig
 
     from ragdistill.common.models import resolve_model
-    from ragdistill.query_rewriter.export import exports_with_cache
+    from ragdistill.query_rewriter.student import exports_with_cache
 
     path = resolve_model("bert2bert:minilm-l6:1")
     config = AutoConfig.from_pretrained(path)

@@ -115,7 +115,7 @@ def _warm_started_encoder_decoder(name: str) -> Path:
         base, layers = spec, ""
     if not base:
         raise RagdistillError(f"model {name!r}: write bert2bert:<encoder>[:<decoder layers>], e.g. bert2bert:minilm-l6:2")
-    slug = base.replace("/", "--") + (f"-dec{layers}" if layers else "")
+    target = model_cache_dir() / WARM_START.rstrip(":") / (base.replace("/", "--") + (f"-dec{layers}" if layers else ""))
 
     def build(tmp: Path) -> None:
         from transformers import AutoConfig, AutoTokenizer, EncoderDecoderModel
@@ -127,7 +127,7 @@ def _warm_started_encoder_decoder(name: str) -> Path:
         n = int(layers) if layers else enc_cfg.num_hidden_layers
         if not 1 <= n <= enc_cfg.num_hidden_layers:
             raise RagdistillError(f"model {name!r}: decoder layers must be 1..{enc_cfg.num_hidden_layers}")
-        log.info("warm-starting %s from %s (decoder: %d layers) into %s (once)", name, src, n, model_cache_dir() / WARM_START.rstrip(":") / slug)
+        log.info("warm-starting %s from %s (decoder: %d layers) into %s (once)", name, src, n, target)
         tok = AutoTokenizer.from_pretrained(src)
         model = EncoderDecoderModel.from_encoder_decoder_pretrained(src, src, decoder_num_hidden_layers=n, tie_encoder_decoder=False)
         for layer in model.decoder.base_model.encoder.layer:
@@ -140,8 +140,7 @@ def _warm_started_encoder_decoder(name: str) -> Path:
         tok.save_pretrained(tmp)
         (tmp / FORMAT_FILE).write_text(WARM_FORMAT)
 
-    done = lambda t: (t / FORMAT_FILE).is_file() and (t / FORMAT_FILE).read_text() == WARM_FORMAT  # noqa: E731
-    return _build_once(model_cache_dir() / WARM_START.rstrip(":") / slug, done, build)
+    return _build_once(target, lambda t: _has_format(t, WARM_FORMAT), build)
 
 
 def resolve_tokenizer(name_or_path: str) -> str:
@@ -247,9 +246,9 @@ def _is_current(target: Path, m: PackagedModel) -> bool:
     return m.fmt != "gguf" or _has_format(target)
 
 
-def _has_format(target: Path) -> bool:
-    """``target`` was written by the current GGUF conversion code (see ``GGUF_FORMAT``)."""
-    return (target / FORMAT_FILE).is_file() and (target / FORMAT_FILE).read_text() == GGUF_FORMAT
+def _has_format(target: Path, fmt: str = GGUF_FORMAT) -> bool:
+    """``target`` was written by the current build code (``GGUF_FORMAT``, ``WARM_FORMAT``)."""
+    return (target / FORMAT_FILE).is_file() and (target / FORMAT_FILE).read_text() == fmt
 
 
 def _unzip_model(archive: Path, dest: Path) -> None:

@@ -86,6 +86,11 @@ def _shots(cfg: Any) -> list[RewriteRecord]:
     return shot_records(splits[split], n)
 
 
+def _own_shot_ids(cfg: Any) -> set[str]:
+    """Ids of the run's own records that are the teacher's examples (never a training target)."""
+    return {r.id for r in _shots(cfg)} if _shot_source(cfg)[1] else set()
+
+
 def teacher_prompt(cfg: Any) -> TeacherPrompt:
     """The teacher's few-shot prompt: ``teach.rewrite_shots`` human rewrites of the train split as
     its rewrite examples (0: the hand-written ones, for data without human rewrites)."""
@@ -98,7 +103,7 @@ def teacher_prompt(cfg: Any) -> TeacherPrompt:
 
 def rewrite_train_examples(cfg: Any) -> list[Example]:
     """The records the teacher rewrites; the teacher's own examples are left out (it would copy them)."""
-    shots = {r.id for r in _shots(cfg)} if _shot_source(cfg)[1] else set()
+    shots = _own_shot_ids(cfg)
     recs = _split(cfg, cfg.data.train_split)[: int(cfg.query_rewriter.teach.rewrite_records)]
     return [rewrite_example(r, **_ex_kwargs(cfg)) for r in recs if r.id not in shots]
 
@@ -113,7 +118,7 @@ def human_train_examples(cfg: Any) -> list[Example]:
         return []
     recs = _split(cfg, cfg.data.train_split)
     val_ids = {r.id for r in validation_set(cfg).records} if cfg.query_rewriter.train.select_best else set()
-    shots = {r.id for r in _shots(cfg)} if _shot_source(cfg)[1] else set()
+    shots = _own_shot_ids(cfg)
     pool = [r for r in recs[int(cfg.query_rewriter.teach.rewrite_records):]
             if r.rewrite and r.id not in val_ids and r.id not in shots]
     if len(pool) < n:

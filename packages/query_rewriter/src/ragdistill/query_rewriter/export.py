@@ -25,7 +25,7 @@ from ragdistill.common.monitor import default_baseline_path
 from ragdistill.common.timing import Stopwatch
 from ragdistill.query_rewriter.calibrate import monitor_baseline
 from ragdistill.query_rewriter.examples import test_set
-from ragdistill.query_rewriter.student import StudentRewriter, is_seq2seq
+from ragdistill.query_rewriter.student import StudentRewriter, exports_with_cache, is_seq2seq
 
 log = get_logger(__name__)
 STAGE = "query_rewriter"
@@ -40,22 +40,6 @@ def trained_model_dir(cfg: Any) -> Path:
 
 def onnx_files(onnx_dir: Path) -> list[Path]:
     return sorted(onnx_dir.glob("*.onnx"))
-
-
-def exports_with_cache(model_dir: Path) -> bool:
-    """Whether optimum can export the student with past key values: every causal LM and T5/BART, but
-    not the BERT decoder of an ``EncoderDecoderModel`` (optimum's ONNX config for BERT has no past)."""
-    from optimum.exporters.onnx import model_configs  # noqa: F401  (registers the ONNX configs with TasksManager)
-    from optimum.exporters.onnx.base import OnnxConfigWithPast
-    from optimum.exporters.tasks import TasksManager
-    from transformers import AutoConfig
-
-    config = AutoConfig.from_pretrained(model_dir)
-    if config.model_type != "encoder-decoder":
-        return True
-    ctor = TasksManager.get_exporter_config_constructor(exporter="onnx", task="feature-extraction",
-                                                        model_type=config.decoder.model_type, library_name="transformers")
-    return issubclass(ctor.func, OnnxConfigWithPast)
 
 
 def export_onnx(model_dir: Path, out: Path) -> None:

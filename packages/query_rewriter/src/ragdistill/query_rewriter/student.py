@@ -26,6 +26,23 @@ def is_seq2seq(model_path: str) -> bool:
     return bool(getattr(AutoConfig.from_pretrained(model_path), "is_encoder_decoder", False))
 
 
+def exports_with_cache(model_dir: str | Path) -> bool:
+    """Whether optimum can export the student with past key values: every causal LM and T5/BART, but
+    not the BERT decoder of an ``EncoderDecoderModel`` (optimum's ONNX config for BERT has no past). The same rule tells how an export was written (its
+    folder keeps the model's config)."""
+    from optimum.exporters.onnx import model_configs  # noqa: F401  (registers the ONNX configs with TasksManager)
+    from optimum.exporters.onnx.base import OnnxConfigWithPast
+    from optimum.exporters.tasks import TasksManager
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(model_dir)
+    if config.model_type != "encoder-decoder":
+        return True
+    ctor = TasksManager.get_exporter_config_constructor(exporter="onnx", task="feature-extraction",
+                                                        model_type=config.decoder.model_type, library_name="transformers")
+    return issubclass(ctor.func, OnnxConfigWithPast)
+
+
 def source_text(tok: Any, ex: Example, seq2seq: bool) -> str:
     """What the student is conditioned on, as text (special tokens included for causal LMs)."""
     if seq2seq:
@@ -59,8 +76,8 @@ class StudentRewriter:
         path = str(onnx_dir)
         s2s = is_seq2seq(path)
         kw = dict(file_names or {})
-        if s2s:  # a decoder exported without past key values (a bert2bert student) has no *merged* / *with_past* graph
-            kw.setdefault("use_cache", any(Path(path).glob("decoder_*merged*.onnx")) or any(Path(path).glob("decoder_with_past*.onnx")))
+        if s2s:  # a bert2bert student's decoder was exported without past key values
+            kw.setdefault("use_cache", exports_with_cache(path))
         model = (ORTModelForSeq2SeqLM if s2s else ORTModelForCausalLM).from_pretrained(path, **kw)
         return cls(model, load_tokenizer(path), s2s, max_source_length)
 
