@@ -9,6 +9,11 @@ into a plain Hugging Face folder, reassembling split archives and converting GGU
 ``bert2bert:<encoder>[:<decoder layers>]`` names a warm-started encoder-decoder (transformers'
 ``EncoderDecoderModel``, Rothe et al. 2020) built once from any BERT-family checkpoint, packaged
 or not: ``bert2bert:minilm-l6:2`` is the seq2seq student no PyPI package ships (no T5 does).
+
+``pruned:<causal LM>:<layers>[:<vocab>]`` names a smaller causal LM cut once from a pretrained one:
+``layers`` evenly spaced decoder layers (first and last kept) and, optionally, the first ``vocab``
+tokens of its byte-level BPE vocabulary (``pruned:smollm2:4:8192``), the student size for a latency
+target the whole model cannot reach.
 """
 
 from __future__ import annotations
@@ -81,12 +86,15 @@ ALIASES = {
 
 
 WARM_START = "bert2bert:"
+PRUNED = "pruned:"
 
 
 def resolve_model(name_or_path: str) -> str:
     """A packaged name -> its local HF folder; an existing path -> itself; else a hub id, as is."""
     if name_or_path.startswith(WARM_START):
         return str(_warm_started_encoder_decoder(name_or_path))
+    if name_or_path.startswith(PRUNED):
+        return str(_pruned_causal_lm(name_or_path))
     key = ALIASES.get(name_or_path, name_or_path)
     if key in PACKAGED:
         return str(_materialise(PACKAGED[key]))
@@ -141,6 +149,99 @@ def _warm_started_encoder_decoder(name: str) -> Path:
         (tmp / FORMAT_FILE).write_text(WARM_FORMAT)
 
     return _build_once(target, lambda t: _has_format(t, WARM_FORMAT), build)
+
+
+def _pruned_causal_lm(name: str) -> Path:
+    """``pruned:<base>:<layers>[:<vocab>]`` -> a saved causal LM with ``layers`` of the base's decoder
+    layers, evenly spaced with the first and the last kept (the ends matter most: the first reads the
+    embeddings, the last writes the logits), and, with ``vocab``, only the first ``vocab`` token ids.
+
+    Why the vocabulary: at this size the tied LM head is most of the cost of a generated token
+    (SmolLM2: 28M of 134M weights; with 4 layers, 28M of 42M). A byte-level BPE vocabulary is ordered
+    by merge rank, so its first ``vocab`` ids with the merges among them are exactly the tokenizer
+    BPE would have learnt with that size: every text still encodes (bytes are always kept), common
+    words keep their tokens, rarer ones split into more pieces; the embedding rows are the first
+    ``vocab`` rows of the base."""
+    parts = name[len(PRUNED):].split(":")
+    nums = []
+    while len(parts) > 1 and parts[-1].isdigit() and len(nums) < 2:
+        nums.insert(0, int(parts.pop()))
+    base = ":".join(parts)
+    if not base or not nums:
+        raise RagdistillError(f"model {name!r}: write pruned:<causal LM>:<layers>[:<vocab>], e.g. pruned:smollm2:4:8192")
+    layers, vocab = nums[0], (nums[1] if len(nums) > 1 else None)
+    target = model_cache_dir() / PRUNED.rstrip(":") / (base.replace("/", "--") + f"-l{layers}" + (f"-v{vocab}" if vocab else ""))
+
+    def build(tmp: Path) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        src = resolve_model(base)
+        model = AutoModelForCausalLM.from_pretrained(src, dtype=torch.float32)
+        blocks = getattr(getattr(model, "model", None), "layers", None)
+        if not isinstance(blocks, torch.nn.ModuleList):
+            raise RagdistillError(f"model {name!r}: {base} ({model.config.model_type}) has no model.layers to prune; "
+                                  "pruned: takes a Llama-style causal LM (Llama, Qwen2, SmolLM2, Gemma...)")
+        total = len(blocks)
+        if not 1 <= layers <= total:
+            raise RagdistillError(f"model {name!r}: layers must be 1..{total}")
+        keep = kept_layers(total, layers)
+        log.info("pruning %s into %s (once): layers %s of %d, vocabulary %s", base, name, keep, total, vocab or "all")
+        model.model.layers = torch.nn.ModuleList(blocks[i] for i in keep)
+        for i, block in enumerate(model.model.layers):
+            if hasattr(getattr(block, "self_attn", None), "layer_idx"):
+                block.self_attn.layer_idx = i  # the KV cache is indexed by position in the stack
+        model.config.num_hidden_layers = len(keep)
+        if getattr(model.config, "layer_types", None):
+            model.config.layer_types = [model.config.layer_types[i] for i in keep]
+        AutoTokenizer.from_pretrained(src).save_pretrained(tmp)
+        if vocab:
+            trim_bpe_vocabulary(tmp / "tokenizer.json", vocab, name)
+            model.resize_token_embeddings(vocab)  # keeps the first rows; a tied head follows
+        model.save_pretrained(tmp, safe_serialization=True)
+        if model.generation_config is not None:
+            model.generation_config.save_pretrained(tmp)
+        (tmp / FORMAT_FILE).write_text(PRUNED_FORMAT)
+
+    return _build_once(target, lambda t: _has_format(t, PRUNED_FORMAT), build)
+
+
+def kept_layers(total: int, n: int) -> list[int]:
+    """``n`` layer indices out of ``total``, evenly spaced, first and last included."""
+    return [0] if n == 1 else [round(i * (total - 1) / (n - 1)) for i in range(n)]
+
+
+def trim_bpe_vocabulary(tokenizer_json: Path, size: int, name: str = "") -> None:
+    """Keep token ids ``< size`` of a fast BPE tokenizer and the merges among them (in place).
+
+    Refuses what would change the meaning of kept ids: a non-BPE model, a special token at or past
+    ``size``, or a merge whose result precedes its parts (a vocabulary not in merge order)."""
+    import json
+
+    spec = json.loads(tokenizer_json.read_text())
+    model = spec.get("model", {})
+    where = f"model {name!r}: " if name else ""
+    if model.get("type") != "BPE":
+        raise RagdistillError(f"{where}vocabulary trimming needs a BPE tokenizer; {tokenizer_json} holds {model.get('type')!r}")
+    vocab: dict[str, int] = model["vocab"]
+    if size >= len(vocab) + len(spec.get("added_tokens", [])):
+        raise RagdistillError(f"{where}vocabulary size {size} is not below the tokenizer's {len(vocab)}; drop the :<vocab> part")
+    late = [t["content"] for t in spec.get("added_tokens", []) if t["id"] >= size]
+    if late:
+        raise RagdistillError(f"{where}special tokens {late[:3]} have ids >= {size}; trimming would drop them: pick a larger vocabulary")
+    merges = []
+    for m in model["merges"]:
+        a, b = m.split(" ", 1) if isinstance(m, str) else m
+        ida, idb, idr = vocab.get(a), vocab.get(b), vocab.get(a + b)
+        if None in (ida, idb, idr) or max(ida, idb) >= idr:
+            raise RagdistillError(f"{where}{tokenizer_json}: merge {a!r} + {b!r} is not in rank order; this vocabulary cannot be trimmed by id")
+        if idr < size:
+            merges.append(m)
+    model["vocab"] = {t: i for t, i in vocab.items() if i < size}
+    model["merges"] = merges
+    tmp = tokenizer_json.with_name(tokenizer_json.name + ".tmp")
+    tmp.write_text(json.dumps(spec, ensure_ascii=False))
+    tmp.replace(tokenizer_json)
 
 
 def resolve_tokenizer(name_or_path: str) -> str:
@@ -236,6 +337,7 @@ def _materialise(m: PackagedModel) -> Path:
 
 FORMAT_FILE = ".ragdistill-format"
 WARM_FORMAT = "1: cross-attention copied from self-attention"
+PRUNED_FORMAT = "1: evenly spaced layers, BPE vocabulary cut by rank"
 # bump when _gguf_to_hf changes what it writes: caches made by an older version are rebuilt once
 GGUF_FORMAT = "2: tokenizer eos = the generation config's end-of-turn token; no GGUF copy as tokenizer.model"
 
@@ -247,7 +349,7 @@ def _is_current(target: Path, m: PackagedModel) -> bool:
 
 
 def _has_format(target: Path, fmt: str = GGUF_FORMAT) -> bool:
-    """``target`` was written by the current build code (``GGUF_FORMAT``, ``WARM_FORMAT``)."""
+    """``target`` was written by the current build code (``GGUF_FORMAT``, ``WARM_FORMAT``, ``PRUNED_FORMAT``)."""
     return (target / FORMAT_FILE).is_file() and (target / FORMAT_FILE).read_text() == fmt
 
 
