@@ -53,11 +53,14 @@ class ScoredRewriter:
     """The distilled (decoder-only) student rewriting greedily, with log p(rewrite | prompt) per rewrite."""
 
     def __init__(self, cfg: Any) -> None:
-        from ragdistill.query_rewriter.student import StudentRewriter
+        from ragdistill.query_rewriter.student import StudentRewriter, is_term_selector
 
         path = stage_dir(cfg, STAGE, "train") / "model"
         if not (path / "config.json").is_file():
             raise RagdistillError(f"{path}: no trained student; run `ragdistill query_rewriter train` first (same paths.work_dir)")
+        if is_term_selector(path):
+            raise RagdistillError(f"{path}: routing scores a generative student (log p(rewrite | prompt)); a term-selection "
+                                  "student has no such score and is not supported by calibrate/routed yet")
         self.rewriter = StudentRewriter.from_pretrained(str(path), int(cfg.query_rewriter.train.max_source_length))
         if self.rewriter.seq2seq:
             raise RagdistillError(f"{path}: routing scores a decoder-only student (log p(rewrite | prompt)); a seq2seq "

@@ -25,7 +25,7 @@ def component(cfg: Any, variant: str) -> Rewriter:
     from ragdistill.common.config import stage_dir
     from ragdistill.query_rewriter.examples import teacher_prompt
     from ragdistill.query_rewriter.prompts import rewrite_example
-    from ragdistill.query_rewriter.student import StudentRewriter
+    from ragdistill.query_rewriter.student import load_student, load_student_onnx
 
     t = cfg.query_rewriter.teach
     msl = int(cfg.query_rewriter.train.max_source_length)
@@ -40,13 +40,13 @@ def component(cfg: Any, variant: str) -> Rewriter:
             return teacher.get().generate([prompt.messages(ex)], max_new_tokens=max_new_tokens(cfg, "rewrite"))[0]
     else:
         if variant == "student_base":
-            model, path = StudentRewriter.from_pretrained(cfg.student.model, msl), resolve_model(cfg.student.model)
+            model, path = load_student(cfg.student.model, msl), resolve_model(cfg.student.model)
         elif variant == "student":
             path = str(_artifact(stage_dir(cfg, "query_rewriter", "train") / "model", "train"))
-            model = StudentRewriter.from_pretrained(path, msl)
+            model = load_student(path, msl)
         elif variant == "student_onnx":
             path = str(_artifact(stage_dir(cfg, "query_rewriter", "export") / "onnx", "export"))
-            model = StudentRewriter.from_onnx(path, max_source_length=msl)
+            model = load_student_onnx(path, msl)
         else:
             raise RagdistillError(f"query_rewriter has no variant {variant!r}; use teacher, student_base, student or student_onnx")
 

@@ -100,14 +100,14 @@ def _latency(gen: Generate, examples: list[Example], n: int) -> dict[str, float]
 
 def system_generators(cfg: Any, systems: list[str]) -> dict[str, Callable[[], Generate]]:
     """Lazy constructors: a system's model is only loaded when it is scored."""
-    from ragdistill.query_rewriter.student import StudentRewriter
+    from ragdistill.query_rewriter.student import load_student, load_student_onnx
 
     msl = int(cfg.query_rewriter.train.max_source_length)
     bs = int(cfg.query_rewriter.evaluate.batch_size)
     train_model = stage_dir(cfg, STAGE, "train") / "model"
     export_dir = stage_dir(cfg, STAGE, "export")
 
-    def loaded(load: Callable[[], StudentRewriter]) -> Callable[[], Generate]:
+    def loaded(load: Callable[[], Any]) -> Callable[[], Generate]:
         def make() -> Generate:
             rewriter = load()
             return lambda exs: rewriter.generate(exs, batch_size=bs)
@@ -115,10 +115,10 @@ def system_generators(cfg: Any, systems: list[str]) -> dict[str, Callable[[], Ge
         return make
 
     def student(path: str) -> Callable[[], Generate]:
-        return loaded(lambda: StudentRewriter.from_pretrained(path, msl))
+        return loaded(lambda: load_student(path, msl))
 
     def onnx(path: Any) -> Callable[[], Generate]:
-        return loaded(lambda: StudentRewriter.from_onnx(path, max_source_length=msl))
+        return loaded(lambda: load_student_onnx(path, msl))
 
     out: dict[str, Callable[[], Generate]] = {}
     for s in systems:

@@ -1,7 +1,7 @@
 """export: the distilled student as ONNX through optimum, with a greedy-output parity check.
 
 ``ORTModelForSeq2SeqLM`` for T5-family students (encoder + decoder graphs), ``ORTModelForCausalLM``
-for the decoder-only default; both keep the KV cache, except a warm-started ``bert2bert:`` student,
+for the decoder-only default, ``ORTModelForTokenClassification`` for a term selector; the generative ones keep the KV cache, except a warm-started ``bert2bert:`` student,
 whose BERT decoder optimum exports without one (``exports_with_cache``). Parity = the fraction of held-out inputs
 (CANARD test records) whose greedy output is identical to the torch model's; it is reported, not
 assumed. With ``export.int8`` a dynamic int8 copy (per-channel weights: per-tensor is too lossy,
@@ -25,7 +25,7 @@ from ragdistill.common.monitor import default_baseline_path
 from ragdistill.common.timing import Stopwatch
 from ragdistill.query_rewriter.calibrate import monitor_baseline
 from ragdistill.query_rewriter.examples import test_set
-from ragdistill.query_rewriter.student import StudentRewriter, exports_with_cache, is_seq2seq
+from ragdistill.query_rewriter.student import exports_with_cache, is_seq2seq, is_term_selector, load_student, load_student_onnx
 
 log = get_logger(__name__)
 STAGE = "query_rewriter"
@@ -43,14 +43,17 @@ def onnx_files(onnx_dir: Path) -> list[Path]:
 
 
 def export_onnx(model_dir: Path, out: Path) -> None:
-    """optimum export (with past key values where it can) of a seq2seq or causal student into ``out``."""
-    from optimum.onnxruntime import ORTModelForCausalLM, ORTModelForSeq2SeqLM
+    """optimum export (with past key values where it can) of a seq2seq, causal or term-selection student into ``out``."""
+    from optimum.onnxruntime import ORTModelForCausalLM, ORTModelForSeq2SeqLM, ORTModelForTokenClassification
 
     from ragdistill.query_rewriter.student import load_tokenizer
 
-    cls = ORTModelForSeq2SeqLM if is_seq2seq(str(model_dir)) else ORTModelForCausalLM
     with atomic_path(out) as tmp:
-        model = cls.from_pretrained(str(model_dir), export=True, use_cache=exports_with_cache(model_dir))
+        if is_term_selector(model_dir):
+            model = ORTModelForTokenClassification.from_pretrained(str(model_dir), export=True)
+        else:
+            cls = ORTModelForSeq2SeqLM if is_seq2seq(str(model_dir)) else ORTModelForCausalLM
+            model = cls.from_pretrained(str(model_dir), export=True, use_cache=exports_with_cache(model_dir))
         model.save_pretrained(tmp)
         load_tokenizer(str(model_dir)).save_pretrained(tmp)
 
@@ -90,14 +93,14 @@ def export(cfg: Any) -> dict[str, Any]:
         export_onnx(model_dir, out_dir / "onnx")
     log.info("ONNX export in %.0fs -> %s", sw.seconds, out_dir / "onnx")
     examples = test_set(cfg).examples[: int(ec.parity_records)]
-    torch_out = StudentRewriter.from_pretrained(str(model_dir), msl).generate(examples)
+    torch_out = load_student(str(model_dir), msl).generate(examples)
     report: dict[str, Any] = {"inputs": len(examples), "export_seconds": sw.seconds, "student": str(model_dir)}
     variants = {"onnx": out_dir / "onnx"}
     if ec.int8:
         quantize_int8(out_dir / "onnx", out_dir / "onnx_int8")
         variants["onnx_int8"] = out_dir / "onnx_int8"
     for name, d in variants.items():
-        outs = StudentRewriter.from_onnx(d, max_source_length=msl).generate(examples)
+        outs = load_student_onnx(d, msl).generate(examples)
         rate = parity(torch_out, outs)
         size = sum(f.stat().st_size for f in d.iterdir() if f.name.endswith((".onnx", ".onnx_data"))) / 2**20
         report[name] = {"path": str(d), "parity": rate, "size_mb": size,

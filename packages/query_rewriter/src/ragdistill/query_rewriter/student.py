@@ -1,5 +1,7 @@
 """The student as a rewriter: one wrapper for a decoder-only LM, a T5-family seq2seq model and
-their ONNX exports, so train (checkpoint choice), export (parity) and evaluate run one code path.
+their ONNX exports, so train (checkpoint choice), export (parity) and evaluate run one code path;
+an encoder-only student is a ``term_selection.TermSelector`` behind the same ``generate``
+(``load_student`` / ``load_student_onnx`` pick the class).
 
 A decoder-only student reads :func:`prompts.student_messages` through its chat template and
 continues after the assistant tag; a seq2seq student reads :func:`prompts.seq2seq_input`. Decoding
@@ -24,6 +26,36 @@ def is_seq2seq(model_path: str) -> bool:
     from transformers import AutoConfig
 
     return bool(getattr(AutoConfig.from_pretrained(model_path), "is_encoder_decoder", False))
+
+
+def is_term_selector(model_path: str | Path) -> bool:
+    """True for an encoder-only checkpoint (``BertModel``, ``...ForTokenClassification``): it cannot
+    write text, so it trains and runs as a term selector (term_selection.py)."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(str(model_path))
+    archs = list(getattr(config, "architectures", None) or [])
+    return (not getattr(config, "is_encoder_decoder", False) and bool(archs)
+            and all(a.endswith(("Model", "ForTokenClassification")) and "LMHead" not in a for a in archs))
+
+
+def load_student(name_or_path: str, max_source_length: int = 256) -> Any:
+    """A torch student (``StudentRewriter`` or ``TermSelector``) for a trained folder, a short name or a hub id."""
+    path = resolve_model(name_or_path)
+    if is_term_selector(path):
+        from ragdistill.query_rewriter.term_selection import TermSelector
+
+        return TermSelector.from_pretrained(path, max_source_length)
+    return StudentRewriter.from_pretrained(path, max_source_length)
+
+
+def load_student_onnx(onnx_dir: str | Path, max_source_length: int = 256) -> Any:
+    """The ONNX export of either kind of student (its folder keeps the model's config)."""
+    if is_term_selector(onnx_dir):
+        from ragdistill.query_rewriter.term_selection import TermSelector
+
+        return TermSelector.from_onnx(onnx_dir, max_source_length=max_source_length)
+    return StudentRewriter.from_onnx(onnx_dir, max_source_length=max_source_length)
 
 
 def exports_with_cache(model_dir: str | Path) -> bool:

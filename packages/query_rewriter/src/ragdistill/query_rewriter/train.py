@@ -5,7 +5,9 @@ Two model families, one recipe (teacher output = target, cross-entropy on the ta
 * T5-family (``t5-small``, ``google/flan-t5-base``...): transformers' ``Seq2SeqTrainer``;
 * decoder-only (the default ``smollm2-135m-instruct``, no T5 checkpoint is packaged): ``Trainer``
   on prompt + target sequences whose prompt tokens are labelled -100 (completion-only loss), so the
-  student learns to write the rewrite, not to reproduce the conversation.
+  student learns to write the rewrite, not to reproduce the conversation;
+* encoder-only (``minilm-l6``): a term selector (term_selection.py), ``Trainer`` on token labels
+  that tag the conversation words the target adds to the question (rewrites only).
 
 ``train.human_mix`` replaces that fraction of rewrite targets with the human CANARD rewrite, and
 ``train.human_records`` adds that many untaught records with their human rewrite as the target. The
@@ -32,7 +34,8 @@ from ragdistill.query_rewriter.examples import RewriteEvalSet, human_train_examp
 from ragdistill.query_rewriter.prompts import Example
 from ragdistill.query_rewriter.retrieval import BM25Retriever
 from ragdistill.query_rewriter.scoring import retrieval_metrics, rewrite_queries, with_lift
-from ragdistill.query_rewriter.student import StudentRewriter, is_seq2seq, load_tokenizer, source_text
+from ragdistill.query_rewriter.student import StudentRewriter, is_seq2seq, is_term_selector, load_tokenizer, source_text
+from ragdistill.query_rewriter.term_selection import TermSelector, tag_rows
 
 log = get_logger(__name__)
 STAGE = "query_rewriter"
@@ -134,10 +137,13 @@ def train(cfg: Any) -> dict[str, Any]:
     from transformers import (
         AutoModelForCausalLM,
         AutoModelForSeq2SeqLM,
+        AutoModelForTokenClassification,
         DataCollatorForSeq2Seq,
+        DataCollatorForTokenClassification,
         Seq2SeqTrainer,
         Seq2SeqTrainingArguments,
         Trainer,
+        set_seed,
     )
 
     tc = cfg.query_rewriter.train
@@ -146,12 +152,26 @@ def train(cfg: Any) -> dict[str, Any]:
     if not cfg.student.model:
         raise RagdistillError("student.model is not set; pass student=smollm2-135m or student.model=<path or hub id, e.g. t5-small>")
     path = resolve_model(cfg.student.model)
-    seq2seq = is_seq2seq(path)
+    selector = is_term_selector(path)
+    seq2seq = not selector and is_seq2seq(path)
+    kind = "term_selection" if selector else "seq2seq" if seq2seq else "causal"
     tok = load_tokenizer(path)
-    tok.padding_side, tok.truncation_side = "right", ("right" if seq2seq else "left")
-    model = (AutoModelForSeq2SeqLM if seq2seq else AutoModelForCausalLM).from_pretrained(path, dtype=torch.float32)
-    rows = tokenize_pairs(tok, pairs, seq2seq, int(tc.max_source_length), int(tc.max_target_length),
-                          getattr(model.config, "decoder_start_token_id", None) if seq2seq else None)
+    tok.padding_side, tok.truncation_side = "right", ("right" if seq2seq or selector else "left")
+    auto = AutoModelForTokenClassification if selector else AutoModelForSeq2SeqLM if seq2seq else AutoModelForCausalLM
+    set_seed(int(cfg.run.seed))  # a term selector's new head is initialised here
+    model = auto.from_pretrained(path, dtype=torch.float32, **({"num_labels": 2} if selector else {}))
+    if selector:
+        dropped = sum(e.task != "rewrite" for e, _ in pairs)
+        pairs = [(e, t) for e, t in pairs if e.task == "rewrite"]
+        if dropped:
+            log.info("term selection has no expansion task: %d expansion targets not used", dropped)
+        rows = tag_rows(tok, pairs, int(tc.max_source_length))
+        positives = sum(v == 1 for r in rows for v in r["labels"])
+        log.info("term selection: %d of %d conversation words tagged (terms the targets add to the question)",
+                 positives, sum(v != -100 for r in rows for v in r["labels"]))
+    else:
+        rows = tokenize_pairs(tok, pairs, seq2seq, int(tc.max_source_length), int(tc.max_target_length),
+                              getattr(model.config, "decoder_start_token_id", None) if seq2seq else None)
     train_ds = Dataset.from_list(rows)
     val = validation_set(cfg) if tc.select_best else None
     eval_ds = Dataset.from_list(rows[:1])  # Trainer wants one to schedule evaluation; evaluate() ignores it
@@ -176,7 +196,8 @@ def train(cfg: Any) -> dict[str, Any]:
         from transformers import TrainingArguments
 
         args = TrainingArguments(**common)
-    collator = DataCollatorForSeq2Seq(tok, model=model if seq2seq else None, label_pad_token_id=-100, padding=True)
+    collator = (DataCollatorForTokenClassification(tok) if selector else
+                DataCollatorForSeq2Seq(tok, model=model if seq2seq else None, label_pad_token_id=-100, padding=True))
     trainer_cls = _trainer_class(Seq2SeqTrainer if seq2seq else Trainer)
     trainer = trainer_cls(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds if val else None,
                           data_collator=collator, processing_class=tok)
@@ -184,15 +205,16 @@ def train(cfg: Any) -> dict[str, Any]:
     trainer.best_dir = ckpt_dir / "best"
     if val:
         trainer.lift = ValidationLift(val)
-        trainer.rewriter = StudentRewriter(model, load_tokenizer(path), seq2seq, int(tc.max_source_length))
+        trainer.rewriter = (TermSelector(model, load_tokenizer(path), int(tc.max_source_length)) if selector
+                            else StudentRewriter(model, load_tokenizer(path), seq2seq, int(tc.max_source_length)))
         trainer.rewriter.tok.truncation_side = tok.truncation_side
-    log.info("distilling %d targets into %s (%s)", len(pairs), cfg.student.model, "seq2seq" if seq2seq else "decoder-only")
+    log.info("distilling %d targets into %s (%s)", len(pairs), cfg.student.model, kind)
     result = trainer.train()
 
     best_dir = trainer.best_dir if trainer.best is not None and trainer.best_dir.is_dir() else None
     with atomic_path(out_dir / "model") as tmp:
         if best_dir is not None:
-            src_model = (AutoModelForSeq2SeqLM if seq2seq else AutoModelForCausalLM).from_pretrained(best_dir, dtype=torch.float32)
+            src_model = auto.from_pretrained(best_dir, dtype=torch.float32)
             src_model.save_pretrained(tmp, safe_serialization=True)
         else:
             trainer.model.save_pretrained(tmp, safe_serialization=True)
@@ -201,7 +223,7 @@ def train(cfg: Any) -> dict[str, Any]:
             model.generation_config.save_pretrained(tmp)
     shutil.rmtree(ckpt_dir, ignore_errors=True)
     metrics = {
-        "student": cfg.student.model, "kind": "seq2seq" if seq2seq else "causal", "targets": len(pairs),
+        "student": cfg.student.model, "kind": kind, "targets": len(pairs),
         "tasks": {t: sum(e.task == t for e, _ in pairs) for t in ("rewrite", "expansion")},
         "human_records": int(tc.human_records),
         "train_loss": float(result.training_loss), "steps": int(trainer.state.global_step),
