@@ -33,6 +33,16 @@ def test_query_is_the_question_plus_each_picked_term_once():
     assert selected_query(EX, pieces, [False] * len(pieces)) == EX.question
 
 
+def test_the_threshold_decides_how_many_words_are_added():
+    selector = load_student("minilm-l6", 128)  # probabilities of an untrained head: strictly inside (0, 1)
+    outs = selector.generate_at([EX], [1.0, 0.0])
+    assert outs[1.0] == [EX.question]
+    assert outs[0.0] == [selected_query(EX, context_pieces(EX), [True] * len(context_pieces(EX)))]
+    assert outs[0.0][0] == "When did they disband? Frank Zappa Mothers Invention band form formed 1964 California"
+    selector.threshold = 1.0
+    assert selector.generate([EX]) == outs[1.0] and selector.model.config.term_threshold == 1.0
+
+
 def test_labels_sit_on_the_first_token_of_each_tagged_word():
     tok = load_tokenizer(resolve_model("minilm-l6"))
     enc, starts = encode(tok, [EX], 128, ["When did Zappa and the Mothers of Invention disband?"])
@@ -42,9 +52,30 @@ def test_labels_sit_on_the_first_token_of_each_tagged_word():
     assert sum(lab != -100 for lab in labels) == len(context_pieces(EX)) == sum(s is not None for s in starts[0])
 
 
-def test_encoder_only_checkpoints_are_term_selectors():
+def test_encoder_only_checkpoints_are_term_selectors(tmp_path):
+    from transformers import BertConfig, DistilBertConfig, GPT2Config, T5Config
+
     assert is_term_selector(resolve_model("minilm-l6"))
     assert not is_term_selector(resolve_model("smollm2-135m-instruct"))
+    # what hub checkpoints declare: bert-base-uncased / distilbert ship masked-LM heads, gpt2 / t5 generate
+    for name, config, selector in [("bert", BertConfig(architectures=["BertForMaskedLM"]), True),
+                                   ("distilbert", DistilBertConfig(architectures=["DistilBertForMaskedLM"]), True),
+                                   ("gpt2", GPT2Config(architectures=["GPT2LMHeadModel"]), False),
+                                   ("t5", T5Config(architectures=["T5ForConditionalGeneration"]), False)]:
+        config.save_pretrained(tmp_path / name)
+        assert is_term_selector(tmp_path / name) is selector, name
+
+
+def test_a_term_selector_without_rewrite_targets_is_a_clear_error(make_cfg):
+    from ragdistill.query_rewriter.teach import teach
+    from ragdistill.query_rewriter.train import train
+
+    cfg = make_cfg("query_rewriter", ["query_rewriter=term_selection", "query_rewriter.teach.tasks=[expansion]",
+                                      "query_rewriter.teach.expansion_data=[scifact]", "query_rewriter.teach.expansion_queries=2",
+                                      "query_rewriter.train.human_records=0"])
+    teach(cfg)
+    with pytest.raises(RagdistillError, match="term selector, which learns rewrites only, and there are no rewrite targets"):
+        train(cfg)
 
 
 SMALL = [
@@ -98,12 +129,15 @@ def test_term_selector_pipeline(make_cfg, work_dir):
     assert cfg.student.model == "minilm-l6"
     teach(cfg)
     pairs = [(e, t) for e, t in load_targets(cfg) if e.task == "rewrite"]
-    before = _tag_f1(load_student("minilm-l6", 128), pairs)
+    before = _tag_f1(load_student("minilm-l6", 128, int(cfg.run.seed)), pairs)  # the head training starts from
 
     m = train(cfg)
     assert m["kind"] == "term_selection" and m["steps"] == 16 and m["tasks"] == {"rewrite": len(pairs), "expansion": 0}
     assert [h["step"] for h in m["validation"]] == [8, 16]
+    assert all(h["threshold"] in cfg.query_rewriter.train.term_thresholds for h in m["validation"])
+    kept = next(h for h in m["validation"] if h["step"] == m["best_checkpoint_step"])
     model_dir = work_dir / "query_rewriter/train/model"
+    assert load_student(str(model_dir), 128).threshold == kept["threshold"]  # the kept checkpoint's own threshold
     after = _tag_f1(load_student(str(model_dir), 128), pairs)
     assert after > before + 0.2, (before, after)  # distillation taught it which words to add
     with pytest.raises(RagdistillError, match="term-selection student"):
@@ -114,6 +148,7 @@ def test_term_selector_pipeline(make_cfg, work_dir):
     assert rep["onnx"]["parity"] == 1.0 and 0.0 <= rep["onnx_int8"]["parity"] <= 1.0
     onnx = load_student_onnx(work_dir / "query_rewriter/export/onnx", 128)
     assert type(onnx.model).__name__ == "ORTModelForTokenClassification"
+    assert onnx.threshold == load_student_onnx(work_dir / "query_rewriter/export/onnx_int8", 128).threshold == kept["threshold"]
 
     res = evaluate(cfg)["results"]
     assert {"teacher", "student_base", "student", "student_onnx", "student_onnx_int8"} <= set(res)

@@ -40,7 +40,7 @@ def component(cfg: Any, variant: str) -> Rewriter:
             return teacher.get().generate([prompt.messages(ex)], max_new_tokens=max_new_tokens(cfg, "rewrite"))[0]
     else:
         if variant == "student_base":
-            model, path = load_student(cfg.student.model, msl), resolve_model(cfg.student.model)
+            model, path = load_student(cfg.student.model, msl, int(cfg.run.seed)), resolve_model(cfg.student.model)
         elif variant == "student":
             path = str(_artifact(stage_dir(cfg, "query_rewriter", "train") / "model", "train"))
             model = load_student(path, msl)

@@ -48,6 +48,9 @@ class TrainSettings:
     eval_steps: int = 0  # 0 = validate once per epoch; with max_steps, once at the end
     val_records: int = 96  # answerable records from the end of the train split (never taught) for checkpoint choice
     select_best: bool = True  # keep the checkpoint with the highest validation recall lift
+    # a term selector's tagging threshold: the one of these with the best validation recall lift is kept
+    # (lower adds more words; pass one value to fix it, docs/query_rewriter.md has the trade-off)
+    term_thresholds: list[float] = field(default_factory=lambda: [0.5, 0.3, 0.2, 0.1, 0.05, 0.02, 0.01, 0.005])
 
 
 @dataclass

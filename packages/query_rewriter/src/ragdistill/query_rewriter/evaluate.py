@@ -115,7 +115,7 @@ def system_generators(cfg: Any, systems: list[str]) -> dict[str, Callable[[], Ge
         return make
 
     def student(path: str) -> Callable[[], Generate]:
-        return loaded(lambda: load_student(path, msl))
+        return loaded(lambda: load_student(path, msl, int(cfg.run.seed)))
 
     def onnx(path: Any) -> Callable[[], Generate]:
         return loaded(lambda: load_student_onnx(path, msl))

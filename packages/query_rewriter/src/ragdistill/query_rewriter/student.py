@@ -28,24 +28,29 @@ def is_seq2seq(model_path: str) -> bool:
     return bool(getattr(AutoConfig.from_pretrained(model_path), "is_encoder_decoder", False))
 
 
+GENERATIVE_HEADS = ("ForCausalLM", "LMHeadModel", "ForConditionalGeneration")
+
+
 def is_term_selector(model_path: str | Path) -> bool:
-    """True for an encoder-only checkpoint (``BertModel``, ``...ForTokenClassification``): it cannot
-    write text, so it trains and runs as a term selector (term_selection.py)."""
+    """True for an encoder-only checkpoint (``BertModel``, ``BertForMaskedLM``, ``...ForTokenClassification``):
+    it cannot write text, so it trains and runs as a term selector (term_selection.py). Generative
+    checkpoints (a causal LM head, an encoder-decoder) are not."""
     from transformers import AutoConfig
 
     config = AutoConfig.from_pretrained(str(model_path))
     archs = list(getattr(config, "architectures", None) or [])
     return (not getattr(config, "is_encoder_decoder", False) and bool(archs)
-            and all(a.endswith(("Model", "ForTokenClassification")) and "LMHead" not in a for a in archs))
+            and not any(a.endswith(GENERATIVE_HEADS) for a in archs))
 
 
-def load_student(name_or_path: str, max_source_length: int = 256) -> Any:
-    """A torch student (``StudentRewriter`` or ``TermSelector``) for a trained folder, a short name or a hub id."""
+def load_student(name_or_path: str, max_source_length: int = 256, seed: int = 0) -> Any:
+    """A torch student (``StudentRewriter`` or ``TermSelector``) for a trained folder, a short name or a hub id.
+    ``seed`` initialises an untrained term selector's head (pass ``run.seed``: the head training starts from)."""
     path = resolve_model(name_or_path)
     if is_term_selector(path):
         from ragdistill.query_rewriter.term_selection import TermSelector
 
-        return TermSelector.from_pretrained(path, max_source_length)
+        return TermSelector.from_pretrained(path, max_source_length, seed)
     return StudentRewriter.from_pretrained(path, max_source_length)
 
 

@@ -31,6 +31,7 @@ PIECE = re.compile(r"\w+|[^\w\s]")  # what the encoder reads: words and punctuat
 TERM = re.compile(r"(?u)\b\w\w+\b")  # what can be selected: bm25s' token pattern (2+ word characters)
 STOPWORDS = frozenset(STOPWORDS_EN) | {"topic"}  # what BM25 ignores, and the format's "Topic:" marker
 FOLLOW_UP = "Follow-up question:"
+DEFAULT_THRESHOLD = 0.5  # an untrained or uncalibrated selector's
 
 
 def terms(text: str) -> set[str]:
@@ -97,27 +98,43 @@ def tag_rows(tok: Any, pairs: list[tuple[Example, str]], max_length: int) -> lis
     return rows
 
 
+def token_classifier(path: str, seed: int) -> Any:
+    """``AutoModelForTokenClassification`` with 2 labels; an encoder checkpoint gets a new head drawn from
+    ``seed``, so train (which starts from it) and the undistilled ``student_base`` are the same model."""
+    from transformers import AutoModelForTokenClassification, set_seed
+
+    set_seed(seed)
+    return AutoModelForTokenClassification.from_pretrained(path, num_labels=2, dtype=torch.float32)
+
+
 class TermSelector:
     """The term-selection student behind the same ``generate(examples)`` as ``StudentRewriter``:
     torch (``AutoModelForTokenClassification``) or ONNX (``ORTModelForTokenClassification``).
     Expansion examples get an empty output (this student does not write reformulations)."""
 
-    def __init__(self, model: Any, tokenizer: Any, max_source_length: int = 256, threshold: float = 0.5) -> None:
-        self.model, self.tok, self.max_source_length, self.threshold = model, tokenizer, max_source_length, threshold
+    def __init__(self, model: Any, tokenizer: Any, max_source_length: int = 256) -> None:
+        self.model, self.tok, self.max_source_length = model, tokenizer, max_source_length
         self.seq2seq = False
+
+    @property
+    def threshold(self) -> float:
+        """P(tag) above which a word is added. train chooses it on the validation records (the teacher
+        tags few words, so its probabilities run low) and it lives in the model's config
+        (``term_threshold``), which the ONNX export copies: torch and ONNX decide alike."""
+        return float(getattr(self.model.config, "term_threshold", DEFAULT_THRESHOLD))
+
+    @threshold.setter
+    def threshold(self, value: float) -> None:
+        self.model.config.term_threshold = float(value)
 
     @classmethod
     def from_pretrained(cls, name_or_path: str, max_source_length: int = 256, seed: int = 0) -> TermSelector:
-        """A trained selector, or an encoder checkpoint whose new 2-way head is initialised with ``seed``
-        (the undistilled student: its tags are the untrained head's)."""
-        from transformers import AutoModelForTokenClassification
-
+        """A trained selector, or an encoder checkpoint with the fresh head :func:`token_classifier` gives it
+        for ``seed`` (the undistilled student: its tags are that untrained head's)."""
         from ragdistill.common.models import resolve_model
 
         path = resolve_model(name_or_path)
-        torch.manual_seed(seed)
-        model = AutoModelForTokenClassification.from_pretrained(path, num_labels=2, dtype=torch.float32).eval()
-        return cls(model, load_tokenizer(path), max_source_length)
+        return cls(token_classifier(path, seed).eval(), load_tokenizer(path), max_source_length)
 
     @classmethod
     def from_onnx(cls, onnx_dir: str | Path, file_names: dict[str, str] | None = None, max_source_length: int = 256) -> TermSelector:
@@ -126,26 +143,41 @@ class TermSelector:
         kw = {"file_name": next(iter(file_names.values()))} if file_names else {}
         return cls(ORTModelForTokenClassification.from_pretrained(str(onnx_dir), **kw), load_tokenizer(str(onnx_dir)), max_source_length)
 
-    @torch.inference_mode()
     def generate(self, examples: list[Example], batch_size: int = 8) -> list[str]:
-        out = [""] * len(examples)
+        return self.generate_at(examples, [self.threshold], batch_size)[self.threshold]
+
+    def generate_at(self, examples: list[Example], thresholds: list[float], batch_size: int = 8) -> dict[float, list[str]]:
+        """The outputs at each threshold, from one forward pass over ``examples``."""
+        probs = self.word_probabilities(examples, batch_size)
+        out = {}
+        for t in thresholds:
+            outs = [""] * len(examples)
+            for i, p in probs.items():
+                outs[i] = selected_query(examples[i], context_pieces(examples[i]), [x > t for x in p])
+            out[t] = outs
+        return out
+
+    @torch.inference_mode()
+    def word_probabilities(self, examples: list[Example], batch_size: int = 8) -> dict[int, list[float]]:
+        """For each rewrite example (by index), P(tag) of every context piece, read at its first token
+        (0 for pieces cut by ``max_source_length``)."""
+        out: dict[int, list[float]] = {}
         was_training = getattr(self.model, "training", False)
         if hasattr(self.model, "eval"):
             self.model.eval()
         idx = [i for i, e in enumerate(examples) if e.task == "rewrite"]
+        device = getattr(self.model, "device", torch.device("cpu"))
         for b in range(0, len(idx), batch_size):
-            chunk = [examples[i] for i in idx[b : b + batch_size]]
-            enc, starts = encode(self.tok, chunk, self.max_source_length)
-            device = getattr(self.model, "device", torch.device("cpu"))
+            chunk = idx[b : b + batch_size]
+            enc, starts = encode(self.tok, [examples[i] for i in chunk], self.max_source_length)
             logits = self.model(**{k: v.to(device) for k, v in enc.items()}).logits
-            prob = torch.softmax(logits.float(), dim=-1)[..., 1].cpu()
-            for j, (ex, row) in enumerate(zip(chunk, starts, strict=True)):
-                pieces = context_pieces(ex)
-                picked = [False] * len(pieces)
+            prob = torch.softmax(logits.float(), dim=-1)[..., 1].cpu().tolist()
+            for j, (i, row) in enumerate(zip(chunk, starts, strict=True)):
+                p = [0.0] * len(context_pieces(examples[i]))
                 for t, w in enumerate(row):
                     if w is not None:
-                        picked[w] = bool(prob[j, t] > self.threshold)
-                out[idx[b + j]] = selected_query(ex, pieces, picked)
+                        p[w] = prob[j][t]
+                out[i] = p
         if was_training:
             self.model.train()
         return out

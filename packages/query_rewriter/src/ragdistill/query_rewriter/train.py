@@ -35,7 +35,7 @@ from ragdistill.query_rewriter.prompts import Example
 from ragdistill.query_rewriter.retrieval import BM25Retriever
 from ragdistill.query_rewriter.scoring import retrieval_metrics, rewrite_queries, with_lift
 from ragdistill.query_rewriter.student import StudentRewriter, is_seq2seq, is_term_selector, load_tokenizer, source_text
-from ragdistill.query_rewriter.term_selection import TermSelector, tag_rows
+from ragdistill.query_rewriter.term_selection import TermSelector, tag_rows, token_classifier
 
 log = get_logger(__name__)
 STAGE = "query_rewriter"
@@ -90,18 +90,26 @@ def tokenize_pairs(tok: Any, pairs: list[tuple[Example, str]], seq2seq: bool, ma
 
 
 class ValidationLift:
-    """Greedy rewrites of the validation records -> BM25 metrics and recall lift vs the raw question."""
+    """Greedy rewrites of the validation records -> BM25 metrics and recall lift vs the raw question.
+    A term selector is scored at each of ``thresholds`` (one forward pass) and keeps the best one."""
 
-    def __init__(self, val: RewriteEvalSet, batch_size: int = 8) -> None:
-        self.val, self.batch_size = val, batch_size
+    def __init__(self, val: RewriteEvalSet, batch_size: int = 8, thresholds: tuple[float, ...] = ()) -> None:
+        self.val, self.batch_size, self.thresholds = val, batch_size, thresholds
         self.retriever = BM25Retriever(val.data.corpus)
         self.qrels = val.data.qrels[val.split]
         self.raw = retrieval_metrics(self.retriever, self.qrels, {r.id: r.question for r in val.records})
 
-    def __call__(self, rewriter: StudentRewriter) -> dict[str, float]:
-        outs = rewriter.generate(self.val.examples, batch_size=self.batch_size)
+    def score(self, outs: list[str]) -> dict[str, float]:
         queries = rewrite_queries([r.id for r in self.val.records], outs, [r.question for r in self.val.records])
         return with_lift(retrieval_metrics(self.retriever, self.qrels, queries), self.raw)
+
+    def __call__(self, rewriter: StudentRewriter | TermSelector) -> dict[str, float]:
+        if isinstance(rewriter, TermSelector) and self.thresholds:
+            scored = {t: self.score(o) for t, o in rewriter.generate_at(self.val.examples, list(self.thresholds), self.batch_size).items()}
+            best = max(scored, key=lambda t: (scored[t]["recall_lift"], t))  # a tie keeps the higher threshold (fewer words)
+            rewriter.threshold = best  # saved with the checkpoint (model config)
+            return {**scored[best], "threshold": best}
+        return self.score(rewriter.generate(self.val.examples, batch_size=self.batch_size))
 
 
 def _trainer_class(base: type) -> type:
@@ -109,7 +117,7 @@ def _trainer_class(base: type) -> type:
 
     class RecallLiftTrainer(base):  # type: ignore[misc, valid-type]
         lift: ValidationLift
-        rewriter: StudentRewriter
+        rewriter: StudentRewriter | TermSelector
         best_dir: Path
         history: list[dict[str, float]]
         best: tuple[float, int] | None = None  # (recall_lift, step) of the saved checkpoint
@@ -119,7 +127,8 @@ def _trainer_class(base: type) -> type:
             step = self.state.global_step
             metrics = {f"{metric_key_prefix}_{k.replace('@', '_at_')}": v for k, v in m.items()}
             self.history.append({"step": step, **m})
-            log.info("validation at step %d: recall_lift %.4f (recall@10 %.3f, @100 %.3f)", step, m["recall_lift"], m["recall@10"], m["recall@100"])
+            log.info("validation at step %d: recall_lift %.4f (recall@10 %.3f, @100 %.3f)%s", step, m["recall_lift"], m["recall@10"],
+                     m["recall@100"], f" at threshold {m['threshold']}" if "threshold" in m else "")
             if self.best is None or m["recall_lift"] > self.best[0]:
                 self.best = (m["recall_lift"], step)
                 with atomic_path(self.best_dir) as tmp:
@@ -143,7 +152,6 @@ def train(cfg: Any) -> dict[str, Any]:
         Seq2SeqTrainer,
         Seq2SeqTrainingArguments,
         Trainer,
-        set_seed,
     )
 
     tc = cfg.query_rewriter.train
@@ -157,14 +165,21 @@ def train(cfg: Any) -> dict[str, Any]:
     kind = "term_selection" if selector else "seq2seq" if seq2seq else "causal"
     tok = load_tokenizer(path)
     tok.padding_side, tok.truncation_side = "right", ("right" if seq2seq or selector else "left")
-    auto = AutoModelForTokenClassification if selector else AutoModelForSeq2SeqLM if seq2seq else AutoModelForCausalLM
-    set_seed(int(cfg.run.seed))  # a term selector's new head is initialised here
-    model = auto.from_pretrained(path, dtype=torch.float32, **({"num_labels": 2} if selector else {}))
     if selector:
         dropped = sum(e.task != "rewrite" for e, _ in pairs)
         pairs = [(e, t) for e, t in pairs if e.task == "rewrite"]
+        if not pairs:
+            raise RagdistillError(f"{cfg.student.model} is encoder-only, so it trains as a term selector, which learns "
+                                  "rewrites only, and there are no rewrite targets; teach with query_rewriter.teach.tasks "
+                                  "including rewrite, or pass a generative student (student=smollm2-135m, a T5 id)")
+        bad = [t for t in tc.term_thresholds if not 0.0 < float(t) < 1.0]
+        if bad:
+            raise RagdistillError(f"query_rewriter.train.term_thresholds has {bad}: each must be a probability in (0, 1)")
         if dropped:
             log.info("term selection has no expansion task: %d expansion targets not used", dropped)
+    auto = AutoModelForTokenClassification if selector else AutoModelForSeq2SeqLM if seq2seq else AutoModelForCausalLM
+    model = token_classifier(path, int(cfg.run.seed)) if selector else auto.from_pretrained(path, dtype=torch.float32)
+    if selector:
         rows = tag_rows(tok, pairs, int(tc.max_source_length))
         positives = sum(v == 1 for r in rows for v in r["labels"])
         log.info("term selection: %d of %d conversation words tagged (terms the targets add to the question)",
@@ -204,7 +219,7 @@ def train(cfg: Any) -> dict[str, Any]:
     trainer.history = []
     trainer.best_dir = ckpt_dir / "best"
     if val:
-        trainer.lift = ValidationLift(val)
+        trainer.lift = ValidationLift(val, thresholds=tuple(float(t) for t in tc.term_thresholds) if selector else ())
         trainer.rewriter = (TermSelector(model, load_tokenizer(path), int(tc.max_source_length)) if selector
                             else StudentRewriter(model, load_tokenizer(path), seq2seq, int(tc.max_source_length)))
         trainer.rewriter.tok.truncation_side = tok.truncation_side
