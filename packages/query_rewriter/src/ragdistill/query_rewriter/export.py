@@ -1,10 +1,11 @@
 """export: the distilled student as ONNX through optimum, with a greedy-output parity check.
 
 ``ORTModelForSeq2SeqLM`` for T5-family students (encoder + decoder graphs), ``ORTModelForCausalLM``
-for the decoder-only default, ``ORTModelForTokenClassification`` for a term selector; the generative ones keep the KV cache, except a warm-started ``bert2bert:`` student,
-whose BERT decoder optimum exports without one (``exports_with_cache``). Parity = the fraction of held-out inputs
-(CANARD test records) whose greedy output is identical to the torch model's; it is reported, not
-assumed. With ``export.int8`` a dynamic int8 copy (per-channel weights: per-tensor is too lossy,
+for the decoder-only default, ``ORTModelForTokenClassification`` for a term selector (its config
+carries the tagging threshold). The generative ones keep the KV cache, except a warm-started
+``bert2bert:`` student, whose BERT decoder optimum exports without one (``exports_with_cache``).
+Parity = the fraction of held-out inputs (CANARD test records) whose output is identical to the
+torch model's; it is reported, not assumed. With ``export.int8`` a dynamic int8 copy (per-channel weights: per-tensor is too lossy,
 see /work/shared/STACK.md) is written beside it and checked the same way.
 
 Writes ``<work_dir>/query_rewriter/export/onnx``, ``export/onnx_int8``, ``export/parity.json`` and

@@ -7,7 +7,8 @@ Two model families, one recipe (teacher output = target, cross-entropy on the ta
   on prompt + target sequences whose prompt tokens are labelled -100 (completion-only loss), so the
   student learns to write the rewrite, not to reproduce the conversation;
 * encoder-only (``minilm-l6``): a term selector (term_selection.py), ``Trainer`` on token labels
-  that tag the conversation words the target adds to the question (rewrites only).
+  that tag the conversation words the target adds to the question (rewrites only); its tagging
+  threshold is chosen with the checkpoint, on the same validation lift (``train.term_thresholds``).
 
 ``train.human_mix`` replaces that fraction of rewrite targets with the human CANARD rewrite, and
 ``train.human_records`` adds that many untaught records with their human rewrite as the target. The
