@@ -149,11 +149,12 @@ class TermSelector:
     def generate_at(self, examples: list[Example], thresholds: list[float], batch_size: int = 8) -> dict[float, list[str]]:
         """The outputs at each threshold, from one forward pass over ``examples``."""
         probs = self.word_probabilities(examples, batch_size)
+        pieces = {i: context_pieces(examples[i]) for i in probs}
         out = {}
         for t in thresholds:
             outs = [""] * len(examples)
             for i, p in probs.items():
-                outs[i] = selected_query(examples[i], context_pieces(examples[i]), [x > t for x in p])
+                outs[i] = selected_query(examples[i], pieces[i], [x > t for x in p])
             out[t] = outs
         return out
 
