@@ -137,11 +137,10 @@ class TermSelector:
         return cls(token_classifier(path, seed).eval(), load_tokenizer(path), max_source_length)
 
     @classmethod
-    def from_onnx(cls, onnx_dir: str | Path, file_names: dict[str, str] | None = None, max_source_length: int = 256) -> TermSelector:
+    def from_onnx(cls, onnx_dir: str | Path, max_source_length: int = 256) -> TermSelector:
         from optimum.onnxruntime import ORTModelForTokenClassification
 
-        kw = {"file_name": next(iter(file_names.values()))} if file_names else {}
-        return cls(ORTModelForTokenClassification.from_pretrained(str(onnx_dir), **kw), load_tokenizer(str(onnx_dir)), max_source_length)
+        return cls(ORTModelForTokenClassification.from_pretrained(str(onnx_dir)), load_tokenizer(str(onnx_dir)), max_source_length)
 
     def generate(self, examples: list[Example], batch_size: int = 8) -> list[str]:
         return self.generate_at(examples, [self.threshold], batch_size)[self.threshold]
