@@ -34,6 +34,34 @@ def make_cfg(work_dir):
     return _make
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module's tests: on a shared 2-core machine two threads oversubscribe
+    and run ~10x slower. Use as ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture
+def link_student(work_dir):
+    """``link_student(stage, model)``: a packaged model placed where ``<stage> train`` keeps the
+    distilled student (``<work_dir>/<stage>/train/student``), as a link: nothing is copied. For
+    tests of the verbs after train (export, calibrate, routing) that need a student, not training."""
+    from ragdistill.common.models import resolve_model
+
+    def _link(stage: str, model: str):
+        d = work_dir / stage / "train" / "student"
+        d.parent.mkdir(parents=True, exist_ok=True)
+        d.symlink_to(resolve_model(model), target_is_directory=True)
+        return d
+
+    return _link
+
+
 # pytest-xdist (`make test` runs 2 workers): a test file stays on one worker, so a module-scoped
 # fixture (the e2e harness's trained stages, the fleet's servers) is built once, and the tests that
 # start a Ray runtime share one worker, so two local Ray runtimes never compete for this machine.

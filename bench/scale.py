@@ -67,7 +67,7 @@ def bench_ray(texts: list[str], teacher_cfg: dict, workers: list[int], batch_siz
 
 def _start_server(model: str, threads: int, max_batch: int) -> tuple[subprocess.Popen, str, float]:
     t0 = time.perf_counter()
-    p = subprocess.Popen([sys.executable, "-m", "ragdistill.common.serve_openai", "--model", model, "--port", "0",
+    p = subprocess.Popen([sys.executable, "-m", "ragdistill.common.ops.serve_openai", "--model", model, "--port", "0",
                           "--threads", str(threads), "--max-batch", str(max_batch)],
                          stdout=subprocess.PIPE, text=True, start_new_session=True)
     line = p.stdout.readline()

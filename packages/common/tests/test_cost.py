@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from ragdistill.common.config import compose
-from ragdistill.common.cost import compute_costs, cost_command, load_prices
 from ragdistill.common.errors import RagdistillError
+from ragdistill.common.ops.cost import compute_costs, cost_command, load_prices
 from ragdistill.common.routing import RoutedComponent
 from ragdistill.common.run_info import read_run_info, record_run
 
@@ -179,7 +179,7 @@ def test_every_stage_teach_and_train_write_run_info(make_cfg, work_dir):
     teach, train = read_run_info(work_dir / "embedder/teach/run_info.json"), read_run_info(work_dir / "embedder/train/run_info.json")
     assert teach.stage == "embedder" and teach.verb == "teach" and teach.seconds > 0
     assert train.verb == "train" and train.seconds > 0
-    from ragdistill.common.cost import distillation_cost
+    from ragdistill.common.ops.cost import distillation_cost
 
     prices = load_prices(None, ["train_hourly_usd=2.0"])
     d = distillation_cost(work_dir, ["embedder"], prices)

@@ -9,7 +9,15 @@ import numpy as np
 import pytest
 
 from ragdistill.common.errors import RagdistillError
-from ragdistill.common.monitor import DIVERGENCES, check, divergence_fn, measure, monitor_command, read_log, register_divergence
+from ragdistill.common.ops.monitor import (
+    DIVERGENCES,
+    check,
+    divergence_fn,
+    measure,
+    monitor_command,
+    read_log,
+    register_divergence,
+)
 
 
 def _write_log(path, rows):

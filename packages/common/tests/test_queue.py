@@ -14,7 +14,7 @@ from omegaconf import OmegaConf
 
 from ragdistill.common.cache import LabelCache, label_key
 from ragdistill.common.errors import RagdistillError
-from ragdistill.common.failure_queue import FailureQueue, extra_inputs, load_queue, queue_path
+from ragdistill.common.ops.failure_queue import FailureQueue, extra_inputs, load_queue, queue_path
 
 
 def test_dedup_reload_and_labels_come_from_the_cache(tmp_path):
@@ -58,7 +58,7 @@ WRITER = """
 import sys
 import numpy as np
 from ragdistill.common.cache import LabelCache
-from ragdistill.common.failure_queue import FailureQueue
+from ragdistill.common.ops.failure_queue import FailureQueue
 q = FailureQueue(sys.argv[1], LabelCache(sys.argv[2]))
 for i in range(int(sys.argv[3])):
     q.add({"query": f"input {i}"}, np.full(64, i, dtype=np.float32), "st:teacher", score=float(i))

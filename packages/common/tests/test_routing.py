@@ -18,7 +18,7 @@ from ragdistill.common.routing import (
     load_calibration,
     write_calibration,
 )
-from ragdistill.common.routing.signals import (
+from ragdistill.common.signals import (
     margin,
     mean_logprob,
     min_logprob,
@@ -91,7 +91,7 @@ def test_budget_error_through_a_stage_config(make_cfg, work_dir):
 
 
 def test_routed_component_counts_and_queues(tmp_path):
-    from ragdistill.common.failure_queue import FailureQueue, load_queue
+    from ragdistill.common.ops.failure_queue import FailureQueue, load_queue
     from ragdistill.common.routing import queue_on_teacher
 
     def student(query, docs):
@@ -180,7 +180,7 @@ def test_generation_logprobs_match_teacher_forced_sequence_logprob():
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from ragdistill.common.models import resolve_model
-    from ragdistill.common.routing.signals import generation_logprobs, sequence_logprob
+    from ragdistill.common.signals import generation_logprobs, sequence_logprob
 
     path = resolve_model("smollm2-135m-instruct")
     tok = AutoTokenizer.from_pretrained(path, padding_side="left")

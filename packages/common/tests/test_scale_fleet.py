@@ -25,7 +25,7 @@ KEY_ENV, KEY = "RAGDISTILL_FLEET_TEST_KEY", "sk-fleet-test-7f3a"
 def _start(port: int = 0) -> subprocess.Popen:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", KEY_ENV: KEY}
     p = subprocess.Popen(
-        [sys.executable, "-m", "ragdistill.common.serve_openai", "--model", "smollm2-135m-instruct", "--port", str(port),
+        [sys.executable, "-m", "ragdistill.common.ops.serve_openai", "--model", "smollm2-135m-instruct", "--port", str(port),
          "--threads", "1", "--max-batch", "4", "--api-key-env", KEY_ENV],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env, start_new_session=True,
     )

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from ragdistill.common.cache import LabelCache
-from ragdistill.common.failure_queue import load_queue
+from ragdistill.common.ops.failure_queue import load_queue
 from ragdistill.common.io import read_jsonl
 from ragdistill.common.models import resolve_model
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from ragdistill.common.data import load_rewrites
-from ragdistill.common.failure_queue import load_queue
+from ragdistill.common.ops.failure_queue import load_queue
 from ragdistill.common.io import read_json, read_jsonl
 
 

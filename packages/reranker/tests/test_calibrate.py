@@ -15,7 +15,7 @@ import pytest
 
 from ragdistill.common.cache import LabelCache
 from ragdistill.common.config import compose
-from ragdistill.common.failure_queue import load_queue
+from ragdistill.common.ops.failure_queue import load_queue
 from ragdistill.common.io import read_jsonl
 from ragdistill.common.routing import evaluate_threshold
 
@@ -108,7 +108,7 @@ def test_a_signal_that_does_not_read_scores_is_a_config_error(trained):
 
 def test_export_time_monitor_baseline_and_an_in_distribution_log_pass(trained, tmp_path, capsys):
     from ragdistill.common.io import read_json, write_jsonl
-    from ragdistill.common.monitor import monitor_command
+    from ragdistill.common.ops.monitor import monitor_command
     from ragdistill.reranker.calibrate import held_out_lists
     from ragdistill.reranker.export import write_monitor_baseline
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ragdistill.common.config import DataConfig, PathsConfig, RunSettings, register_schema
+from ragdistill.common.config import DataConfig, PathsConfig, RunConfig, register_schema
 
 
 @dataclass
@@ -21,19 +21,19 @@ class PipelineChoice:
 
 
 @dataclass
-class RetrievalSettings:
+class RetrievalConfig:
     top_k: int = 100  # first-stage candidates (Recall@100)
     rerank_k: int = 20  # candidates the reranker rescores
     n_contexts: int = 3  # passages given to the generator
 
 
 @dataclass
-class CostSettings:
+class CostConfig:
     hourly_price_usd: float = 0.20  # price of the machine the pipeline runs on (2 vCPU class)
 
 
 @dataclass
-class RagasSettings:
+class RagasConfig:
     """RAGAS LLM-judged metrics on the answered questions, through the generator package's judge.
     Off by default: measured on 2 shared CPU cores, even SmolLM2-135M as judge takes 15-25 s per
     question and metric (long ragas prompts), and the default 0.5B judge is slower still."""
@@ -53,14 +53,14 @@ class RagasSettings:
 class E2EConfig:
     pipeline: PipelineChoice = field(default_factory=PipelineChoice)
     data: DataConfig = field(default_factory=lambda: DataConfig(name="squad"))
-    retrieval: RetrievalSettings = field(default_factory=RetrievalSettings)
-    cost: CostSettings = field(default_factory=CostSettings)
+    retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
+    cost: CostConfig = field(default_factory=CostConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
-    run: RunSettings = field(default_factory=RunSettings)
+    run: RunConfig = field(default_factory=RunConfig)
     max_generate: int = 20  # questions answered per run (generation is the slow part on CPU)
     warmup: bool = True  # one untimed call per stage first, so lazily loaded models don't bill their load as latency
     mteb: bool = True  # also score the embedder with MTEB on the held-out split as a local custom task (reuses the index's vectors)
-    ragas: RagasSettings = field(default_factory=RagasSettings)
+    ragas: RagasConfig = field(default_factory=RagasConfig)
     # per-stage config overrides passed when loading each stage's component, e.g. {embedder: [student.model=x]}
     stage_overrides: dict[str, list[str]] = field(default_factory=dict)
     out_dir: str | None = None  # default: <work_dir>/e2e/runs/<time>_<pipeline>

@@ -70,16 +70,16 @@ def load_components(cfg: DictConfig, custom: dict[str, Callable] | None = None) 
             continue
         else:
             stage = get_stage(stage_name)
-            if stage.component is None:
-                raise RagdistillError(f"stage {stage_name!r} offers no pipeline component; set pipeline.{slot}=off")
             # the run's data reaches every stage (a reranker teacher's BM25 member scores within that corpus)
             data = [f"data.name={cfg.data.name}", *([f"data.path={cfg.data.path}"] if cfg.data.path else [])]
             overrides = [f"paths.work_dir={cfg.paths.work_dir}", "run.report_to=[]", *data, *cfg.stage_overrides.get(slot, [])]
             try:
                 if variant == "routed":  # the student, the teacher below the calibrated confidence threshold
-                    if stage.routed is None:
+                    if not stage.signals:
                         raise RagdistillError(f"stage {stage_name!r} offers no routed variant; choose teacher, student or student_onnx")
-                    comp = stage.routed(compose(stage_name, overrides))
+                    from ragdistill.common.ops import routed
+
+                    comp = routed(stage, compose(stage_name, overrides))
                 else:
                     comp = stage.component(compose(stage_name, overrides), variant)
             except RagdistillError as e:  # name the swap whose artifact is missing, not only the path

@@ -59,9 +59,11 @@ def _usage() -> str:
 
     lines = ["usage: ragdistill <stage> <verb> [key=value ...]   (Hydra overrides; --help after the verb lists them)", ""]
     lines.append("stages:")
+    from ragdistill.common.ops.verbs import stage_verbs
+
     for s in load_stages().values():
         lines.append(f"  {s.name:<16} {s.description}")
-        lines.append(f"  {'':<16} verbs: {', '.join(s.verbs)}")
+        lines.append(f"  {'':<16} verbs: {', '.join(stage_verbs(s))}")
     lines += ["", "commands:", "  demo             the default main job: every installed stage's teach -> train -> export -> evaluate",
               "                   on the bundled data with the bundled models (conf/demo.yaml)"]
     for name, (desc, _) in _commands().items():
@@ -91,7 +93,7 @@ def main(argv: list[str] | None = None) -> None:
             return
         head, rest = argv[0], argv[1:]
         if head == "demo":
-            from ragdistill.common.demo import run_demo
+            from ragdistill.common.ops.demo import run_demo
 
             setup_logging()
             run_demo(rest)
@@ -103,15 +105,18 @@ def main(argv: list[str] | None = None) -> None:
         stages = load_stages()
         if head not in stages:
             _fail(f"unknown stage or command {head!r}\n\n{_usage()}")
+        from ragdistill.common.ops.verbs import stage_verbs
+
         stage = stages[head]
+        verbs = stage_verbs(stage)
         if not rest or rest[0] in ("-h", "--help"):
-            print(f"ragdistill {stage.name}: {stage.description}\n\nverbs: {', '.join(stage.verbs)}\n"
+            print(f"ragdistill {stage.name}: {stage.description}\n\nverbs: {', '.join(verbs)}\n"
                   f"usage: ragdistill {stage.name} <verb> [key=value ...]   (add --help after the verb for config groups)")
             return
         verb, overrides = rest[0], rest[1:]
-        if verb not in stage.verbs:
-            _fail(f"stage {stage.name!r} has no verb {verb!r}; verbs: {', '.join(stage.verbs)}")
-        run_verb(stage.name, stage.verbs[verb], overrides, f"{stage.name}.{verb}")
+        if verb not in verbs:
+            _fail(f"stage {stage.name!r} has no verb {verb!r}; verbs: {', '.join(verbs)}")
+        run_verb(stage.name, verbs[verb], overrides, f"{stage.name}.{verb}")
     except RagdistillError as e:
         _fail(str(e))
 

@@ -79,7 +79,7 @@ class PathsConfig:
 
 
 @dataclass
-class RunSettings:
+class RunConfig:
     seed: int = 42
     log_level: str = "INFO"
     report_to: list[str] = field(default_factory=lambda: ["wandb"])  # Trainer callbacks; wandb is offline by default
@@ -89,7 +89,7 @@ class RunSettings:
 
 
 @dataclass
-class RaySettings:
+class RayConfig:
     """``run.launcher=ray``: where the Ray Data labelling pipeline runs (docs/scale.md)."""
 
     address: str | None = None  # None: start a local runtime; "auto" or ray://host:10001 joins a cluster
@@ -115,7 +115,7 @@ class RoutingConfig:
     ``max_teacher_fraction`` of the inputs (null = no cap); with ``min_retention`` null, the best
     quality within the budget."""
 
-    signal: str = ""  # "" = the stage's default; see ragdistill.common.routing.signals.SIGNALS
+    signal: str = ""  # "" = the stage's default; see ragdistill.common.signals.SIGNALS
     max_teacher_fraction: float | None = 0.1  # teacher-call budget, in (0, 1)
     min_retention: float | None = None  # quality target as a share of the teacher's, e.g. 0.98
     queue: bool = True  # append routed inputs and held-out disagreements to the stage's failure queue
@@ -123,11 +123,47 @@ class RoutingConfig:
 
 
 @dataclass
-class MonitorSettings:
+class MonitorConfig:
     """``ragdistill monitor``: the held-out baseline each stage's ``export`` measures (student vs teacher
     divergence) and ``monitor`` compares live inputs against."""
 
     baseline_inputs: int = 8  # held-out inputs (at most the stage's evaluate slice); 0 = export writes no baseline
+
+
+@dataclass
+class TeachConfig:
+    """What every stage's ``<stage>.teach`` group holds (a stage's own teach config subclasses it)."""
+
+    # label-cache exports imported into the label cache before labelling (globs, relative to the
+    # project folder unless absolute; each file is read once): ``teach`` on shipped data is a cache read
+    shipped_labels: list[str] = field(default_factory=list)
+    export_labels_to: str | None = None  # export-labels target; None = data/labels/<stage>-<data.name>.jsonl.gz
+    export_labels_float16: bool = True  # arrays (embeddings) as float16: a quarter of the size
+
+
+@dataclass
+class TrainConfig:
+    """What every stage's ``<stage>.train`` group holds: ``args``, passed as is to the trainer
+    library's arguments class (see ragdistill.common.training); the stage's own settings beside it."""
+
+    args: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ExportConfig:
+    """The one export rule of every stage (``<stage>.export``): each exported variant reaches its
+    parity bar, else the export fails naming it. What parity measures is the stage's (cosine,
+    Spearman, share of identical greedy outputs)."""
+
+    min_parity: float = 0.99  # lossless variants (fp32 ONNX, the merged model)
+    min_parity_quantized: float = 0.9  # int8 and other quantized variants
+
+
+@dataclass
+class EvaluateConfig:
+    """What every stage's ``<stage>.evaluate`` group holds."""
+
+    batch_size: int = 32
 
 
 @dataclass
@@ -138,10 +174,10 @@ class StageConfig:
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     student: StudentConfig = field(default_factory=StudentConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
-    run: RunSettings = field(default_factory=RunSettings)
-    ray: RaySettings = field(default_factory=RaySettings)
+    run: RunConfig = field(default_factory=RunConfig)
+    ray: RayConfig = field(default_factory=RayConfig)
     routing: RoutingConfig = field(default_factory=RoutingConfig)
-    monitor: MonitorSettings = field(default_factory=MonitorSettings)
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)
 
 
 def register_schema(name: str, node: type) -> None:
@@ -154,9 +190,26 @@ def register_schema(name: str, node: type) -> None:
     cs.store(group="routing", name="routing_schema", node=RoutingConfig)
 
 
-def stage_dir(cfg: Any, stage: str, verb: str) -> Path:
-    """``<work_dir>/<stage>/<verb>``: where a verb writes and the next verb reads."""
-    return Path(cfg.paths.work_dir).resolve() / stage / verb
+def save_config(cfg: Any, out_dir: str | Path) -> Path:
+    """``<out_dir>/config.yaml``: the resolved config a verb ran with, beside what it wrote."""
+    from ragdistill.common.io import write_text_atomic
+
+    return write_text_atomic(Path(out_dir) / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+
+
+def _register_schema_of(config_name: str) -> None:
+    """Register ``<config_name>_schema`` from the installed stage of that name, if it is not yet
+    known: the stage package is found through its entry point (no stage module is imported here by name)."""
+    import importlib.metadata as md
+
+    name = f"{config_name}_schema"
+    if ConfigStore.instance().repo.get(f"{name}.yaml") is not None:
+        return
+    for ep in md.entry_points(group="ragdistill.stages", name=config_name):
+        obj = ep.load()
+        schema = getattr(obj, "schema", None)
+        if schema is not None:
+            register_schema(name, schema)
 
 
 def seed_everything(seed: int) -> None:
@@ -186,9 +239,8 @@ def compose(config_name: str, overrides: list[str] | None = None) -> DictConfig:
     from omegaconf.errors import OmegaConfBaseException
 
     from ragdistill.common.paths import conf_dir
-    from ragdistill.common.stage import load_stages
 
-    load_stages()  # registers the stages' schemas
+    _register_schema_of(config_name)
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(conf_dir()), version_base=None):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 
 def _looks_like_home(p: Path) -> bool:
@@ -40,3 +41,36 @@ def model_cache_dir() -> Path:
     """Where split archives and GGUF files are reassembled/converted once."""
     default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "ragdistill" / "models"
     return Path(os.environ.get("RAGDISTILL_CACHE") or default).resolve()
+
+
+# ---- one artifact layout for every stage: <work_dir>/<stage>/<verb>/ holds what the verb writes
+# (teach.json, train.json + student/, export.json + model/, results.json), read by the next verb
+
+
+def work_dir(cfg: Any) -> Path:
+    return Path(cfg.paths.work_dir).resolve()
+
+
+def stage_dir(cfg: Any, stage: str, verb: str) -> Path:
+    """``<work_dir>/<stage>/<verb>``: where a verb writes and the next verb reads."""
+    return work_dir(cfg) / stage / verb
+
+
+def student_dir(cfg: Any, stage: str) -> Path:
+    """``<work_dir>/<stage>/train/student``: the distilled student ``train`` keeps."""
+    return stage_dir(cfg, stage, "train") / "student"
+
+
+def export_dir(cfg: Any, stage: str) -> Path:
+    """``<work_dir>/<stage>/export/model``: the production artifact ``export`` writes."""
+    return stage_dir(cfg, stage, "export") / "model"
+
+
+def queue_path(cfg: Any, stage: str) -> Path:
+    """``<work_dir>/<stage>/queue.jsonl``: the stage's failure queue."""
+    return work_dir(cfg) / stage / "queue.jsonl"
+
+
+def rounds_dir(cfg: Any, stage: str) -> Path:
+    """``<work_dir>/<stage>/rounds``: one numbered folder per kept distillation round."""
+    return work_dir(cfg) / stage / "rounds"

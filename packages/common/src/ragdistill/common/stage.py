@@ -1,107 +1,185 @@
-"""The stage protocol: every stage is four verbs over one config, found through an entry point.
+"""The stage: one class every stage subclasses, four verbs and the hooks the shared operations use.
 
-A stage package declares ``[project.entry-points."ragdistill.stages"] <name> = "<module>:stage"``;
-the CLI and the e2e harness only ever see :class:`Stage` objects, so a team's own stage package
-plugs in exactly like the built-in ones.
+A stage package declares ``[project.entry-points."ragdistill.stages"] <name> = "<module>:stage"``
+where ``stage`` is an instance of a :class:`Stage` subclass. The subclass implements
+
+- the four verbs, ``teach`` / ``train`` / ``export`` / ``evaluate``, each returning its result
+  (:mod:`ragdistill.common.results`), which the base class times and writes (``teach.json``,
+  ``train.json``, ``export.json``, ``results.json``) with the config the verb ran with;
+- the nouns the shared operations are written on: :meth:`Stage.teacher` (one cached teacher),
+  :meth:`Stage.component` (the pipeline callable of a variant), :meth:`Stage.held_out`,
+  :meth:`Stage.predictor`, :meth:`Stage.scorer` (confidence), :meth:`Stage.quality`,
+  :meth:`Stage.disagreement`, :meth:`Stage.queue_examples` and :meth:`Stage.add_training_examples`.
+
+and gets, written once in :mod:`ragdistill.common.ops` (which runs the verbs: :func:`ragdistill.common.ops.verbs.stage_verbs`): ``calibrate``, the ``routed`` pipeline
+variant, the export-time monitor baseline, ``ragdistill monitor``, failure-queue folding
+(``teach data.extra=queue``), ``next-round`` / ``compare-rounds`` and ``export-labels``.
+
+The CLI, the demo and the e2e harness see stages only through :func:`load_stages`; a stage
+package's ``__init__`` should import nothing heavy, so ``ragdistill --help`` stays fast.
 """
 
 from __future__ import annotations
 
 import importlib.metadata as md
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
 
+from ragdistill.common.config import StageConfig, register_schema
 from ragdistill.common.errors import RagdistillError
 from ragdistill.common.logging import get_logger
+from ragdistill.common.paths import export_dir, student_dir
+from ragdistill.common.pipeline import VARIANTS
+from ragdistill.common.results import ExportResult, VerbResult
 
 log = get_logger(__name__)
 
-Verb = Callable[[Any], Any]
 VERBS = ("teach", "train", "export", "evaluate")
 ENTRY_POINT_GROUP = "ragdistill.stages"
 
+Record = dict[str, Any]  # one held-out or logged input: the component's keyword arguments (+ references)
+Predictor = Callable[[list[Record]], list[Any]]  # records -> outputs (a variant of the stage, batched)
+Scorer = Callable[[list[Record]], tuple[list[Any], list[float]]]  # records -> outputs and confidences (higher = surer)
+QueueItem = tuple[Any, Any, str]  # (teach payload, teacher label, template): one label-cache entry
 
-@dataclass(frozen=True)
+
 class Stage:
-    """A pipeline stage: its name, one-line purpose, Hydra schema and verbs.
+    """Base class of every stage; see the module docstring. Class attributes describe the stage."""
 
-    ``teach`` labels data with the teacher (cached, resumable); ``train`` distills; ``export``
-    writes the production artifact and checks parity; ``evaluate`` scores teacher, undistilled
-    student and distilled student side by side. ``extra`` holds further verbs (e.g. calibrate).
-    """
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    schema: ClassVar[type] = StageConfig  # a StageConfig subclass with a ``<name>`` group
+    order: ClassVar[int] = 50  # position in the pipeline and the demo
+    variants: ClassVar[tuple[str, ...]] = VARIANTS  # what component() builds
+    call_fields: ClassVar[tuple[str, ...]] = ()  # the component's parameters, in order (the pipeline contract)
+    signals: ClassVar[tuple[str, ...]] = ()  # routing signals, the default first; () = the stage is not routable
+    quality_metric: ClassVar[str] = ""  # what quality() measures per held-out input
+    extra_verbs: ClassVar[tuple[str, ...]] = ()  # further methods exposed as verbs (``build_teacher`` -> build-teacher)
 
-    name: str
-    description: str
-    schema: type
-    teach: Verb
-    train: Verb
-    export: Verb
-    evaluate: Verb
-    extra: dict[str, Verb] = field(default_factory=dict)
-    order: int = 50  # position in the pipeline / demo
-    # component(cfg, variant) -> the stage's inference callable for the e2e harness, where variant is
-    # "teacher", "student_base", "student" or "student_onnx"; see ragdistill.common.pipeline
-    component: Callable[[Any, str], Any] | None = None
-    # routed(cfg) -> a RoutedComponent (student first, teacher below the calibrated confidence threshold):
-    # the e2e harness's ``pipeline.<slot>=routed``; see docs/routing.md
-    routed: Callable[[Any], Any] | None = None
+    # ---- the four verbs: implemented by each stage
 
-    @property
-    def verbs(self) -> dict[str, Verb]:
-        """Every verb by name; ``teach`` and ``train`` write ``run_info.json`` (what ``ragdistill cost``
-        prices as the one-off distillation), whichever stage they belong to."""
-        plain = {"teach": self.teach, "train": self.train, "export": self.export, "evaluate": self.evaluate, **self.extra}
-        return {v: _recorded(self.name, v, fn) if v in RECORDED_VERBS else fn for v, fn in plain.items()}
+    def teach(self, cfg: Any) -> VerbResult:
+        raise NotImplementedError
+
+    def train(self, cfg: Any) -> VerbResult:
+        raise NotImplementedError
+
+    def export(self, cfg: Any) -> ExportResult:
+        raise NotImplementedError
+
+    def evaluate(self, cfg: Any) -> VerbResult:
+        raise NotImplementedError
+
+    # ---- nouns
+
+    def settings(self, cfg: Any) -> Any:
+        """The stage's own config group (``cfg.<name>``)."""
+        return cfg[self.name]
+
+    def teacher(self, cfg: Any) -> Any:
+        """The stage's teacher behind the label cache (a :class:`~ragdistill.common.teachers.cached.CachedTeacher`)."""
+        raise NotImplementedError(f"stage {self.name} has no teacher() hook")
+
+    def component(self, cfg: Any, variant: str) -> Callable[..., Any]:
+        """The pipeline callable of ``variant`` (teacher, student_base, student, student_onnx, ...)."""
+        raise NotImplementedError(f"stage {self.name} offers no pipeline component")
+
+    def student_dir(self, cfg: Any) -> Path:
+        """Where train keeps the distilled student (what next-round snapshots)."""
+        return student_dir(cfg, self.name)
+
+    def export_dir(self, cfg: Any) -> Path:
+        return export_dir(cfg, self.name)
+
+    def held_out(self, cfg: Any, n: int | None = None) -> list[Record]:
+        """The first ``n`` held-out inputs evaluate scores, as records (the component's keyword
+        arguments, plus what quality() needs: references, qrels); also the monitor's log format."""
+        raise NotImplementedError(f"stage {self.name} has no held_out() hook")
+
+    def record(self, *args: Any, **kwargs: Any) -> Record:
+        """A component call's arguments as a record (``call_fields`` names them)."""
+        rec = dict(zip(self.call_fields, args, strict=False))
+        rec.update(kwargs)
+        return rec
+
+    def call_args(self, record: Record) -> dict[str, Any]:
+        return {f: record[f] for f in self.call_fields if f in record}
+
+    def predictor(self, cfg: Any, variant: str) -> Predictor:
+        """Outputs of ``variant`` for records; by default its component called once per record.
+        For ``teacher`` the outputs come through the label cache. Stages override it to batch."""
+        comp = self.component(cfg, variant)
+
+        def predict(records: list[Record]) -> list[Any]:
+            return [comp(**self.call_args(r)) for r in records]
+
+        predict.model_path = getattr(comp, "model_path", None)  # type: ignore[attr-defined]
+        return predict
+
+    def scorer(self, cfg: Any, signal: str) -> Scorer:
+        """The distilled student's outputs with a confidence each (routable stages only)."""
+        raise RagdistillError(f"stage {self.name} cannot be routed: it has no confidence signal")
+
+    def as_output(self, output: Any, record: Record) -> Any:
+        """A predictor's output as the pipeline contract returns it (e.g. a raw reply -> its answer)."""
+        return output
+
+    def quality(self, cfg: Any, records: list[Record], outputs: list[Any]) -> list[float]:
+        """Per record, how good an output is (``quality_metric``); higher is better."""
+        raise NotImplementedError(f"stage {self.name} has no quality() hook")
+
+    def disagreement(self, record: Record, student: Any, teacher: Any) -> float:
+        """How far the student's output is from the teacher's, in [0, 1] (monitor and calibrate)."""
+        raise NotImplementedError(f"stage {self.name} has no disagreement() hook")
+
+    def divergence_metrics(self, records: list[Record], student: list[Any], teacher: list[Any]) -> dict[str, float]:
+        """``ragdistill monitor``'s figures: ``divergence`` (mean disagreement) and any the stage adds."""
+        import numpy as np
+
+        d = [self.disagreement(r, s, t) for r, s, t in zip(records, student, teacher, strict=True)]
+        return {"divergence": float(np.mean(d)) if d else 0.0}
+
+    def queue_examples(self, cfg: Any, record: Record, teacher_output: Any) -> list[QueueItem]:
+        """A routed or disagreeing input as the label-cache entries its teach would make."""
+        raise NotImplementedError(f"stage {self.name} has no queue_examples() hook")
+
+    def add_training_examples(self, cfg: Any, items: list[QueueItem]) -> dict[str, Any]:
+        """Fold queued (payload, teacher label, template) items into teach's training data; returns counts."""
+        raise NotImplementedError(f"stage {self.name} cannot fold a failure queue")
+
+    def label_teacher_ids(self, cfg: Any) -> list[str]:
+        """Whose labels ``export-labels`` ships: the teacher ids this stage's cache entries carry."""
+        return [self.teacher(cfg).teacher_id]
+
+    def __repr__(self) -> str:
+        return f"<stage {self.name}>"
 
 
-RECORDED_VERBS = ("teach", "train")
-
-
-def _count(d: dict, *keys: str) -> int:
-    """The first of ``keys`` holding a number (stages report counts under their own names)."""
-    for k in keys:
-        v = d.get(k)
-        if isinstance(v, int | float) and not isinstance(v, bool):
-            return int(v)
-    return 0
-
-
-def _recorded(stage: str, verb: str, fn: Verb) -> Verb:
-    """``fn`` timed into ``<work_dir>/<stage>/<verb>/run_info.json``, with the counts its result
-    reports (a teach's labelled/cached teacher labels, a train's steps) where it reports them."""
-    import functools
-
-    @functools.wraps(fn)
-    def run(cfg: Any) -> Any:
-        import os
-
-        from ragdistill.common.run_info import record_run
-
-        if os.environ.get("RANK", "0") != "0":  # under torchrun/accelerate, rank 0 alone records the run
-            return fn(cfg)
-        with record_run(cfg, stage, verb) as info:
-            result = fn(cfg)
-            if isinstance(result, dict):
-                labels = result.get("teacher_labels") if isinstance(result.get("teacher_labels"), dict) else result
-                info.n_teacher_calls = _count(labels, "labelled")
-                info.n_cached = _count(labels, "cached", "labels_imported")
-                info.n_items = _count(result, "total", "queries", "examples")
-                info.train_steps = _count(result, "steps")
-        return result
-
-    return run
-
+# ---- the registry
 
 _STAGES: dict[str, Stage] | None = None
 _BROKEN: dict[str, str] = {}  # stage name -> why its package failed to import
+_LOCAL: dict[str, Stage] = {}  # stages registered in this process (tests, notebooks)
+
+
+def register(stage: Stage) -> Stage:
+    """Add a stage object in this process (a notebook's or a test's stage), besides the installed ones."""
+    if not isinstance(stage, Stage) or not stage.name:
+        raise RagdistillError(f"{stage!r} is not a named ragdistill Stage")
+    _LOCAL[stage.name] = stage
+    register_schema(f"{stage.name}_schema", stage.schema)
+    global _STAGES
+    _STAGES = None
+    return stage
 
 
 def load_stages() -> dict[str, Stage]:
-    """All installed stages, in pipeline order."""
+    """All stages (installed through the entry point, and registered here), in pipeline order;
+    each stage's schema is registered with Hydra's ConfigStore as ``<name>_schema``."""
     global _STAGES
     if _STAGES is None:
-        found = {}
+        found: dict[str, Stage] = {}
         for ep in md.entry_points(group=ENTRY_POINT_GROUP):
             try:
                 obj = ep.load()
@@ -112,6 +190,9 @@ def load_stages() -> dict[str, Stage]:
             if not isinstance(obj, Stage):
                 raise RagdistillError(f"entry point {ep.name}={ep.value} is not a ragdistill Stage")
             found[obj.name] = obj
+        found.update(_LOCAL)
+        for s in found.values():
+            register_schema(f"{s.name}_schema", s.schema)
         _STAGES = dict(sorted(found.items(), key=lambda kv: (kv[1].order, kv[0])))
     return _STAGES
 
@@ -123,3 +204,7 @@ def get_stage(name: str) -> Stage:
     if name not in stages:
         raise RagdistillError(f"unknown stage {name!r}; installed stages: {', '.join(stages) or 'none'}")
     return stages[name]
+
+
+def stage_names() -> Sequence[str]:
+    return list(load_stages())

@@ -4,7 +4,7 @@ On the held-out questions ``evaluate`` answers (same contexts, same prompt), per
 student's confidence (``routing.signal``: ``mean_logprob`` / ``min_logprob`` of its greedy
 answer's tokens, or ``sample_agreement`` = ROUGE-L agreement of the greedy answer with one sampled
 answer), the student's and the teacher's token F1 against the references, and their disagreement
-(1 - ROUGE-L of the two answers). :func:`ragdistill.common.routing.calibrate_stage` picks the
+(1 - ROUGE-L of the two answers). :func:`ragdistill.common.ops.routing_stage` picks the
 threshold and writes ``<work_dir>/generator/calibrate/routing_curve.{json,png}``, which
 :func:`routed` (the e2e ``pipeline.generator=routed`` variant) reads. Teacher answers come through
 the label cache (the key ``teach`` and ``evaluate`` use).
@@ -19,7 +19,7 @@ from ragdistill.common.config import apply_run_settings, stage_dir
 from ragdistill.common.data import Document
 from ragdistill.common.errors import RagdistillError
 from ragdistill.common.routing import HeldOut, RoutedComponent, RoutingTarget, calibrate_stage, load_calibration
-from ragdistill.common.routing.signals import generation_logprobs, mean_logprob, min_logprob, sample_agreement
+from ragdistill.common.signals import generation_logprobs, mean_logprob, min_logprob, sample_agreement
 from ragdistill.common.teachers import Messages
 from ragdistill.generator.prompts import build_messages
 from ragdistill.generator.scoring import answer_of
@@ -176,7 +176,7 @@ def routed(cfg: Any) -> RoutedComponent:
     teacher = CachedTeacherGenerator(cfg)
     hook = None
     if cfg.routing.queue:
-        from ragdistill.common.failure_queue import FailureQueue, queue_path
+        from ragdistill.common.ops.failure_queue import FailureQueue, queue_path
 
         queue = FailureQueue(queue_path(cfg, STAGE), teacher.cache)
 
@@ -190,7 +190,7 @@ def routed(cfg: Any) -> RoutedComponent:
 def monitor_baseline(cfg: Any) -> dict[str, Any] | None:
     """What ``export`` writes for ``ragdistill monitor generator``: student-vs-teacher answer divergence on the
     first ``monitor.baseline_inputs`` held-out questions ``evaluate`` answers (teacher answers through the cache)."""
-    from ragdistill.common.monitor import write_baseline
+    from ragdistill.common.ops.monitor import write_baseline
     from ragdistill.generator.component import component
     from ragdistill.generator.examples import load_examples
 

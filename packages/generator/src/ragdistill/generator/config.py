@@ -48,7 +48,7 @@ class RetrievalSettings:
 
 
 @dataclass
-class TeachSettings:
+class TeachConfig:
     max_train_questions: int | None = 200  # questions labelled for training (seeded sample of the train split)
     labels_files: list[str] = field(default_factory=lambda: ["data/labels/generator.jsonl"])  # imported into the cache first
     rationale_max_new_tokens: int = 96
@@ -139,7 +139,7 @@ class GeneratorSettings:
 
     prompt: PromptSettings = field(default_factory=PromptSettings)
     retrieval: RetrievalSettings = field(default_factory=RetrievalSettings)
-    teach: TeachSettings = field(default_factory=TeachSettings)
+    teach: TeachConfig = field(default_factory=TeachConfig)
     filters: FilterSettings = field(default_factory=FilterSettings)
     train: TrainSettings = field(default_factory=TrainSettings)
     export: ExportSettings = field(default_factory=ExportSettings)

@@ -35,7 +35,7 @@ from ragdistill.common.errors import RagdistillError
 from ragdistill.common.io import atomic_path, write_json, write_text_atomic
 from ragdistill.common.logging import get_logger
 from ragdistill.common.models import resolve_model
-from ragdistill.common.monitor import default_baseline_path
+from ragdistill.common.ops.monitor import default_baseline_path
 from ragdistill.generator.calibrate import monitor_baseline
 from ragdistill.generator.examples import load_examples
 from ragdistill.generator.models import is_model_dir, load_tokenizer

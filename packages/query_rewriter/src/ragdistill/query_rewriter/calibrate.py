@@ -4,7 +4,7 @@ On the held-out CANARD records ``evaluate`` rewrites, per record: the student's 
 (``routing.signal=sequence_logprob``: mean log p(rewrite | prompt) under the student, teacher-forced
 on the rewrite it generated), the student's and the teacher's recall lift (BM25 recall@10/@100 of
 the rewrite minus the raw question's, averaged: the stage's headline, per record) and their
-disagreement (1 - ROUGE-L of the two rewrites). :func:`ragdistill.common.routing.calibrate_stage`
+disagreement (1 - ROUGE-L of the two rewrites). :func:`ragdistill.common.ops.routing_stage`
 picks the threshold and writes ``<work_dir>/query_rewriter/calibrate/routing_curve.{json,png}``,
 which :func:`routed` (the e2e ``pipeline.rewriter=routed`` variant) reads. Teacher rewrites come
 through the label cache (the key ``teach`` and ``evaluate`` use).
@@ -18,7 +18,7 @@ from ragdistill.common.config import stage_dir
 from ragdistill.common.data import RewriteRecord
 from ragdistill.common.errors import RagdistillError
 from ragdistill.common.routing import HeldOut, RoutedComponent, RoutingTarget, calibrate_stage, load_calibration
-from ragdistill.common.routing.signals import sequence_logprob
+from ragdistill.common.signals import sequence_logprob
 from ragdistill.query_rewriter.filters import clean_output
 from ragdistill.query_rewriter.prompts import Example, rewrite_example
 
@@ -158,7 +158,7 @@ def routed(cfg: Any) -> RoutedComponent:
     teacher = CachedTeacherRewriter(cfg)
     hook = None
     if cfg.routing.queue:
-        from ragdistill.common.failure_queue import FailureQueue, queue_path
+        from ragdistill.common.ops.failure_queue import FailureQueue, queue_path
 
         queue, template = FailureQueue(queue_path(cfg, STAGE), teacher.cache), rewrite_template(cfg)
 
@@ -171,7 +171,7 @@ def routed(cfg: Any) -> RoutedComponent:
 def monitor_baseline(cfg: Any) -> dict[str, Any] | None:
     """What ``export`` writes for ``ragdistill monitor query_rewriter``: student-vs-teacher divergence on the
     first ``monitor.baseline_inputs`` held-out records ``evaluate`` rewrites (teacher rewrites from the cache)."""
-    from ragdistill.common.monitor import write_baseline
+    from ragdistill.common.ops.monitor import write_baseline
     from ragdistill.query_rewriter.component import component
     from ragdistill.query_rewriter.examples import test_set
 

@@ -8,7 +8,7 @@ from ragdistill.common.config import StageConfig, register_schema
 
 
 @dataclass
-class TeachSettings:
+class TeachConfig:
     """What the teacher labels and which of its outputs become training targets."""
 
     tasks: list[str] = field(default_factory=lambda: ["rewrite", "expansion"])
@@ -76,7 +76,7 @@ class EvalSettings:
 class QueryRewriterSettings:
     """Stage-specific settings (the ``query_rewriter`` group, ``conf/query_rewriter/*.yaml``)."""
 
-    teach: TeachSettings = field(default_factory=TeachSettings)
+    teach: TeachConfig = field(default_factory=TeachConfig)
     train: TrainSettings = field(default_factory=TrainSettings)
     export: ExportSettings = field(default_factory=ExportSettings)
     evaluate: EvalSettings = field(default_factory=EvalSettings)

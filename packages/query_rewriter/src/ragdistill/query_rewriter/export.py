@@ -22,7 +22,7 @@ from ragdistill.common.config import stage_dir
 from ragdistill.common.errors import RagdistillError
 from ragdistill.common.io import atomic_path, write_json
 from ragdistill.common.logging import get_logger
-from ragdistill.common.monitor import default_baseline_path
+from ragdistill.common.ops.monitor import default_baseline_path
 from ragdistill.common.timing import Stopwatch
 from ragdistill.query_rewriter.calibrate import monitor_baseline
 from ragdistill.query_rewriter.examples import test_set

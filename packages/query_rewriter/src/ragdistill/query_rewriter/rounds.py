@@ -13,10 +13,10 @@ from __future__ import annotations
 from typing import Any
 
 from ragdistill.common.config import stage_dir
-from ragdistill.common.failure_queue import QueueRecord, extra_inputs
+from ragdistill.common.ops.failure_queue import QueueRecord, extra_inputs
 from ragdistill.common.io import read_jsonl, write_jsonl
-from ragdistill.common.rounds import compare_rounds as _compare
-from ragdistill.common.rounds import snapshot_round, teach_with_queue
+from ragdistill.common.ops.rounds import compare_rounds as _compare
+from ragdistill.common.ops.rounds import snapshot_round, teach_with_queue
 from ragdistill.query_rewriter.prompts import TASKS, Example
 from ragdistill.query_rewriter.teach import teach as base_teach
 

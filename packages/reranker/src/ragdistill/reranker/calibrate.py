@@ -3,7 +3,7 @@
 On the held-out split (the candidate lists ``evaluate`` reranks), per query: the student's
 confidence (``routing.signal``: ``margin`` = top-1 minus top-2 score, ``neg_entropy`` = minus the
 entropy of the softmax over the list, ``top_score``), the student's and the teacher's NDCG@10, and
-their disagreement ((1 - Kendall tau) / 2). :func:`ragdistill.common.routing.calibrate_stage` then
+their disagreement ((1 - Kendall tau) / 2). :func:`ragdistill.common.ops.routing_stage` then
 picks the threshold for ``routing.max_teacher_fraction`` / ``routing.min_retention`` and writes
 ``<work_dir>/reranker/calibrate/routing_curve.{json,png}``, which :func:`routed` (the e2e
 ``pipeline.reranker=routed`` variant) reads. Teacher scores come through the label cache.
@@ -135,7 +135,7 @@ def routed(cfg: Any) -> RoutedComponent:
     teacher = CachedTeacherScorer(cfg)
     hook = None
     if cfg.routing.queue:
-        from ragdistill.common.failure_queue import FailureQueue, queue_path
+        from ragdistill.common.ops.failure_queue import FailureQueue, queue_path
 
         queue = FailureQueue(queue_path(cfg, STAGE), teacher.cache)
 
@@ -149,7 +149,7 @@ def routed(cfg: Any) -> RoutedComponent:
 def monitor_baseline(cfg: Any) -> dict[str, Any] | None:
     """What ``export`` writes for ``ragdistill monitor reranker``: student-vs-teacher divergence on the first
     ``monitor.baseline_inputs`` held-out candidate lists ``evaluate`` reranks (teacher scores from the cache)."""
-    from ragdistill.common.monitor import write_baseline
+    from ragdistill.common.ops.monitor import write_baseline
     from ragdistill.reranker.component import component
 
     n = int(cfg.monitor.baseline_inputs)

@@ -98,7 +98,7 @@ def export(cfg: Any) -> dict[str, Any]:
 
 def write_monitor_baseline(cfg: Any) -> dict[str, Any] | None:
     """The held-out student-vs-teacher divergence ``ragdistill monitor reranker`` compares live inputs with."""
-    from ragdistill.common.monitor import default_baseline_path
+    from ragdistill.common.ops.monitor import default_baseline_path
     from ragdistill.reranker.calibrate import monitor_baseline
 
     base = monitor_baseline(cfg)

@@ -15,10 +15,10 @@ from typing import Any
 
 from ragdistill.common.cache import label_key
 from ragdistill.common.config import stage_dir
-from ragdistill.common.failure_queue import extra_inputs
+from ragdistill.common.ops.failure_queue import extra_inputs
 from ragdistill.common.io import read_jsonl, write_jsonl
-from ragdistill.common.rounds import compare_rounds as _compare
-from ragdistill.common.rounds import snapshot_round, teach_with_queue
+from ragdistill.common.ops.rounds import compare_rounds as _compare
+from ragdistill.common.ops.rounds import snapshot_round, teach_with_queue
 from ragdistill.reranker.lists import PAIR_TEMPLATE, import_shipped_labels, load_data, open_cache
 from ragdistill.reranker.teach import teach as base_teach
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ragdistill.common.routing.calibrate import load_calibration
+from ragdistill.common.ops.routing import load_calibration
 
 # confidence(student_output, *call_args, **call_kwargs) -> float, higher = more sure
 Confidence = Callable[..., float]
@@ -76,10 +76,51 @@ class RoutedComponent:
 
 
 def queue_on_teacher(queue: Any, teacher_id: str, payload: Callable[..., Any], template: str = "") -> OnTeacher:
-    """An ``on_teacher`` hook appending each routed input to a :class:`~ragdistill.common.failure_queue.FailureQueue`;
+    """An ``on_teacher`` hook appending each routed input to a :class:`~ragdistill.common.ops.failure_queue.FailureQueue`;
     ``payload(*args, **kwargs)`` turns the call into the stage's teach input (so the cache key matches)."""
 
     def hook(args: tuple, kwargs: dict, teacher_output: Any, confidence: float) -> None:
         queue.add(payload(*args, **kwargs), teacher_output, teacher_id, template, "routed", confidence)
 
     return hook
+
+
+def routed(stage: Any, cfg: Any) -> RoutedComponent:
+    """``pipeline.<slot>=routed`` for any routable stage: its distilled student answers (the stage's
+    ``scorer``), and an input whose confidence is below the threshold ``calibrate`` chose goes to the
+    teacher (through the label cache) instead, queued for the next round with ``routing.queue``."""
+    from ragdistill.common.errors import RagdistillError
+    from ragdistill.common.ops.failure_queue import FailureQueue
+    from ragdistill.common.ops.routing import queue_items
+    from ragdistill.common.paths import queue_path, stage_dir
+
+    cal = load_calibration(stage_dir(cfg, stage.name, "calibrate"), stage.name)  # before loading any model
+    if cal.signal not in stage.signals:
+        raise RagdistillError(f"{stage_dir(cfg, stage.name, 'calibrate')}: calibrated on signal {cal.signal!r}, which the "
+                              f"{stage.name} does not offer ({', '.join(stage.signals)}); rerun `ragdistill {stage.name} calibrate`")
+    scorer = stage.scorer(cfg, cal.signal)
+    predict_teacher = stage.predictor(cfg, "teacher")
+    last: dict[str, Any] = {}
+
+    def student(*args: Any, **kwargs: Any) -> Any:
+        rec = stage.record(*args, **kwargs)
+        (out,), (conf,) = scorer([rec])
+        last["confidence"] = float(conf)
+        return stage.as_output(out, rec)
+
+    def teacher(*args: Any, **kwargs: Any) -> Any:
+        rec = stage.record(*args, **kwargs)
+        raw = predict_teacher([rec])[0]
+        last["record"], last["teacher"] = rec, raw
+        return stage.as_output(raw, rec)
+
+    student.model_path = getattr(scorer, "model_path", None)  # type: ignore[attr-defined]
+    hook = None
+    if cfg.routing.queue:
+        cached = stage.teacher(cfg)
+        queue = FailureQueue(queue_path(cfg, stage.name), cached.cache)
+
+        def hook(args: tuple, kwargs: dict, out: Any, conf: float) -> None:
+            queue_items(queue, stage.queue_examples(cfg, last["record"], last["teacher"]), cached.teacher_id, "routed", conf)
+
+    return RoutedComponent(student, teacher, lambda *_a, **_k: last["confidence"], cal.threshold, cal.signal, hook)

@@ -212,7 +212,7 @@ def run_calibration(cfg: Any, stage: str, confidence: Any, student_quality: Any,
     """What a stage's ``calibrate`` verb does once it has scored its held-out split: validate
     ``cfg.routing``, choose the threshold, write ``<work_dir>/<stage>/calibrate/routing_curve.{json,png}``
     and print the operating point next to random routing."""
-    from ragdistill.common.config import stage_dir
+    from ragdistill.common.paths import stage_dir
 
     target = RoutingTarget.from_config(cfg.routing)
     cal = calibrate(confidence, student_quality, teacher_quality, target, signal or cfg.routing.signal)
@@ -226,11 +226,11 @@ def run_calibration(cfg: Any, stage: str, confidence: Any, student_quality: Any,
 
 @dataclass
 class HeldOut:
-    """What a stage's ``calibrate`` measured on its held-out split, one entry per input.
+    """What ``calibrate`` measured on a stage's held-out split, one entry per input.
 
-    ``queue[i]`` is ``(payloads, teacher_outputs, template)``: input i as the stage's teach labels
-    it (a reranker list is several pair payloads), so a disagreement queued here is labelled from
-    the cache by the next round's ``teach data.extra=queue``.
+    ``queue[i]`` holds input i as the label-cache entries its teach would make (a reranker list is
+    several pair payloads), so a disagreement queued here is labelled from the cache by the next
+    round's ``teach data.extra=queue``.
     """
 
     ids: list[str]
@@ -241,27 +241,67 @@ class HeldOut:
     signal: str
     quality_metric: str
     teacher_id: str
-    queue: list[tuple[list[Any], list[Any], str]] = field(default_factory=list)
+    queue: list[list[tuple[Any, Any, str]]] = field(default_factory=list)  # per input: (payload, teacher label, template)
 
 
-def calibrate_stage(cfg: Any, stage: str, held: HeldOut) -> dict[str, Any]:
-    """The part of every stage's ``calibrate`` after scoring: choose and write the operating point
-    (:func:`run_calibration`), write the per-input scores (``items.jsonl``) and, with
-    ``routing.queue``, queue the inputs whose disagreement exceeds ``routing.queue_disagreement``."""
-    from ragdistill.common.config import stage_dir
+def stage_signal(stage: Any, cfg: Any) -> str:
+    """``routing.signal`` or the stage's default; a signal the stage cannot compute is a config error."""
+    if not stage.signals:
+        raise RagdistillError(f"stage {stage.name} cannot be routed: it offers no confidence signal")
+    name = str(cfg.routing.signal or stage.signals[0])
+    if name not in stage.signals:
+        raise RagdistillError(f"routing.signal={name!r}: the {stage.name} routes on {', '.join(stage.signals)}; choose one of those")
+    return name
+
+
+def held_out_scores(stage: Any, cfg: Any) -> HeldOut:
+    """The held-out inputs ``evaluate`` scores, each answered by the distilled student (with its
+    confidence) and by the teacher (through the label cache), scored and compared: the stage's hooks
+    :meth:`~ragdistill.common.stage.Stage.held_out`, ``scorer``, ``predictor``, ``quality``,
+    ``disagreement`` and ``queue_examples``."""
+    signal = stage_signal(stage, cfg)
+    scorer = stage.scorer(cfg, signal)  # fails early without a trained student
+    records = stage.held_out(cfg, None)
+    if not records:
+        raise RagdistillError(f"{stage.name} calibrate: no held-out inputs (split {cfg.data.test_split!r})")
+    s_out, conf = scorer(records)
+    teacher = stage.teacher(cfg)
+    try:
+        t_out = stage.predictor(cfg, "teacher")(records)
+        teacher_id = teacher.teacher_id
+    finally:
+        teacher.close()
+    sq, tq = stage.quality(cfg, records, s_out), stage.quality(cfg, records, t_out)
+    return HeldOut(
+        ids=[str(r.get("id", i)) for i, r in enumerate(records)], confidence=[float(c) for c in conf],
+        student_quality=[float(x) for x in sq], teacher_quality=[float(x) for x in tq],
+        disagreement=[float(stage.disagreement(r, s, t)) for r, s, t in zip(records, s_out, t_out, strict=True)],
+        signal=signal, quality_metric=stage.quality_metric, teacher_id=teacher_id,
+        queue=[stage.queue_examples(cfg, r, t) for r, t in zip(records, t_out, strict=True)],
+    )
+
+
+def calibrate_stage(stage: Any, cfg: Any) -> dict[str, Any]:
+    """``ragdistill <stage> calibrate``: score the held-out split (:func:`held_out_scores`), choose and
+    write the operating point (:func:`run_calibration`), write the per-input scores
+    (``items.jsonl``) and, with ``routing.queue``, queue the inputs whose disagreement exceeds
+    ``routing.queue_disagreement``."""
     from ragdistill.common.io import write_jsonl
+    from ragdistill.common.paths import stage_dir
 
-    cal = run_calibration(cfg, stage, held.confidence, held.student_quality, held.teacher_quality, held.signal)
+    RoutingTarget.from_config(cfg.routing)  # a budget outside (0, 1) fails before any model loads
+    held = held_out_scores(stage, cfg)
+    cal = run_calibration(cfg, stage.name, held.confidence, held.student_quality, held.teacher_quality, held.signal)
     routed = route_mask(held.confidence, cal.threshold)
-    out = stage_dir(cfg, stage, "calibrate")
+    out = stage_dir(cfg, stage.name, "calibrate")
     write_jsonl(out / "items.jsonl", [
         {"id": i, "confidence": c, "student_quality": s, "teacher_quality": t, "disagreement": d, "routed": bool(r)}
         for i, c, s, t, d, r in zip(held.ids, held.confidence, held.student_quality, held.teacher_quality,
                                     held.disagreement, routed, strict=True)])
     queued = (0, 0)
     if cfg.routing.queue and held.queue:
-        queued = _queue_disagreements(cfg, stage, held)
-    return {"stage": stage, "signal": cal.signal, "quality_metric": held.quality_metric, "n": cal.n,
+        queued = _queue_disagreements(cfg, stage.name, held)
+    return {"stage": stage.name, "signal": cal.signal, "quality_metric": held.quality_metric, "n": cal.n,
             "threshold": cal.threshold, "teacher_fraction": cal.teacher_fraction, "quality": cal.quality,
             "random_quality": cal.random_quality, "student_quality": cal.student_quality,
             "teacher_quality": cal.teacher_quality, "target_met": cal.target_met,
@@ -269,23 +309,33 @@ def calibrate_stage(cfg: Any, stage: str, held: HeldOut) -> dict[str, Any]:
             "curve_json": str(out / CURVE_JSON)}
 
 
+def queue_items(queue: Any, items: list[tuple[Any, Any, str]], teacher_id: str, reason: str, score: float | None) -> int:
+    """Append (payload, teacher label, template) items to a failure queue, one call per template; new ones counted."""
+    added = 0
+    for template in dict.fromkeys(t for _, _, t in items):
+        group = [(p, y) for p, y, t in items if t == template]
+        added += queue.add_many([p for p, _ in group], [y for _, y in group], teacher_id, template, reason, [score] * len(group))
+    return added
+
+
 def _queue_disagreements(cfg: Any, stage: str, held: HeldOut) -> tuple[int, int]:
     """Queue the held-out inputs that disagree beyond ``routing.queue_disagreement``: (inputs, new labels)."""
     from ragdistill.common.cache import LabelCache
-    from ragdistill.common.failure_queue import FailureQueue, queue_path
+    from ragdistill.common.ops.failure_queue import FailureQueue
+    from ragdistill.common.paths import queue_path
 
     limit = float(cfg.routing.queue_disagreement)
     cache = LabelCache(cfg.paths.label_cache)
     inputs = labels = 0
     try:
         q = FailureQueue(queue_path(cfg, stage), cache)
-        for d, (payloads, outputs, template) in zip(held.disagreement, held.queue, strict=True):
+        for d, items in zip(held.disagreement, held.queue, strict=True):
             if d > limit:
                 inputs += 1
-                labels += q.add_many(list(payloads), list(outputs), held.teacher_id, template, "disagreement", [d] * len(payloads))
+                labels += queue_items(q, items, held.teacher_id, "disagreement", d)
     finally:
         cache.close()
     if inputs:
-        print(f"[{stage}] {inputs} of {len(held.ids)} held-out inputs disagree with the teacher by more than "
-              f"routing.queue_disagreement={limit}: {labels} new teacher labels queued -> {q.path}", flush=True)
+        log.info("%s: %d of %d held-out inputs disagree with the teacher by more than routing.queue_disagreement=%s: "
+                 "%d new teacher labels queued -> %s", stage, inputs, len(held.ids), limit, labels, q.path)
     return inputs, labels

@@ -30,6 +30,7 @@ import numpy as np
 from ragdistill.common.cache import LabelCache, label_key
 from ragdistill.common.errors import RagdistillError
 from ragdistill.common.logging import get_logger
+from ragdistill.common.paths import queue_path
 
 log = get_logger(__name__)
 
@@ -71,11 +72,6 @@ def _default(o: Any) -> Any:
     if isinstance(o, np.ndarray):
         return o.tolist()
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
-
-
-def queue_path(cfg: Any, stage: str) -> Path:
-    """``<work_dir>/<stage>/queue.jsonl``."""
-    return Path(cfg.paths.work_dir).resolve() / stage / "queue.jsonl"
 
 
 class FailureQueue:

@@ -8,7 +8,7 @@ client pays off here too. ``--max-queue`` answers 429 with ``Retry-After`` when 
 wait, like a hosted API under load; ``--api-key-env`` makes it demand ``Authorization: Bearer``.
 
     ragdistill serve-openai --model smollm2-135m-instruct --port 8000
-    python -m ragdistill.common.serve_openai --model smollm2-135m-instruct --port 0   # any free port
+    python -m ragdistill.common.ops.serve_openai --model smollm2-135m-instruct --port 0   # any free port
 """
 
 from __future__ import annotations

@@ -15,18 +15,15 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ragdistill.common.config import stage_dir
 from ragdistill.common.errors import RagdistillError
 from ragdistill.common.io import atomic_path, read_json, write_json, write_text_atomic
+from ragdistill.common.logging import get_logger
+from ragdistill.common.paths import queue_path, rounds_dir, stage_dir
 
-
-def rounds_dir(cfg: Any, stage: str) -> Path:
-    """``<work_dir>/<stage>/rounds``: one numbered folder per kept round."""
-    return Path(cfg.paths.work_dir).resolve() / stage / "rounds"
+log = get_logger(__name__)
 
 
 def kept_rounds(cfg: Any, stage: str) -> list[Path]:
@@ -36,7 +33,7 @@ def kept_rounds(cfg: Any, stage: str) -> list[Path]:
 
 
 def _queue_counts(cfg: Any, stage: str) -> dict[str, int]:
-    from ragdistill.common.failure_queue import load_queue, queue_path
+    from ragdistill.common.ops.failure_queue import load_queue
 
     path = queue_path(cfg, stage)
     if not path.exists():
@@ -115,17 +112,49 @@ def compare_rounds(cfg: Any, stage: str) -> dict[str, Any]:
     return payload
 
 
-__all__ = ["compare_rounds", "kept_rounds", "rounds_dir", "snapshot_round"]
+def next_round(stage: Any, cfg: Any) -> Path:
+    """``ragdistill <stage> next-round``: keep the distilled student and its evaluate results."""
+    return snapshot_round(cfg, stage.name, stage.student_dir(cfg))
 
 
-def teach_with_queue(cfg: Any, stage: str, base_teach: Callable[[Any], dict[str, Any]],
-                     fold_queue: Callable[[Any], dict[str, Any] | None], report_file: str) -> dict[str, Any]:
-    """A stage's teach, then its failure queue when ``data.extra`` is set; the fold's counts go into
-    the returned report and into the teach report file ``report_file`` beside it."""
-    report = base_teach(cfg)
-    info = fold_queue(cfg)
-    if info is not None:
-        report["queue"] = info
-        f = stage_dir(cfg, stage, "teach") / report_file
-        write_json(f, {**read_json(f), "queue": info})
-    return report
+def stage_compare_rounds(stage: Any, cfg: Any) -> dict[str, Any]:
+    """``ragdistill <stage> compare-rounds``: every kept round's student next to the current one."""
+    return compare_rounds(cfg, stage.name)
+
+
+def fold_queue(stage: Any, cfg: Any, result: Any) -> dict[str, Any] | None:
+    """``teach data.extra=queue`` (or a queue file): after the stage's teach, add what the failure queue
+    collected to its training data. The queued records seed the label cache, so the teacher's labels
+    come from there (no teacher call when the teacher is the same, a fresh label when it changed);
+    the stage's ``add_training_examples`` hook then appends them to teach's output. Counts go into
+    the teach result's ``details["queue"]``."""
+    from ragdistill.common.ops.failure_queue import extra_inputs
+
+    if not cfg.data.get("extra"):
+        return None
+    teacher = stage.teacher(cfg)
+    try:
+        records = extra_inputs(cfg, stage.name, teacher.cache)
+        if not records:
+            return None
+        by_template: dict[str, list[Any]] = {}
+        for r in records:
+            by_template.setdefault(r.template, []).append(r.input)
+        items, cached, labelled = [], 0, 0
+        for template, payloads in by_template.items():
+            run = teacher.label(payloads, template, desc=f"teacher labels (queue, {template})", complete=True)
+            cached, labelled = cached + run.cached, labelled + run.labelled
+            items += [(p, y, template) for p, y in zip(payloads, run.labels, strict=True)]
+    finally:
+        teacher.close()
+    info = {"records": len(records), **stage.add_training_examples(cfg, items),
+            "teacher_labels": {"cached": cached, "labelled": labelled}}
+    result.cached += cached
+    result.teacher_calls += labelled
+    result.details["queue"] = info
+    log.info("%s teach: data.extra=%s: %d queued records folded in (%s); teacher calls for them: %d", stage.name,
+             cfg.data.extra, len(records), ", ".join(f"{k} {v}" for k, v in info.items() if isinstance(v, int)), labelled)
+    return info
+
+
+__all__ = ["compare_rounds", "fold_queue", "kept_rounds", "next_round", "snapshot_round", "stage_compare_rounds"]

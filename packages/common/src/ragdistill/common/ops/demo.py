@@ -10,6 +10,7 @@ from omegaconf import DictConfig, OmegaConf
 from ragdistill.common.config import apply_run_settings, compose
 from ragdistill.common.errors import RagdistillError
 from ragdistill.common.logging import get_logger
+from ragdistill.common.ops.verbs import stage_verbs
 from ragdistill.common.paths import conf_dir
 from ragdistill.common.stage import VERBS, load_stages
 
@@ -34,7 +35,7 @@ def run_demo(extra_overrides: list[str]) -> dict[str, float]:
         for verb in spec.get("verbs", VERBS):
             t = time.perf_counter()
             print(f"\n=== ragdistill {name} {verb} {' '.join(overrides)}", flush=True)
-            stage.verbs[verb](cfg)
+            stage_verbs(stage)[verb](cfg)
             timings[f"{name}.{verb}"] = time.perf_counter() - t
     if not timings:
         raise RagdistillError("no stage is installed; install a stage package (make install)")

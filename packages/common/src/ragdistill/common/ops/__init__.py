@@ -1,0 +1,59 @@
+"""Operations written once for every stage, on the hooks of :class:`ragdistill.common.stage.Stage`.
+
+- :func:`calibrate` (``ragdistill <stage> calibrate``) and :func:`routed` (the ``routed`` pipeline
+  variant): confidence routing between the student and the teacher (:mod:`.routing`, :mod:`.routed`);
+- :func:`write_monitor_baseline` (every ``export``) and ``ragdistill monitor`` (:mod:`.monitor`);
+- :func:`fold_queue` (``teach data.extra=queue``), :func:`next_round` and :func:`compare_rounds`
+  (:mod:`.rounds`, :mod:`.failure_queue`);
+- :func:`export_labels` (:mod:`.labels`);
+- the commands beside the stages: ``ragdistill cost`` (:mod:`.cost`), ``cache`` (:mod:`.cache_cli`),
+  ``serve-openai`` (:mod:`.serve_openai`) and the demo (:mod:`.demo`).
+
+Stages never import this package: it sits above them and calls their hooks.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def calibrate(stage: Any, cfg: Any) -> dict[str, Any]:
+    from ragdistill.common.ops.routing import calibrate_stage
+
+    return calibrate_stage(stage, cfg)
+
+
+def routed(stage: Any, cfg: Any) -> Any:
+    from ragdistill.common.ops.routed import routed as _routed
+
+    return _routed(stage, cfg)
+
+
+def write_monitor_baseline(stage: Any, cfg: Any, result: Any = None) -> Any:
+    from ragdistill.common.ops.monitor import write_monitor_baseline as _write
+
+    return _write(stage, cfg, result)
+
+
+def fold_queue(stage: Any, cfg: Any, result: Any) -> Any:
+    from ragdistill.common.ops.rounds import fold_queue as _fold
+
+    return _fold(stage, cfg, result)
+
+
+def next_round(stage: Any, cfg: Any) -> Any:
+    from ragdistill.common.ops.rounds import next_round as _next
+
+    return _next(stage, cfg)
+
+
+def compare_rounds(stage: Any, cfg: Any) -> Any:
+    from ragdistill.common.ops.rounds import stage_compare_rounds
+
+    return stage_compare_rounds(stage, cfg)
+
+
+def export_labels(stage: Any, cfg: Any) -> Any:
+    from ragdistill.common.ops.labels import export_labels as _export
+
+    return _export(stage, cfg)

@@ -1,0 +1,55 @@
+"""How the CLI, the demo and the harness run a stage's verbs: the four, plus the shared operations.
+
+:func:`stage_verbs` maps every CLI verb name to a callable ``fn(cfg)``. The four verbs run through
+:func:`run_verb`, which times them, writes their result (``teach.json``, ``train.json``,
+``export.json``, ``results.json``) and the config they ran with (``config.yaml``) beside it, folds
+the failure queue after ``teach`` (``data.extra``) and measures the monitor baseline after
+``export``. ``calibrate`` (routable stages), ``next-round``, ``compare-rounds`` and
+``export-labels`` come from the stage's hooks; a stage's ``extra_verbs`` are its own methods.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ragdistill.common import ops
+from ragdistill.common.config import save_config
+from ragdistill.common.errors import RagdistillError
+from ragdistill.common.paths import stage_dir
+from ragdistill.common.results import VerbResult
+from ragdistill.common.stage import VERBS, Stage
+
+
+def run_verb(stage: Stage, verb: str, cfg: Any) -> VerbResult:
+    """Run one of the four verbs of ``stage`` (see the module docstring)."""
+    rank0 = os.environ.get("RANK", "0") == "0"  # under torchrun/accelerate, rank 0 alone writes
+    t0 = time.perf_counter()
+    result = getattr(stage, verb)(cfg)
+    if not isinstance(result, VerbResult):
+        raise RagdistillError(f"stage {stage.name}: {verb} returned {type(result).__name__}, not a result of ragdistill.common.results")
+    if verb == "teach" and cfg.data.get("extra"):
+        ops.fold_queue(stage, cfg, result)
+    if verb == "export" and rank0:
+        ops.write_monitor_baseline(stage, cfg, result)
+    result.seconds = time.perf_counter() - t0
+    if rank0:
+        result.write(cfg)
+        save_config(cfg, stage_dir(cfg, stage.name, verb))
+    return result
+
+
+def stage_verbs(stage: Stage) -> dict[str, Callable[[Any], Any]]:
+    """Every verb of ``stage`` by CLI name: the four, the shared operations its hooks allow, its own."""
+    out: dict[str, Callable[[Any], Any]] = {v: functools.partial(run_verb, stage, v) for v in VERBS}
+    if stage.signals:
+        out["calibrate"] = functools.partial(ops.calibrate, stage)
+    out["next-round"] = functools.partial(ops.next_round, stage)
+    out["compare-rounds"] = functools.partial(ops.compare_rounds, stage)
+    out["export-labels"] = functools.partial(ops.export_labels, stage)
+    for name in stage.extra_verbs:
+        out[name.replace("_", "-")] = getattr(stage, name)
+    return out
