@@ -81,12 +81,13 @@ class ToyStage(Stage):
     def lists(self, cfg: Any, split: str) -> list[dict[str, Any]]:
         data = self.data(cfg)
         queries, qrels = data.split(split)
-        ids = sorted(data.corpus)
-        rng = np.random.default_rng(0)
+        terms = {d: set(_terms(doc.full_text)) for d, doc in data.corpus.items()}
         out = []
         for q in sorted(queries)[: cfg.toy.teach.queries]:
             pos = sorted(qrels[q])[0]
-            others = [ids[i] for i in rng.choice(len(ids), cfg.toy.teach.candidates - 1, replace=False) if ids[i] != pos]
+            qt = set(_terms(queries[q]))
+            # hard negatives: the documents sharing the most query terms, where plain overlap is easily fooled
+            others = sorted((d for d in terms if d != pos), key=lambda d: (-len(qt & terms[d]), d))[: cfg.toy.teach.candidates - 1]
             docs = [pos, *others]
             out.append({"id": q, "query": queries[q], "docs": [data.corpus[d].full_text for d in docs], "positive": 0})
         return out
@@ -286,3 +287,13 @@ def test_export_gate_names_the_variant_below_the_bar():
     with pytest.raises(RagdistillError, match=r"int8 cosine 0\.9500 < 0\.97"):
         res.gate(0.99, 0.97)
     assert res.details["gate"]["failed"] == ["int8 cosine 0.9500 < 0.97"]
+
+
+def test_a_second_run_on_the_same_work_dir_and_stage_is_refused(toy, work_dir):
+    from ragdistill.common.ops.verbs import stage_lock
+
+    cfg = compose("toy_schema", [f"paths.work_dir={work_dir}", "run.report_to=[]", "toy.teach.queries=2"])
+    with stage_lock(cfg, "toy", "teach"):  # a teach already running there
+        with pytest.raises(RagdistillError, match=r"toy: ragdistill toy teach \(pid \d+\) is running there now; wait for it"):
+            stage_verbs(toy)["train"](cfg)
+    assert stage_verbs(toy)["teach"](cfg).n_items == 2  # free again once it ends

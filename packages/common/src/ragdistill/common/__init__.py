@@ -11,3 +11,7 @@
 from ragdistill.common.errors import RagdistillError
 
 __all__ = ["RagdistillError"]
+
+from ragdistill.common.logging import quiet_false_alarms as _quiet
+
+_quiet()  # library users (notebooks, tests) are spared the warnings shown to be false here too

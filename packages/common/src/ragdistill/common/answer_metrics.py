@@ -7,10 +7,12 @@ scored the same way everywhere.
 
 from __future__ import annotations
 
+import functools
 import re
 import string
 from collections import Counter
 from collections.abc import Sequence
+from typing import Any
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCT = set(string.punctuation)
@@ -44,10 +46,16 @@ def token_f1(prediction: str, references: Sequence[str]) -> float:
     return best
 
 
-def rouge_l(prediction: str, references: Sequence[str]) -> float:
+@functools.cache
+def _rouge_l_scorer() -> Any:
+    """One scorer per process: building one logs absl's "Using default tokenizer." every time."""
     from rouge_score import rouge_scorer
 
-    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+    return rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+
+
+def rouge_l(prediction: str, references: Sequence[str]) -> float:
+    scorer = _rouge_l_scorer()
     return max((scorer.score(r, prediction)["rougeL"].fmeasure for r in references), default=0.0)
 
 

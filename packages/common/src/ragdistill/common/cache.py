@@ -75,9 +75,39 @@ def _decode(blob: bytes) -> Any:
     return json.loads(blob[1:].decode("utf-8"))
 
 
+def _is_damage(e: sqlite3.Error) -> bool:
+    msg = str(e).lower()
+    return type(e) is sqlite3.DatabaseError or any(m in msg for m in ("malformed", "not a database", "disk i/o", "corrupt"))
+
+
+def damaged_cache_error(path: Path, e: Exception) -> RagdistillError:
+    """The message for a label cache that SQLite cannot read: what happened and the way out."""
+    return RagdistillError(
+        f"{path}: the label cache is damaged ({e}). Keep the file: `ragdistill cache check {path} --salvage "
+        f"{path}.salvaged` copies every readable label into a new cache; then move that over {path} and rerun "
+        f"(only the lost labels are made again). Deleting {path} relabels everything")
+
+
+def _guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """A :class:`LabelCache` method whose SQLite damage errors become one clear error naming the file."""
+    import functools
+
+    @functools.wraps(fn)
+    def run(self: LabelCache, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(self, *args, **kwargs)
+        except sqlite3.Error as e:
+            if _is_damage(e):
+                raise damaged_cache_error(self.path, e) from None
+            raise
+
+    return run
+
+
 class LabelCache:
     """Teacher labels on disk, keyed by :func:`label_key`."""
 
+    @_guarded
     def __init__(self, path: str | Path, shard: Shard | None = None) -> None:
         path = Path(path)
         if shard is not None:
@@ -92,15 +122,18 @@ class LabelCache:
         )
         self._db.commit()
 
+    @_guarded
     def __len__(self) -> int:
         return self._db.execute("SELECT COUNT(*) FROM labels").fetchone()[0]
 
+    @_guarded
     def __contains__(self, key: str) -> bool:
         return self._db.execute("SELECT 1 FROM labels WHERE key=?", (key,)).fetchone() is not None
 
     def close(self) -> None:
         self._db.close()
 
+    @_guarded
     def get_many(self, keys: Sequence[str]) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for i in range(0, len(keys), 500):
@@ -109,6 +142,7 @@ class LabelCache:
             out.update((k, _decode(v)) for k, v in self._db.execute(q, chunk))
         return out
 
+    @_guarded
     def put_many(self, items: dict[str, Any], teacher_id: str = "") -> None:
         """Write a batch in one transaction: all of it lands, or none of it."""
         with self._db:
@@ -117,9 +151,11 @@ class LabelCache:
                 [(k, teacher_id, _encode(v)) for k, v in items.items()],
             )
 
+    @_guarded
     def items(self) -> list[tuple[str, Any]]:
         return [(k, _decode(v)) for k, v in self._db.execute("SELECT key, value FROM labels ORDER BY key")]
 
+    @_guarded
     def label(
         self,
         inputs: Sequence[Any],
@@ -158,6 +194,7 @@ class LabelCache:
 
     # ---- portable copies: ship a dataset's teacher labels with the repo, merge shard files
 
+    @_guarded
     def export_jsonl(self, path: str | Path, teacher_id: str | Sequence[str] | None = None, float16: bool = False) -> int:
         """Write labels (optionally only those of one or several teacher ids) as JSONL ``{key, teacher,
         value}``, gzip when ``path`` ends in ``.gz``. Arrays are lists of floats, or with ``float16``
@@ -182,6 +219,7 @@ class LabelCache:
         write_jsonl(path, rows)
         return len(rows)
 
+    @_guarded
     def import_jsonl(self, path: str | Path) -> int:
         """Add labels from :meth:`export_jsonl` output that this cache lacks; returns how many were added."""
         from ragdistill.common.io import iter_jsonl
@@ -197,6 +235,7 @@ class LabelCache:
             self.put_many({k: v for k, (t, v) in new.items() if t == teacher}, teacher)
         return len(new)
 
+    @_guarded
     def import_file(self, path: str | Path) -> int:
         """:meth:`import_jsonl`, once per file content: a shipped label file (tens of MB for a corpus's
         embeddings) is read the first time this cache sees it, and skipped on every later open."""
@@ -363,6 +402,119 @@ def cache_stats(path: str | Path) -> dict[str, Any]:
         kinds = {("array" if k == "N" else "json"): c for k, c in db.execute(
             "SELECT CAST(substr(value, 1, 1) AS TEXT), COUNT(*) FROM labels GROUP BY 1")}
         total = db.execute("SELECT COUNT(*) FROM labels").fetchone()[0]
+    except sqlite3.Error as e:
+        raise damaged_cache_error(path, e) from None
     finally:
         db.close()
     return {"path": str(path), "rows": total, "bytes": path.stat().st_size, "teachers": per_teacher, "kinds": kinds}
+
+
+@dataclass
+class CheckReport:
+    """What :func:`check_cache` found: SQLite's own verdict, readable rows, and what was salvaged."""
+
+    path: Path
+    ok: bool  # SQLite's integrity check passed and every row decodes
+    integrity: str  # "ok" or SQLite's first complaints
+    readable: int  # rows read back whole (key, teacher, value that decodes)
+    unreadable: int  # row ranges SQLite could not read plus rows whose value does not decode
+    salvaged_to: Path | None = None
+
+    def summary(self) -> str:
+        lines = [f"{self.path}: {'ok' if self.ok else 'DAMAGED'} (integrity check: {self.integrity})",
+                 f"  readable labels: {self.readable}; unreadable rows or ranges: {self.unreadable}"]
+        if self.salvaged_to is not None:
+            lines.append(f"  salvaged {self.readable} labels into {self.salvaged_to}; move it over {self.path} and rerun "
+                         "teach: only the lost labels are made again")
+        elif not self.ok:
+            lines.append(f"  salvage what is readable: ragdistill cache check {self.path} --salvage {self.path}.salvaged")
+        return "\n".join(lines)
+
+
+def _readable_rows(db: sqlite3.Connection, window: int = 256) -> tuple[list[tuple[Any, ...]], int]:
+    """Every row of ``labels`` SQLite can still read, in windows of rowids (a damaged page loses its
+    window, not the file), with the count of windows or rows lost. Past the last readable window,
+    64 unreadable windows in a row end the scan (a truncated file's tail)."""
+    rows: list[tuple[Any, ...]] = []
+    lost = misses = 0
+    try:
+        top = db.execute("SELECT MAX(rowid) FROM labels").fetchone()[0] or 0
+    except sqlite3.Error:
+        top = None  # the right edge of the b-tree is gone: scan until the reads stop
+    lo = 0
+    while (top is None and misses < 64) or (top is not None and lo <= top):
+        try:
+            got = db.execute("SELECT key, teacher, value, created FROM labels WHERE rowid BETWEEN ? AND ?", (lo, lo + window - 1)).fetchall()
+            misses = 0
+        except sqlite3.Error:
+            lost += 1
+            misses += 1
+            got = []
+        for r in got:
+            try:
+                _decode(r[2])
+                rows.append(r)
+            except Exception:
+                lost += 1
+        lo += window
+    return rows, lost - (misses if top is None else 0)  # the windows past a truncated end held nothing
+
+
+def _repaired_copy(path: Path, dest: Path) -> None:
+    """A copy SQLite can open: a truncated file's header still counts the pages it lost, which makes
+    SQLite refuse even the schema; the copy keeps the whole pages and the header counts only those."""
+    import struct
+
+    data = bytearray(path.read_bytes())
+    if data[:16] == b"SQLite format 3\x00" and len(data) >= 100:
+        page = struct.unpack(">H", data[16:18])[0]
+        page = 65536 if page == 1 else page
+        n = len(data) // page
+        data = data[: n * page]
+        data[28:32] = struct.pack(">I", n)
+    dest.write_bytes(bytes(data))
+
+
+def check_cache(path: str | Path, salvage: str | Path | None = None) -> CheckReport:
+    """SQLite's integrity check of a label cache, and every row read back; with ``salvage``, the
+    readable rows copied into a new cache file (``path`` itself is never written)."""
+    path = Path(path)
+    if not path.is_file():
+        raise RagdistillError(f"{path}: no such label cache file")
+    import shutil
+    import tempfile
+
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        integrity = "; ".join(r[0] for r in db.execute("PRAGMA integrity_check(5)").fetchall())
+        db.close()
+    except sqlite3.Error as e:  # too damaged for the check itself: the rows may still be readable
+        integrity = f"failed: {e}"
+    with tempfile.TemporaryDirectory() as d:
+        copy = Path(d) / path.name
+        _repaired_copy(path, copy)
+        wal = path.with_name(path.name + "-wal")
+        if wal.is_file():  # commits not yet checkpointed into the main file are replayed from the copy
+            shutil.copy2(wal, copy.with_name(copy.name + "-wal"))
+        try:
+            db = sqlite3.connect(copy)
+            rows, lost = _readable_rows(db)
+            db.close()
+        except sqlite3.Error as e:
+            return CheckReport(path, False, f"{integrity}; unreadable: {e}", 0, 1)
+    report = CheckReport(path, integrity == "ok" and lost == 0, integrity, len(rows), lost)
+    if salvage is not None:
+        out = Path(salvage)
+        if out.exists():
+            raise RagdistillError(f"{out} exists; salvage into a new file")
+        from ragdistill.common.io import atomic_path
+
+        with atomic_path(out) as tmp:
+            LabelCache(tmp).close()
+            new = sqlite3.connect(tmp)
+            new.execute("PRAGMA journal_mode=DELETE")
+            with new:
+                new.executemany("INSERT OR IGNORE INTO labels (key, teacher, value, created) VALUES (?, ?, ?, ?)", rows)
+            new.close()
+        report.salvaged_to = out
+    return report

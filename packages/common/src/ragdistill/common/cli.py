@@ -27,6 +27,17 @@ def _fail(msg: str) -> None:
     sys.exit(2)
 
 
+def _interrupted(cfg: Any) -> None:
+    """Ctrl-C: one line saying what is kept, and exit 130 (the shell's code for SIGINT). Labels are
+    committed batch by batch and checkpoints are written atomically, so a rerun resumes."""
+    import os
+
+    sys.stderr.write(f"\nragdistill: interrupted. Teacher labels made so far are kept in {cfg.paths.label_cache}; rerun the same "
+                     "command to resume (only the missing labels are made).\n")
+    sys.stderr.flush()
+    os._exit(130)  # at once: no library shutdown hooks printing their own tracebacks
+
+
 def run_verb(config_name: str, fn: Callable[[Any], Any], argv: list[str], job_name: str) -> None:
     """Run ``fn(cfg)`` as a Hydra app composed from ``conf/<config_name>.yaml`` plus ``argv``."""
     import hydra
@@ -43,7 +54,14 @@ def run_verb(config_name: str, fn: Callable[[Any], Any], argv: list[str], job_na
             return fn(cfg)
         except RagdistillError as e:
             _fail(str(e))
+        except KeyboardInterrupt:
+            _interrupted(cfg)
 
+    from ragdistill.common.config import compose, first_of_sweeps
+
+    if not any(a in ("-h", "--help", "--hydra-help", "-c", "--cfg", "--info") for a in argv):
+        # the config checked before Hydra runs: an error is one line and exit 2, as for every user error
+        compose(config_name, first_of_sweeps([a for a in argv if not a.startswith(("-", "hydra.", "hydra/"))]))
     extra = [a for a in argv]
     if not any(a.startswith("hydra.run.dir=") for a in argv):
         extra.append(f"hydra.run.dir=${{paths.work_dir}}/logs/{job_name}/${{now:%Y-%m-%d_%H-%M-%S}}")

@@ -8,6 +8,7 @@ dataclass. Paths are relative to the working directory unless absolute.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
 from dataclasses import dataclass, field
@@ -230,6 +231,65 @@ def apply_run_settings(cfg: DictConfig) -> None:
     os.environ.setdefault("WANDB_DIR", str(Path(cfg.paths.work_dir).resolve()))
 
 
+def _open_mappings(node: Any) -> None:
+    """Let free-form mappings (fields typed ``dict[...]``, not dataclasses) take new keys."""
+    from omegaconf import DictConfig
+
+    for key in list(node.keys()) if isinstance(node, DictConfig) else []:
+        child = node._get_node(key)
+        if isinstance(child, DictConfig):
+            if dataclasses.is_dataclass(child._metadata.object_type):
+                _open_mappings(child)
+            else:
+                OmegaConf.set_struct(child, False)
+
+
+def check_keys(config_name: str, cfg: DictConfig) -> None:
+    """Refuse keys the schema does not have, also those added with Hydra's ``+`` (its own hint for a
+    typo such as ``+embedder.learing_rate=1`` would make the typo a silently ignored key). Free-form
+    mappings (``<stage>.train.args``, ``ray.engine_kwargs``) take any key."""
+    import difflib
+
+    from omegaconf.errors import ConfigKeyError
+
+    repo = ConfigStore.instance().repo
+    node = repo.get(f"{config_name}_schema.yaml")
+    if node is None:
+        return
+    schema = OmegaConf.structured(node.node)
+    OmegaConf.set_struct(schema, True)
+    _open_mappings(schema)
+    try:
+        plain = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)  # untyped: a forced key is seen
+        OmegaConf.merge(schema, {k: v for k, v in plain.items() if k != "hydra"})  # type: ignore[union-attr]
+    except ConfigKeyError as e:
+        key = str(getattr(e, "full_key", "") or "")
+        parent = key.rsplit(".", 1)[0] if "." in key else ""
+        try:
+            options = list(OmegaConf.select(schema, parent) or {}) if parent else list(schema)
+        except Exception:
+            options = []
+        close = difflib.get_close_matches(key.rsplit(".", 1)[-1], options, 1)
+        hint = f"; did you mean {parent + '.' if parent else ''}{close[0]}?" if close else ""
+        raise RagdistillError(f"config {config_name!r}: {key or e} is not a setting{hint} (see `ragdistill {config_name} <verb> --help`)") from None
+
+
+def first_of_sweeps(overrides: list[str]) -> list[str]:
+    """A multirun's overrides with each sweep (``a=1,2``, ``range(...)``, ``choice(...)``) cut to its
+    first value: one composition that checks every key and type before Hydra starts the jobs."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    out = []
+    for o in OverridesParser.create().parse_overrides(overrides):
+        if o.is_sweep_override():
+            prefix = {"ADD": "+", "FORCE_ADD": "++", "DEL": "~"}.get(o.type.name, "")
+            first = next(iter(o.sweep_string_iterator()), "")
+            out.append(f"{prefix}{o.key_or_group}{'@' + o.package if o.package else ''}={first}")
+        else:
+            out.append(o.input_line)
+    return out
+
+
 def compose(config_name: str, overrides: list[str] | None = None) -> DictConfig:
     """Compose a stage config outside the CLI (tests, notebooks), with the same checks."""
     from hydra import compose as h_compose
@@ -246,7 +306,8 @@ def compose(config_name: str, overrides: list[str] | None = None) -> DictConfig:
         with initialize_config_dir(config_dir=str(conf_dir()), version_base=None):
             cfg = h_compose(config_name=config_name, overrides=list(overrides or []))
             OmegaConf.resolve(cfg)
-            return cfg
     except (HydraException, OmegaConfBaseException) as e:
         cause = f"\n{e.__cause__}" if e.__cause__ is not None else ""
         raise RagdistillError(f"config error in {config_name!r}: {e}{cause}") from e
+    check_keys(config_name, cfg)
+    return cfg

@@ -150,24 +150,26 @@ def _require_id(obj: object, file: Path, lineno: int) -> str:
 
 def read_qrels_tsv(file: Path, corpus: dict[str, Document], queries: dict[str, str]) -> Qrels:
     """Read ``query-id<TAB>corpus-id<TAB>score`` lines; every id must exist."""
+    from ragdistill.common.io import text_lines
+
     qrels: Qrels = {}
-    with file.open(encoding="utf-8") as f:
-        for lineno, row in enumerate(csv.reader(f, delimiter="\t"), start=1):
-            if not row or (lineno == 1 and row[0] == "query-id"):
-                continue
-            if len(row) < 3:
-                raise RagdistillError(f"{file}:{lineno}: expected 3 tab-separated columns (query-id, corpus-id, score), got {len(row)}")
-            qid, did, score = row[0], row[1], row[2]
-            if qid not in queries:
-                raise RagdistillError(f"{file}:{lineno}: query id {qid!r} is not in queries.jsonl; add the query or drop the line")
-            if did not in corpus:
-                raise RagdistillError(f"{file}:{lineno}: document id {did!r} is not in corpus.jsonl; add the document or drop the line")
-            try:
-                rel = int(float(score))
-            except ValueError:
-                raise RagdistillError(f"{file}:{lineno}: score {score!r} is not a number") from None
-            if rel > 0:
-                qrels.setdefault(qid, {})[did] = rel
+    for lineno, line in text_lines(file):
+        row = next(csv.reader([line.rstrip("\r\n")], delimiter="\t"), [])
+        if not row or (lineno == 1 and row[0] == "query-id"):
+            continue
+        if len(row) < 3:
+            raise RagdistillError(f"{file}:{lineno}: expected 3 tab-separated columns (query-id, corpus-id, score), got {len(row)}")
+        qid, did, score = row[0], row[1], row[2]
+        if qid not in queries:
+            raise RagdistillError(f"{file}:{lineno}: query id {qid!r} is not in queries.jsonl; add the query or drop the line")
+        if did not in corpus:
+            raise RagdistillError(f"{file}:{lineno}: document id {did!r} is not in corpus.jsonl; add the document or drop the line")
+        try:
+            rel = int(float(score))
+        except ValueError:
+            raise RagdistillError(f"{file}:{lineno}: score {score!r} is not a number") from None
+        if rel > 0:
+            qrels.setdefault(qid, {})[did] = rel
     return qrels
 
 

@@ -58,12 +58,44 @@ def write_json(path: str | os.PathLike[str], obj: Any) -> Path:
     return write_text_atomic(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
 
 
-def read_json(path: str | os.PathLike[str]) -> Any:
+def _not_utf8(path: Path, data: bytes, e: UnicodeDecodeError, first_line: int = 1) -> RagdistillError:
+    """Where a byte that is not UTF-8 sits (line and column), and the fix."""
+    line = first_line + data.count(b"\n", 0, e.start)
+    col = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
+    return RagdistillError(f"{path}:{line}: byte 0x{data[e.start]:02x} at column {col} is not UTF-8 text; save the file as "
+                           "UTF-8 (e.g. iconv -f latin1 -t utf-8) or fix that character")
+
+
+def read_text(path: str | os.PathLike[str]) -> str:
+    """A whole UTF-8 file (gzip when named .gz); a byte that is not UTF-8 is an error naming the line."""
     path = Path(path)
     if not path.exists():
         raise RagdistillError(f"{path}: file not found")
+    data = gzip.open(path, "rb").read() if path.suffix == ".gz" else path.read_bytes()
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise _not_utf8(path, data, e) from None
+
+
+def text_lines(path: str | os.PathLike[str]) -> Iterator[tuple[int, str]]:
+    """``(line_number, line)`` of a UTF-8 text file (gzip when named .gz), decoded line by line: a
+    byte that is not UTF-8 is an error naming the file, line and column, not a buffer offset."""
+    path = Path(path)
+    if not path.exists():
+        raise RagdistillError(f"{path}: file not found")
+    with gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            try:
+                yield lineno, raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise _not_utf8(path, raw, e, lineno) from None
+
+
+def read_json(path: str | os.PathLike[str]) -> Any:
+    path = Path(path)
+    try:
+        return json.loads(read_text(path))
     except json.JSONDecodeError as e:
         raise RagdistillError(f"{path}:{e.lineno}: malformed JSON ({e.msg}); fix or delete the file") from e
 
@@ -87,19 +119,17 @@ def iter_jsonl(path: str | os.PathLike[str]) -> Iterator[tuple[int, Any]]:
     """Yield ``(line_number, object)``; blank lines are skipped, a malformed line is an error
     that names the file and the line. A ``.gz`` file is read through gzip."""
     path = Path(path)
-    if not path.exists():
-        raise RagdistillError(f"{path}: file not found")
-    with _open_text(path, "r") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                yield lineno, json.loads(line)
-            except json.JSONDecodeError as e:
-                raise RagdistillError(
-                    f"{path}:{lineno}: malformed JSON line ({e.msg} at column {e.colno}); "
-                    "each line must be one JSON object: fix or remove that line"
-                ) from e
+    for lineno, line in text_lines(path):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise RagdistillError(
+                f"{path}:{lineno}: malformed JSON line ({e.msg} at column {e.colno}); "
+                "each line must be one JSON object: fix or remove that line"
+            ) from e
+        yield lineno, obj
 
 
 def read_jsonl(path: str | os.PathLike[str]) -> list[Any]:

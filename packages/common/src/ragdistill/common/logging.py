@@ -15,8 +15,43 @@ def get_logger(name: str) -> logging.Logger:
 def setup_logging(level: str = "INFO") -> None:
     """Configure the root logger once; quiet the chatty libraries."""
     logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), format=_FORMAT, datefmt="%H:%M:%S")
-    for noisy in ("httpx", "urllib3", "filelock", "datasets", "faiss"):
+    quiet_false_alarms()
+    for noisy in ("httpx", "urllib3", "filelock", "datasets", "faiss", "bm25s", "absl"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+MISTRAL_FAMILY = ("mistral", "mistral3", "voxtral", "ministral", "pixtral")
+
+
+class _FalseMistralRegexAlarm(logging.Filter):
+    """transformers 4.57.3-4.57.x warns "incorrect regex pattern ... fix_mistral_regex" for every
+    local tokenizer folder saved by those versions, whatever its model: its version check skips
+    non-Mistral models only for folders written by <= 4.57.2. The warning changes nothing (the
+    tokenizer is used as saved); for a folder whose config names a non-Mistral model it is a false
+    alarm (tested: the converted Qwen tokenizer's ids equal the GGUF's own on real prompts), so it
+    is dropped there; for a Mistral-family folder it stays."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        import json
+        import re
+
+        msg = record.getMessage()
+        if "fix_mistral_regex" not in msg:
+            return True
+        m = re.search(r"loading from '([^']+)'", msg)
+        try:
+            with open(os.path.join(m.group(1), "config.json"), encoding="utf-8") as f:  # type: ignore[union-attr]
+                model_type = json.load(f).get("model_type")
+        except (AttributeError, OSError, ValueError):
+            return True
+        return model_type in MISTRAL_FAMILY
+
+
+def quiet_false_alarms() -> None:
+    """Drop library warnings shown to be false here (see each filter's docstring); idempotent."""
+    lg = logging.getLogger("transformers.tokenization_utils_base")
+    if not any(isinstance(f, _FalseMistralRegexAlarm) for f in lg.filters):
+        lg.addFilter(_FalseMistralRegexAlarm())
 
 
 def offline_defaults() -> None:
@@ -26,3 +61,4 @@ def offline_defaults() -> None:
     os.environ.setdefault("WANDB_MODE", "offline")
     os.environ.setdefault("WANDB_SILENT", "true")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    quiet_false_alarms()

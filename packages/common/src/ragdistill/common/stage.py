@@ -51,6 +51,8 @@ class Stage:
     description: ClassVar[str] = ""
     schema: ClassVar[type] = StageConfig  # a StageConfig subclass with a ``<name>`` group
     order: ClassVar[int] = 50  # position in the pipeline and the demo
+    slot: ClassVar[str] = ""  # the e2e pipeline slot it fills (rewriter, embedder, reranker, generator); "" = none
+    teacher_capability: ClassVar[str] = ""  # what its teacher does: embed, score or generate (generate = priced per token)
     variants: ClassVar[tuple[str, ...]] = VARIANTS  # what component() builds
     call_fields: ClassVar[tuple[str, ...]] = ()  # the component's parameters, in order (the pipeline contract)
     signals: ClassVar[tuple[str, ...]] = ()  # routing signals, the default first; () = the stage is not routable

@@ -1,4 +1,4 @@
-"""``ragdistill cache merge OUT SHARD...`` and ``ragdistill cache stats PATH...``.
+"""``ragdistill cache merge OUT SHARD...``, ``cache stats PATH...`` and ``cache check PATH [--salvage OUT]``.
 
 A job array (Slurm, Kubernetes Jobs) runs ``ragdistill <stage> teach run.launcher=shards
 run.shard=i/n`` once per index; each writes ``<label_cache>.shard-i-of-n``. ``cache merge`` joins
@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ragdistill.common.cache import cache_stats, merge_caches
+from ragdistill.common.cache import cache_stats, check_cache, merge_caches
 
 
 def cache_command(argv: list[str]) -> None:
@@ -24,7 +24,16 @@ def cache_command(argv: list[str]) -> None:
     s = sub.add_parser("stats", help="rows per teacher and per value kind")
     s.add_argument("paths", nargs="+")
     s.add_argument("--json", action="store_true", help="print JSON")
+    c = sub.add_parser("check", help="verify a label cache; with --salvage, copy every readable label into a new file")
+    c.add_argument("path")
+    c.add_argument("--salvage", metavar="OUT", default=None, help="a new cache file for the readable labels (PATH is never written)")
     a = p.parse_args(argv)
+    if a.cmd == "check":
+        report = check_cache(a.path, a.salvage)
+        print(report.summary())
+        if not report.ok and a.salvage is None:
+            raise SystemExit(1)
+        return
     if a.cmd == "merge":
         print(merge_caches(a.out, a.shards, atol=a.atol).summary())
         return
@@ -38,4 +47,4 @@ def cache_command(argv: list[str]) -> None:
             print(f"  {n:>9}  {teacher or '(no teacher id)'}")
 
 
-cache_command.description = "merge shard label caches (launcher=shards) into one, checking conflicts; print cache stats"
+cache_command.description = "merge shard label caches (launcher=shards) into one; print stats; check a damaged cache and salvage it"

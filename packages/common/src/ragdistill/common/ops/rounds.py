@@ -48,7 +48,7 @@ def snapshot_round(cfg: Any, stage: str, student_dir: Path) -> Path:
     """``ragdistill <stage> next-round``: copy the trained student and the latest evaluate results to
     ``rounds/<k>/`` (k = 1, 2, ...) and print the commands of the next round."""
     student_dir = Path(student_dir)
-    if not (student_dir / "config.json").is_file():
+    if not student_dir.is_dir() or not any(student_dir.iterdir()):
         raise RagdistillError(f"{student_dir}: no trained student to keep; run `ragdistill {stage} train` first (same paths.work_dir)")
     done = kept_rounds(cfg, stage)
     k = int(done[-1].name) + 1 if done else 1

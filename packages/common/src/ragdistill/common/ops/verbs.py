@@ -10,10 +10,11 @@ the failure queue after ``teach`` (``data.extra``) and measures the monitor base
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from ragdistill.common import ops
@@ -24,9 +25,43 @@ from ragdistill.common.results import VerbResult
 from ragdistill.common.stage import VERBS, Stage
 
 
+@contextlib.contextmanager
+def stage_lock(cfg: Any, stage: str, verb: str) -> Iterator[None]:
+    """One verb at a time per work dir and stage: a second ``teach`` on the same folder would replace
+    the first one's outputs and label the same items twice. The label cache itself stays shared
+    (SQLite serialises its writers), so runs in other work dirs label in parallel safely."""
+    import fcntl
+
+    from ragdistill.common.paths import work_dir
+
+    path = work_dir(cfg) / stage / ".lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "another process"
+            raise RagdistillError(
+                f"{path.parent}: {holder} is running there now; wait for it to finish or give this run its own "
+                "paths.work_dir (the label cache may be shared: set paths.label_cache to the same file)") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"ragdistill {stage} {verb} (pid {os.getpid()})".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
 def run_verb(stage: Stage, verb: str, cfg: Any) -> VerbResult:
     """Run one of the four verbs of ``stage`` (see the module docstring)."""
     rank0 = os.environ.get("RANK", "0") == "0"  # under torchrun/accelerate, rank 0 alone writes
+    if not rank0:
+        return _run(stage, verb, cfg, rank0)
+    with stage_lock(cfg, stage.name, verb):
+        return _run(stage, verb, cfg, rank0)
+
+
+def _run(stage: Stage, verb: str, cfg: Any, rank0: bool) -> VerbResult:
     t0 = time.perf_counter()
     result = getattr(stage, verb)(cfg)
     if not isinstance(result, VerbResult):

@@ -28,7 +28,7 @@ class SentenceTransformerTeacher:
 
     @property
     def dim(self) -> int:
-        return int(self.model.get_sentence_embedding_dimension())
+        return int(self.model.get_embedding_dimension())
 
     def embed(self, texts: list[str]) -> np.ndarray:
         return self.model.encode(
