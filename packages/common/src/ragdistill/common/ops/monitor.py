@@ -145,13 +145,16 @@ monitor_command.description = "student-teacher divergence on a live-input log vs
 
 def run_monitor(a: argparse.Namespace) -> tuple[int, str]:
     from ragdistill.common.config import compose
+    from ragdistill.common.paths import conf_dir
     from ragdistill.common.stage import get_stage
 
     if a.margin < 0:
         raise RagdistillError(f"--margin {a.margin}: must be >= 0")
     stage = get_stage(a.stage)
     records = read_log(a.log, stage, a.sample, a.seed)  # bad input fails before any model loads
-    cfg = compose(a.stage, ["run.report_to=[]", *a.overrides])
+    # a stage package without conf/<stage>.yaml (a user's own stage) composes from its schema alone
+    name = a.stage if (conf_dir() / f"{a.stage}.yaml").is_file() else f"{a.stage}_schema"
+    cfg = compose(name, ["run.report_to=[]", *a.overrides])
     baseline_path = a.baseline or default_baseline_path(cfg, a.stage)
     baseline = None
     if not a.write_baseline:
