@@ -8,7 +8,7 @@ same overrides) on the held-out SciFact test queries and prints the ratios the i
 targets on 2 CPU cores: student ONNX int8 >= 10x the teacher's queries/s while keeping >= 97% of
 its NDCG@10, and the student's Matryoshka embedding at 1/4 of its dims keeping >= 95% of the
 teacher's NDCG@10. Every system is timed live in this process, one after the other, on the same
-queries (``embedder.speed_texts`` at ``embedder.encode_batch_size``; p50/p95 over single queries).
+queries (``embedder.evaluate.speed_texts`` at ``embedder.evaluate.batch_size``; p50/p95 over single queries).
 """
 
 from __future__ import annotations
@@ -27,12 +27,13 @@ MATRYOSHKA_RETENTION_TARGET = 0.95
 def main(argv: list[str]) -> int:
     from ragdistill.common.config import apply_run_settings, compose
     from ragdistill.common.logging import setup_logging
-    from ragdistill.embedder.evaluate import evaluate
+    from ragdistill.common.ops.verbs import stage_verbs
+    from ragdistill.embedder import stage
 
     cfg = compose("embedder", ["run.report_to=[]", *argv])
     setup_logging(cfg.run.log_level)
     apply_run_settings(cfg)
-    res = evaluate(cfg)["results"]
+    res = stage_verbs(stage)["evaluate"](cfg).results  # writes results.json as `ragdistill embedder evaluate` does
     t = res["teacher"]
     print(f"\n[bench embedder] student / teacher on held-out {cfg.data.name} {cfg.data.test_split} queries")
     ok = True
@@ -63,7 +64,7 @@ def main(argv: list[str]) -> int:
                   f"{MATRYOSHKA_RETENTION_TARGET:.0%}: {'met' if met else 'NOT met'})")
         else:
             ok = False
-            print(f"  no Matryoshka row at {quarter} dims: add {quarter} to embedder.dims (or embedder.matryoshka)")
+            print(f"  no Matryoshka row at {quarter} dims: add {quarter} to embedder.evaluate.dims (or embedder.train.matryoshka)")
     print(f"[bench embedder] all targets met: {ok}")
     return 0
 

@@ -79,3 +79,25 @@ def test_distillation_loss_rejects_bad_labels(student):
         loss.compute_loss_from_embeddings([t([[1, 0]])] * 3, torch.zeros(1, 7))
     with pytest.raises(ValueError, match="weights must name"):
         DistillationLoss(student, {"kl": 1.0}, teacher_dim=4)
+
+
+def test_text_mse_shares_the_projection_and_renormalises_a_truncated_target(student):
+    from ragdistill.embedder.losses import TextMSELoss
+
+    mse = ProjectedMSELoss(student)
+    loss = TextMSELoss(student, mse, weight=2.0)
+    # no projection: the target [0.6, 0.8] cut to 1 dim by MatryoshkaLoss is [0.6], renormalised to [1.0]
+    assert loss.compute_loss_from_embeddings([t([[1.0]])], t([[0.6]])).item() == pytest.approx(0.0)
+    # full width: ||[1,0] - [0.6,0.8]||^2 = 0.16 + 0.64, times the weight 2
+    assert loss.compute_loss_from_embeddings([t([[1.0, 0.0]])], t([[0.6, 0.8]])).item() == pytest.approx(1.6)
+    projected = ProjectedMSELoss(student, projection_dim=2)
+    with torch.no_grad():
+        projected.projection.weight.zero_()
+        projected.projection.bias.zero_()
+        projected.projection.weight[0, 0] = 2.0  # P(s) = [2 * s0, 0]
+    text = TextMSELoss(student, projected)
+    full = torch.zeros(1, 384)
+    full[0, 0] = 1.0
+    # the triples' projection maps the student; the target is compared as is: ||[2,0] - [0,3]||^2 = 13
+    assert text.compute_loss_from_embeddings([full], t([[0.0, 3.0]])).item() == pytest.approx(13.0)
+    assert text.mse is projected

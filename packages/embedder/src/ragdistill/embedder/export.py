@@ -3,13 +3,14 @@
 Uses sentence-transformers' ONNX backend (optimum underneath) and
 ``export_dynamic_quantized_onnx_model`` with a per-channel int8 config (per-tensor int8 drops
 cosine to torch to 0.89-0.97 on this model; per channel keeps it >= 0.99). The folder
-``<work_dir>/embedder/export/onnx_model`` loads as::
+``<work_dir>/embedder/export/model`` loads as::
 
     SentenceTransformer(path, backend="onnx")                                               # fp32
     SentenceTransformer(path, backend="onnx", model_kwargs={"file_name": "onnx/model_qint8.onnx"})  # int8
 
-Parity (cosine of torch vs ONNX embeddings of held-out test queries and documents) is measured
-here, written to ``export.json`` and must reach ``embedder.parity_threshold``.
+Parity (mean cosine of torch vs ONNX embeddings of held-out test queries and documents) is measured
+per variant and gated by the one export rule: fp32 reaches ``embedder.export.min_parity``, int8
+``embedder.export.min_parity_quantized`` (both 0.99), else the export fails naming the variant.
 """
 
 from __future__ import annotations
@@ -20,25 +21,22 @@ from typing import Any
 
 import numpy as np
 
-from ragdistill.common.config import stage_dir
 from ragdistill.common.errors import RagdistillError
-from ragdistill.common.io import atomic_path, write_json
+from ragdistill.common.io import atomic_path
 from ragdistill.common.logging import get_logger
-from ragdistill.embedder.config import QUANTIZATIONS
-from ragdistill.embedder.models import STAGE, export_dir, load_sentence_transformer, require_artifact, trained_model_dir
-from ragdistill.embedder.teach import load_data
+from ragdistill.common.paths import export_dir
+from ragdistill.common.results import ExportResult, Variant
+from ragdistill.embedder.data import held_out_texts, load_data
+from ragdistill.embedder.models import FP32_FILE, INT8_FILE, STAGE, load_sentence_transformer, trained_student
 
 log = get_logger(__name__)
 
-FP32_FILE = "onnx/model.onnx"
-INT8_FILE = "onnx/model_qint8.onnx"
+VARIANTS = (("student_onnx", FP32_FILE, False), ("student_onnx_int8", INT8_FILE, True))  # name, file, quantized
 
 
 def quantization_config(preset: str, per_channel: bool) -> Any:
     from optimum.onnxruntime.configuration import AutoQuantizationConfig
 
-    if preset not in QUANTIZATIONS:
-        raise RagdistillError(f"embedder.quantization={preset!r}: choose one of {', '.join(QUANTIZATIONS)}")
     return getattr(AutoQuantizationConfig, preset)(is_static=False, per_channel=per_channel)
 
 
@@ -50,23 +48,14 @@ def parity(reference: np.ndarray, other: np.ndarray) -> dict[str, float]:
     return {"mean_cosine": float(cos.mean()), "min_cosine": float(cos.min())}
 
 
-def heldout_texts(cfg: Any, n: int) -> list[str]:
-    """Test-split queries and their documents: texts training never saw."""
-    data = load_data(cfg)
-    queries, qrels = data.split(cfg.data.test_split)
-    qids = sorted(queries)
-    docs = list(dict.fromkeys(d for q in qids for d in qrels[q]))
-    texts = [queries[q] for q in qids[: n // 2]] + [data.corpus[d].full_text for d in docs[: n - min(n // 2, len(qids))]]
-    return texts[:n]
-
-
-def export(cfg: Any) -> dict[str, Any]:
+def export(cfg: Any) -> ExportResult:
     from sentence_transformers.backend import export_dynamic_quantized_onnx_model
 
-    s = cfg.embedder
-    src = require_artifact(trained_model_dir(cfg), "train", "trained student")
-    qconfig = quantization_config(s.quantization, s.per_channel)
-    dest = export_dir(cfg)
+    s = cfg.embedder.export
+    src = trained_student(cfg)
+    preset = s.quantization.name
+    qconfig = quantization_config(preset, s.per_channel)
+    dest = export_dir(cfg, STAGE)
     with atomic_path(dest) as tmp:
         shutil.copytree(src, tmp)
         onnx = load_sentence_transformer(str(tmp), backend="onnx", export=True)  # optimum converts the torch weights
@@ -79,28 +68,26 @@ def export(cfg: Any) -> dict[str, Any]:
         for f in tmp.glob("model.safetensors"):
             f.unlink()
 
-    texts = heldout_texts(cfg, s.parity_texts)
+    texts = held_out_texts(load_data(cfg), cfg.data.test_split, s.parity_texts)
     ml = cfg.student.max_length
     ref = _encode(load_sentence_transformer(str(src), max_length=ml), texts)
-    report: dict[str, Any] = {"dir": str(dest), "files": {}, "parity": {}, "threshold": s.parity_threshold,
-                              "quantization": {"preset": s.quantization, "per_channel": bool(s.per_channel)}, "n_texts": len(texts)}
-    for name, file in (("student_onnx", FP32_FILE), ("student_onnx_int8", INT8_FILE)):
+    result = ExportResult(STAGE, n_items=len(texts), model=str(dest))
+    cosines: dict[str, dict[str, float]] = {}
+    for name, file, quantized in VARIANTS:
         model = load_sentence_transformer(str(dest), max_length=ml, backend="onnx", file_name=file)
-        report["parity"][name] = parity(ref, _encode(model, texts))
-        report["files"][name] = {"file": file, "size_mb": round((dest / file).stat().st_size / 2**20, 2)}
-    report["files"]["student_torch"] = {"file": "model.safetensors", "size_mb": round(_size_mb(src / "model.safetensors"), 2)}
-    failed = {k: v["mean_cosine"] for k, v in report["parity"].items() if v["mean_cosine"] < s.parity_threshold}
-    report["passed"] = not failed
-    write_json(stage_dir(cfg, STAGE, "export") / "export.json", report)
-    for k, v in report["parity"].items():
+        cosines[name] = parity(ref, _encode(model, texts))
+        result.variants[name] = Variant(str(dest / file), cosines[name]["mean_cosine"], "mean cosine to torch", quantized,
+                                        round((dest / file).stat().st_size / 2**20, 2))
         log.info("parity %s vs torch on %d held-out texts: mean cosine %.4f (min %.4f), %.1f MB",
-                 k, len(texts), v["mean_cosine"], v["min_cosine"], report["files"][k]["size_mb"])
-    if failed:
-        raise RagdistillError(
-            f"ONNX parity below embedder.parity_threshold={s.parity_threshold}: {failed} (see {stage_dir(cfg, STAGE, 'export') / 'export.json'}); "
-            "for int8 keep embedder.per_channel=true or pick the embedder.quantization preset of this CPU"
-        )
-    return report
+                 name, len(texts), cosines[name]["mean_cosine"], cosines[name]["min_cosine"], result.variants[name].size_mb)
+    result.details = {"parity": cosines, "n_texts": len(texts), "quantization": {"preset": preset, "per_channel": bool(s.per_channel)},
+                      "student_torch_mb": round(_size_mb(src / "model.safetensors"), 2)}
+    try:
+        result.gate(float(s.min_parity), float(s.min_parity_quantized))
+    except RagdistillError as e:
+        raise RagdistillError(f"{e}. For int8 keep embedder.export.per_channel=true or pick the embedder.export.quantization "
+                              "preset of this CPU") from None
+    return result
 
 
 def _encode(model: Any, texts: list[str]) -> np.ndarray:

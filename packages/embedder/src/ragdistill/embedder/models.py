@@ -1,15 +1,22 @@
-"""Loading the stage's models: the student (torch or ONNX) and the artifacts of earlier verbs."""
+"""Loading the stage's models: the student (torch or ONNX) and the artifacts of earlier verbs.
+
+The distilled student is ``paths.student_dir`` (``<work_dir>/embedder/train/student``), the ONNX
+export ``paths.export_dir`` (``<work_dir>/embedder/export/model``: fp32 ``onnx/model.onnx`` and the
+int8 ``onnx/model_qint8.onnx`` beside it).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from ragdistill.common.config import stage_dir
 from ragdistill.common.errors import RagdistillError
 from ragdistill.common.models import resolve_model
+from ragdistill.common.paths import export_dir, student_dir
 
 STAGE = "embedder"
+FP32_FILE = "onnx/model.onnx"  # in the export folder
+INT8_FILE = "onnx/model_qint8.onnx"
 
 
 def load_sentence_transformer(model: str, max_length: int | None = None, backend: str = "torch",
@@ -35,14 +42,14 @@ def embedding_dim(st: Any) -> int:
     return int(dim)
 
 
-def trained_model_dir(cfg: Any) -> Path:
-    """Where ``train`` keeps the best checkpoint (``<work_dir>/embedder/train/model``)."""
-    return stage_dir(cfg, STAGE, "train") / "model"
+def trained_student(cfg: Any) -> Path:
+    """The student ``train`` kept, or an error naming the verb that makes it."""
+    return require_artifact(student_dir(cfg, STAGE), "train", "trained student")
 
 
-def export_dir(cfg: Any) -> Path:
-    """Where ``export`` writes the ONNX model (fp32 ``onnx/model.onnx`` + int8 beside it)."""
-    return stage_dir(cfg, STAGE, "export") / "onnx_model"
+def exported_model(cfg: Any) -> Path:
+    """The ONNX export folder, or an error naming the verb that makes it."""
+    return require_artifact(export_dir(cfg, STAGE), "export", "ONNX export")
 
 
 def require_artifact(path: Path, verb: str, what: str) -> Path:

@@ -1,70 +1,82 @@
 """embedder train: distill the teacher into the student with sentence-transformers' trainer.
 
 The loss is :class:`~ragdistill.embedder.losses.DistillationLoss` (MSE to teacher embeddings,
-MNRL over teacher-mined negatives, MarginMSE on teacher margins, weighted by ``embedder.loss`` and
-``embedder.loss_weights``), wrapped in ``MatryoshkaLoss`` when ``embedder.matryoshka`` lists dims.
-A slice of the *training* queries (``val_fraction``) is held out for an
-``InformationRetrievalEvaluator``: NDCG@10 before training and at every evaluation, early
-stopping on it, best checkpoint kept. The test split is never seen here.
-Writes ``<work_dir>/embedder/train/``: ``model/`` (the best student), ``train.json`` (history),
-``projection.safetensors`` (the learned student->teacher map, reusable), ``pca.npy`` (PCA path).
+MNRL over teacher-mined negatives, MarginMSE on teacher margins: ``embedder.train.losses``, weighted
+by ``embedder.train.loss_weights``), wrapped in ``MatryoshkaLoss`` when ``embedder.train.matryoshka``
+lists dims. Texts folded in from the failure queue (``teach/mse_texts.jsonl``: no judged positive)
+train the MSE part alone, as a second dataset with :class:`~ragdistill.embedder.losses.TextMSELoss`
+sharing the projection. A slice of the *training* queries (``val_fraction``) is held out for an
+``InformationRetrievalEvaluator``: NDCG@10 before training and at every evaluation, early stopping
+on it, best checkpoint kept. The test split is never seen here. ``embedder.train.args`` go to
+``SentenceTransformerTrainingArguments`` as they are.
+Writes ``<work_dir>/embedder/train/``: ``student/`` (the best student), ``projection.safetensors``
+(the learned student->teacher map, reusable), ``pca.npy`` (PCA path); the train result
+(``train.json``) holds the history under ``details``.
 """
 
 from __future__ import annotations
 
 import random
 import shutil
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ragdistill.common.config import stage_dir
 from ragdistill.common.data import RetrievalData, Triple
 from ragdistill.common.errors import RagdistillError
-from ragdistill.common.io import atomic_path, write_json
+from ragdistill.common.io import atomic_path
 from ragdistill.common.logging import get_logger
-from ragdistill.common.timing import Stopwatch
-from ragdistill.embedder.config import LOSSES, PROJECTIONS
+from ragdistill.common.paths import stage_dir, student_dir
+from ragdistill.common.results import TrainResult
+from ragdistill.common.training import build_training_args
+from ragdistill.embedder.artifacts import MSE_TEXTS, TeachArtifacts, read_mse_texts
+from ragdistill.embedder.config import Loss, Projection
+from ragdistill.embedder.data import load_data
 from ragdistill.embedder.losses import DistillationLoss
-from ragdistill.embedder.models import STAGE, embedding_dim, load_sentence_transformer, trained_model_dir
-from ragdistill.embedder.teach import TeachArtifacts, load_data
+from ragdistill.embedder.models import STAGE, embedding_dim, load_sentence_transformer
 
 log = get_logger(__name__)
 
+METRIC = "eval_val_cosine_ndcg@10"  # what early stopping and the kept checkpoint follow
 
-def parse_losses(spec: str, weights: dict[str, float]) -> dict[str, float]:
-    """``"mse+mnrl"`` -> ``{"mse": w_mse, "mnrl": w_mnrl}`` (weights from ``loss_weights``, default 1)."""
-    names = [x.strip() for x in str(spec).split("+") if x.strip()]
-    bad = [x for x in names if x not in LOSSES]
-    if not names or bad:
-        raise RagdistillError(f"embedder.loss={spec!r}: unknown component(s) {bad}; combine {', '.join(LOSSES)} with '+', e.g. mse+mnrl")
-    out = {n: float(weights.get(n, 1.0)) for n in names}
-    if all(w == 0 for w in out.values()):
-        raise RagdistillError(f"embedder.loss_weights gives every component of {spec!r} weight 0; nothing would be trained")
-    return {n: w for n, w in out.items() if w != 0}
+
+def _name(x: Any) -> str:
+    return x.name if isinstance(x, Enum) else str(x)
+
+
+def parse_losses(losses: Any, weights: Any) -> dict[str, float]:
+    """``[mse, mnrl]`` -> ``{"mse": w_mse, "mnrl": w_mnrl}`` in the listed order (weights from
+    ``loss_weights``, default 1); weight-0 components are dropped."""
+    names = list(dict.fromkeys(_name(x) for x in losses))
+    if not names:
+        raise RagdistillError(f"embedder.train.losses is empty; choose some of {', '.join(x.name for x in Loss)}, e.g. [mse,mnrl]")
+    w = {_name(k): float(v) for k, v in dict(weights or {}).items()}
+    out = {n: w.get(n, 1.0) for n in names}
+    if all(v == 0 for v in out.values()):
+        raise RagdistillError(f"embedder.train.loss_weights gives every loss of {names} weight 0; nothing would be trained")
+    return {n: v for n, v in out.items() if v != 0}
 
 
 def check_dims(student_dim: int, teacher_dim: int, projection: str, losses: dict[str, float], matryoshka: list[int], student: str) -> None:
     """Fail early, naming the keys, when the student cannot be trained against these targets."""
-    if projection not in PROJECTIONS:
-        raise RagdistillError(f"embedder.projection={projection!r}: choose one of {', '.join(PROJECTIONS)}")
     if "mse" in losses and student_dim != teacher_dim:
-        if projection == "none":
+        if projection == Projection.none.name:
             raise RagdistillError(
                 f"student {student!r} embeds in {student_dim} dims but the teacher's embeddings have {teacher_dim} "
-                f"(embedder/teach/teach.json), and embedder.projection=none: MSE cannot compare them. Set "
-                f"embedder.projection=learned (a trained {student_dim}->{teacher_dim} map) or pca (reduce the teacher "
-                f"to {student_dim}), or drop mse from embedder.loss"
+                f"(embedder/teach/teach.json), and embedder.train.projection=none: MSE cannot compare them. Set "
+                f"embedder.train.projection=learned (a trained {student_dim}->{teacher_dim} map) or pca (reduce the teacher "
+                f"to {student_dim}), or drop mse from embedder.train.losses"
             )
-        if projection == "pca" and teacher_dim < student_dim:
+        if projection == Projection.pca.name and teacher_dim < student_dim:
             raise RagdistillError(
-                f"embedder.projection=pca reduces the teacher ({teacher_dim} dims) to the student's {student_dim}, "
-                "which is larger; use embedder.projection=learned"
+                f"embedder.train.projection=pca reduces the teacher ({teacher_dim} dims) to the student's {student_dim}, "
+                "which is larger; use embedder.train.projection=learned"
             )
     too_big = [d for d in matryoshka if d > student_dim or d <= 0]
     if too_big:
-        raise RagdistillError(f"embedder.matryoshka={list(matryoshka)}: dims {too_big} are not in 1..{student_dim} (the student's size)")
+        raise RagdistillError(f"embedder.train.matryoshka={list(matryoshka)}: dims {too_big} are not in 1..{student_dim} (the student's size)")
 
 
 def pca_components(x: np.ndarray, k: int) -> np.ndarray:
@@ -120,14 +132,37 @@ def build_evaluator(val_qids: set[str], triples: list[Triple], data: RetrievalDa
     )
 
 
-def train(cfg: Any) -> dict[str, Any]:
-    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
-    from sentence_transformers.base.sampler import BatchSamplers
+def training_args(cfg: Any, output_dir: Path, has_eval: bool) -> Any:
+    """``embedder.train.args`` as SentenceTransformerTrainingArguments, plus what the stage decides: the
+    evaluation and checkpoint schedule (with an evaluator: every ``eval_steps``, else each epoch; the
+    best checkpoint by validation NDCG@10 kept), ``run.report_to`` and ``run.seed``."""
+    from omegaconf import OmegaConf
+    from sentence_transformers import SentenceTransformerTrainingArguments
+
+    args = cfg.embedder.train.args
+    given = dict(OmegaConf.to_container(args, resolve=True) if OmegaConf.is_config(args) else args or {})
+    eval_steps = given.get("eval_steps")
+    strategy = ("steps" if eval_steps else "epoch") if has_eval else "no"
+    fixed: dict[str, Any] = {
+        "output_dir": str(output_dir), "eval_strategy": strategy, "save_strategy": strategy, "save_steps": eval_steps,
+        "load_best_model_at_end": has_eval, "metric_for_best_model": METRIC if has_eval else None, "greater_is_better": True,
+        "report_to": list(cfg.run.report_to), "seed": int(cfg.run.seed),
+    }
+    derived = {  # the stage's choices unless args sets them
+        "per_device_eval_batch_size": given.get("per_device_train_batch_size", 8),
+        "logging_steps": max(1, min(10, int(eval_steps or 10))), "disable_tqdm": False,
+    }
+    fixed.update({k: v for k, v in derived.items() if k not in given})
+    return build_training_args(SentenceTransformerTrainingArguments, given, "embedder.train.args", **fixed)
+
+
+def train(cfg: Any) -> TrainResult:
+    from sentence_transformers import SentenceTransformerTrainer
     from sentence_transformers.sentence_transformer.losses import MatryoshkaLoss
     from transformers import EarlyStoppingCallback
 
-    s = cfg.embedder
-    losses = parse_losses(s.loss, dict(s.loss_weights))
+    s = cfg.embedder.train
+    losses = parse_losses(s.losses, s.loss_weights)
     art = TeachArtifacts(cfg)
     data = load_data(cfg)
     _, qrels = data.split(cfg.data.train_split)
@@ -137,16 +172,23 @@ def train(cfg: Any) -> dict[str, Any]:
             f"{art.dir / 'triples.jsonl'} names ids not in the configured data ({sorted(missing)[:3]}...): teach ran on other "
             "data; rerun `ragdistill embedder teach` with the same data.* settings"
         )
-    student = load_sentence_transformer(cfg.student.model, max_length=s.train_max_length or cfg.student.max_length)
+    train_qids, val_qids = split_validation(sorted({t.query_id for t in art.triples}), s.val_fraction, cfg.run.seed)
+    train_triples = [t for t in art.triples if t.query_id in train_qids]
+    if not train_triples:
+        raise RagdistillError(f"no training triples left after holding out embedder.train.val_fraction={s.val_fraction}; lower it or add queries")
+    out = stage_dir(cfg, STAGE, "train")
+    args = training_args(cfg, out / "checkpoints", has_eval=bool(val_qids))  # a wrong embedder.train.args fails before any model loads
+    student = load_sentence_transformer(cfg.student.model, max_length=s.max_length or cfg.student.max_length)
     sdim, tdim = embedding_dim(student), art.dim
     matryoshka = sorted({int(d) for d in (s.matryoshka or [])}, reverse=True)
-    check_dims(sdim, tdim, s.projection, losses, matryoshka, cfg.student.model)
+    projection = _name(s.projection)
+    check_dims(sdim, tdim, projection, losses, matryoshka, cfg.student.model)
+    mse_texts, mse_vecs = read_mse_texts(cfg, tdim)
 
-    out = stage_dir(cfg, STAGE, "train")
     out.mkdir(parents=True, exist_ok=True)
-    project = "mse" in losses and sdim != tdim and s.projection == "learned"
+    project = "mse" in losses and sdim != tdim and projection == Projection.learned.name
     pca = None
-    if "mse" in losses and sdim != tdim and s.projection == "pca":
+    if "mse" in losses and sdim != tdim and projection == Projection.pca.name:
         pca = pca_components(np.concatenate([art.doc_emb, art.query_emb]), sdim)
         np.save(out / "pca.npy", pca)
 
@@ -156,10 +198,6 @@ def train(cfg: Any) -> dict[str, Any]:
         y = x @ pca.T
         return y / np.maximum(np.linalg.norm(y, axis=1, keepdims=True), 1e-12)
 
-    train_qids, val_qids = split_validation(sorted({t.query_id for t in art.triples}), s.val_fraction, cfg.run.seed)
-    train_triples = [t for t in art.triples if t.query_id in train_qids]
-    if not train_triples:
-        raise RagdistillError(f"no training triples left after holding out embedder.val_fraction={s.val_fraction}; lower it or add queries")
     dataset = build_dataset(train_triples, data, art, targets)
     evaluator = build_evaluator(val_qids, art.triples, data, qrels, s.val_max_docs, cfg.run.seed) if val_qids else None
 
@@ -168,24 +206,26 @@ def train(cfg: Any) -> dict[str, Any]:
     if project:
         fit = _init_projection(inner, student, dataset, tdim)
         log.info("projection %d->%d initialised by ridge least squares (fit loss %.4f)", sdim, tdim, fit)
-    loss = MatryoshkaLoss(student, inner, matryoshka, s.matryoshka_weights) if matryoshka else inner
+    loss: Any = MatryoshkaLoss(student, inner, matryoshka, s.matryoshka_weights) if matryoshka else inner
+    train_data: Any = dataset
+    n_mse_texts = 0
+    if mse_texts and inner.mse is not None:
+        from datasets import Dataset, DatasetDict
+
+        from ragdistill.embedder.losses import TextMSELoss
+
+        text_loss = TextMSELoss(student, inner.mse, losses["mse"])
+        n_mse_texts = len(mse_texts)
+        train_data = DatasetDict({"triples": dataset, "mse_texts": Dataset.from_dict({"text": mse_texts, "label": targets(mse_vecs).tolist()})})
+        loss = {"triples": loss, "mse_texts": MatryoshkaLoss(student, text_loss, matryoshka, s.matryoshka_weights) if matryoshka else text_loss}
+        log.info("train: %d folded-in texts (%s) add MSE rows", n_mse_texts, MSE_TEXTS)
+    elif mse_texts:
+        log.warning("train: %d texts in %s are not used: they train the MSE loss, which embedder.train.losses=%s leaves out",
+                    len(mse_texts), MSE_TEXTS, list(losses))
 
     has_eval = evaluator is not None
-    strategy = ("steps" if s.eval_steps else "epoch") if has_eval else "no"
-    metric = "eval_val_cosine_ndcg@10"
-    args = SentenceTransformerTrainingArguments(
-        output_dir=str(out / "checkpoints"),
-        num_train_epochs=float(s.epochs), max_steps=int(s.max_steps),
-        per_device_train_batch_size=int(s.batch_size), per_device_eval_batch_size=int(s.batch_size),
-        learning_rate=float(s.learning_rate), warmup_ratio=float(s.warmup_ratio), weight_decay=float(s.weight_decay),
-        batch_sampler=BatchSamplers.NO_DUPLICATES,
-        eval_strategy=strategy, save_strategy=strategy if has_eval else "no", eval_steps=s.eval_steps, save_steps=s.eval_steps,
-        load_best_model_at_end=has_eval, metric_for_best_model=metric if has_eval else None, greater_is_better=True,
-        save_total_limit=2, logging_steps=max(1, min(10, int(s.eval_steps or 10))), report_to=list(cfg.run.report_to),
-        seed=int(cfg.run.seed), use_cpu=True, dataloader_num_workers=0, disable_tqdm=False,
-    )
     callbacks = [EarlyStoppingCallback(early_stopping_patience=int(s.early_stopping_patience))] if has_eval and s.early_stopping_patience > 0 else []
-    trainer = SentenceTransformerTrainer(model=student, args=args, train_dataset=dataset, loss=loss, evaluator=evaluator, callbacks=callbacks)
+    trainer = SentenceTransformerTrainer(model=student, args=args, train_dataset=train_data, loss=loss, evaluator=evaluator, callbacks=callbacks)
 
     history: list[dict[str, Any]] = []
     if evaluator is not None:
@@ -193,37 +233,34 @@ def train(cfg: Any) -> dict[str, Any]:
         history.append({"step": 0, "epoch": 0.0, "val_ndcg@10": float(base["val_cosine_ndcg@10"])})
         log.info("val NDCG@10 before training: %.4f", history[0]["val_ndcg@10"])
     resume = _last_checkpoint(out / "checkpoints")
-    with Stopwatch() as sw:
-        result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     for h in trainer.state.log_history:
-        if metric in h:
-            history.append({"step": int(h["step"]), "epoch": float(h.get("epoch", 0)), "val_ndcg@10": float(h[metric])})
-    best = None  # the checkpoint load_best_model_at_end restored (what model/ holds)
+        if METRIC in h:
+            history.append({"step": int(h["step"]), "epoch": float(h.get("epoch", 0)), "val_ndcg@10": float(h[METRIC])})
+    best = None  # the checkpoint load_best_model_at_end restored (what student/ holds)
     if trainer.state.best_model_checkpoint:
         step = int(Path(trainer.state.best_model_checkpoint).name.split("-")[-1])
         best = next((h for h in history if h["step"] == step), {"step": step, "val_ndcg@10": trainer.state.best_metric})
 
     student.max_seq_length = int(cfg.student.max_length or student.max_seq_length)
-    rank0 = trainer.is_world_process_zero()  # under DDP (accelerate/torchrun) only rank 0 writes
-    if rank0:
-        with atomic_path(trained_model_dir(cfg)) as tmp:
+    dest = student_dir(cfg, STAGE)
+    if trainer.is_world_process_zero():  # under DDP (accelerate/torchrun) only rank 0 writes
+        with atomic_path(dest) as tmp:
             student.save_pretrained(str(tmp))
         if project and inner.mse is not None:
             inner.mse.save_projection(out / "projection.safetensors")
-        shutil.rmtree(out / "checkpoints", ignore_errors=True)  # the best one is model/ now
-    summary = {
+        shutil.rmtree(out / "checkpoints", ignore_errors=True)  # the best one is student/ now
+    details = {
         "student": cfg.student.model, "teacher_id": art.manifest.get("teacher_id"), "student_dim": sdim, "teacher_dim": tdim,
         "losses": losses, "projection": ("learned" if project else "pca" if pca is not None else "none"),
-        "matryoshka": matryoshka, "n_train_rows": len(dataset), "n_train_queries": len(train_qids), "n_val_queries": len(val_qids),
-        "steps": int(trainer.state.global_step), "train_loss": float(result.training_loss), "seconds": sw.seconds,
-        "history": history, "best": best, "model_dir": str(trained_model_dir(cfg)),
+        "matryoshka": matryoshka, "n_train_rows": len(dataset), "n_mse_texts": n_mse_texts, "n_train_queries": len(train_qids),
+        "n_val_queries": len(val_qids), "train_loss": float(result.training_loss), "history": history, "best": best,
     }
-    if rank0:
-        write_json(out / "train.json", summary)
     if best is not None:
-        log.info("train: best val NDCG@10 %.4f at step %d (before training %.4f); model -> %s",
-                 best["val_ndcg@10"], best["step"], history[0]["val_ndcg@10"] if history else float("nan"), trained_model_dir(cfg))
-    return summary
+        log.info("train: best val NDCG@10 %.4f at step %d (before training %.4f); student -> %s",
+                 best["val_ndcg@10"], best["step"], history[0]["val_ndcg@10"] if history else float("nan"), dest)
+    return TrainResult(STAGE, n_items=len(dataset) + n_mse_texts, train_steps=int(trainer.state.global_step), student=str(dest),
+                       details=details)
 
 
 def _init_projection(inner: DistillationLoss, student: Any, dataset: Any, tdim: int, n: int = 512) -> float:
@@ -233,7 +270,8 @@ def _init_projection(inner: DistillationLoss, student: Any, dataset: Any, tdim: 
     labels = np.asarray(rows["label"], dtype=np.float32)
     teacher = np.concatenate([labels[:, :tdim], labels[:, tdim:2 * tdim]])
     emb = student.encode(texts, batch_size=32, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
-    assert inner.mse is not None
+    if inner.mse is None:
+        raise RagdistillError("embedder train: a learned projection needs the mse loss")
     return inner.mse.init_projection(emb, teacher)
 
 
