@@ -1,18 +1,25 @@
 """ragdistill cost: figures recomputed from real e2e reports (teacher, student and routed runs of the
-harness with real encoders) and real run_info records, never typed in."""
+harness with real encoders) and real teach/train results (the one result contract), never typed in."""
 
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 import pytest
 
 from ragdistill.common.config import compose
 from ragdistill.common.errors import RagdistillError
-from ragdistill.common.ops.cost import compute_costs, cost_command, load_prices
-from ragdistill.common.routing import RoutedComponent
-from ragdistill.common.run_info import read_run_info, record_run
+from ragdistill.common.ops.cost import compute_costs, cost_command, load_prices, slot_stages
+from ragdistill.common.ops.routed import RoutedComponent
+from ragdistill.common.results import RESULTS, TeachResult, TrainResult
+from ragdistill.common.stage import load_stages
+
+# what each installed stage declares (Stage.slot, Stage.teacher_capability): cost and the e2e harness read
+# them, with no fallback; the LLM stages ("generate") are the ones priced per token
+DECLARED = {"query_rewriter": ("rewriter", "generate"), "embedder": ("embedder", "embed"),
+            "reranker": ("reranker", "score"), "generator": ("generator", "generate")}
 
 
 class _Encoder:
@@ -68,21 +75,31 @@ def runs(tmp_path_factory):
     from ragdistill.common.cache import LabelCache
     from ragdistill.common.data import load_retrieval
 
+    def timed(result, fn):  # what ops.verbs.run_verb does around a stage's verb: time it, write its result
+        t0 = time.perf_counter()
+        out = fn()
+        result.seconds = time.perf_counter() - t0
+        result.write(cfg)
+        return out
+
     texts = [d.full_text for d in list(load_retrieval("squad", max_docs=60).corpus.values())[:16]]
     cache = LabelCache(work / "cache" / "labels.sqlite")
-    with record_run(cfg, "embedder", "teach") as info:  # real teacher labelling through the cache
-        labels = cache.label(texts, lambda b: list(mpnet(b, False)), "st:mpnet", batch_size=16)
-        info.n_items = info.n_teacher_calls = len(labels)
-    with record_run(cfg, "embedder", "train", train_steps=1) as info:  # a real (tiny) distillation: least-squares projection
-        x = minilm(texts, False)
+    res = TeachResult("embedder", n_items=len(texts), teacher_calls=len(texts))  # real teacher labelling through the cache
+    labels = timed(res, lambda: cache.label(texts, lambda b: list(mpnet(b, False)), "st:mpnet", batch_size=16))
+    x = minilm(texts, False)  # a real (tiny) distillation: a least-squares projection
+
+    def fit():
         proj, *_ = np.linalg.lstsq(x, np.stack(labels), rcond=None)
-        info.n_items, info.extra = len(texts), {"projection": list(proj.shape)}
-    with record_run(cfg, "generator", "teach") as info:
-        answers = [best_sentence(t[:60], [t]) for t in texts]
-        info.n_items = info.n_teacher_calls = len(answers)
-        info.input_tokens, info.output_tokens = sum(len(t) for t in texts) // 4, sum(len(a) for a in answers) // 4
-    with record_run(cfg, "generator", "train") as info:
-        info.n_items = len(answers)
+        return proj
+
+    res = TrainResult("embedder", n_items=len(texts), train_steps=1)
+    res.details = {"projection": list(timed(res, fit).shape)}
+    res.write(cfg)
+    answers = [best_sentence(t[:60], [t]) for t in texts]
+    res = TeachResult("generator", n_items=len(answers), teacher_calls=len(answers),
+                      input_tokens=sum(len(t) for t in texts) // 4, output_tokens=sum(len(a) for a in answers) // 4)
+    timed(res, lambda: [best_sentence(t[:60], [t]) for t in texts])
+    timed(TrainResult("generator", n_items=len(answers)), lambda: None)
     return work, dirs, routed
 
 
@@ -107,9 +124,10 @@ def test_costs_are_recomputed_from_the_reports(runs, capsys):
         assert row["quality"] == pytest.approx(res["generation"]["token_f1"])
     # which pipeline is cheaper is a measurement (bench/, the e2e report), not asserted here: on a loaded
     # machine the tiny slice's timings can invert; the test checks the arithmetic on whatever was measured
-    # one-off distillation from the run_info records, break-even from the savings
-    infos = {(s, v): read_run_info(work / s / v / "run_info.json") for s in ("embedder", "generator") for v in ("teach", "train")}
-    assert infos[("embedder", "teach")].n_teacher_calls == 16 and infos[("embedder", "teach")].seconds > 0
+    # one-off distillation from the teach/train results, break-even from the savings
+    cfg = compose("e2e", [f"paths.work_dir={work}"])
+    infos = {(s, v): RESULTS[v].read(cfg, s) for s in ("embedder", "generator") for v in ("teach", "train")}
+    assert infos[("embedder", "teach")].teacher_calls == 16 and infos[("embedder", "teach")].seconds > 0
     distill = sum(i.seconds * (0.2 if v == "teach" else 2.0) / 3600 for (s, v), i in infos.items())
     st = rows["student"]
     assert st["distillation"]["complete"] and st["distillation"]["usd"] == pytest.approx(distill)
@@ -165,22 +183,61 @@ def test_bad_prices_and_missing_reports(tmp_path, capsys):
     assert e.value.code == 2 and "hourly_usd" in capsys.readouterr().err
 
 
-def test_every_stage_teach_and_train_write_run_info(make_cfg, work_dir):
-    """The one-off distillation cost needs a run_info.json from each stage's teach/train: the Stage
-    wrapper writes it for any stage, here the embedder on a tiny slice."""
+def test_installed_stages_declare_their_slot_and_teacher():
+    """cost and the e2e harness know the stages only through these declarations (no built-in list)."""
+    stages = load_stages()
+    assert {n: (stages[n].slot, stages[n].teacher_capability) for n in DECLARED if n in stages} == {
+        n: d for n, d in DECLARED.items() if n in stages}
+    assert {slot: s.name for slot, s in slot_stages().items()} == {d[0]: n for n, d in DECLARED.items() if n in stages}
+
+
+def test_two_stages_in_one_slot_is_an_error():
+    from ragdistill.common.stage import Stage
+
+    class A(Stage):
+        name, slot = "a", "reranker"
+
+    class B(Stage):
+        name, slot = "b", "reranker"
+
+    with pytest.raises(RagdistillError, match=r"stages a and b both fill the pipeline slot 'reranker'"):
+        slot_stages({"a": A(), "b": B()})
+
+
+def test_a_stage_without_results_is_no_break_even(runs):
+    """A distilled stage whose teach/train never ran has no results to price: the round is incomplete, not free."""
+    from ragdistill.common.ops.cost import distillation_cost
+
+    work, _, _ = runs
+    d = distillation_cost(work, ["embedder", "reranker"], load_prices(None, []))
+    assert not d["complete"] and d["missing"] == [str(work / "reranker/teach/teach.json"), str(work / "reranker/train/train.json")]
+    assert d["by_stage"]["reranker"] == {} and d["by_stage"]["embedder"]["teach"]["teacher_calls"] == 16
+
+
+def test_stage_verbs_write_the_counts_cost_prices(make_cfg, work_dir):
+    """The one-off distillation cost reads teach.json / train.json, which the shared verb runner writes
+    for any stage: here the embedder's real teach and train on a tiny slice."""
+    from ragdistill.common.ops.cost import distillation_cost
+    from ragdistill.common.ops.verbs import stage_verbs
     from ragdistill.common.stage import get_stage
 
     stage = get_stage("embedder")
     cfg = make_cfg("embedder", ["teacher.model=minilm-l6", "teacher.max_length=32", "student.max_length=32", "data.max_queries=4",
-                                "data.max_docs=16", "embedder.max_steps=1", "embedder.batch_size=4", "embedder.eval_steps=1",
-                                "embedder.val_fraction=0.5", "embedder.matryoshka=[384]", "embedder.negatives_per_query=1"])
-    stage.verbs["teach"](cfg)
-    stage.verbs["train"](cfg)
-    teach, train = read_run_info(work_dir / "embedder/teach/run_info.json"), read_run_info(work_dir / "embedder/train/run_info.json")
-    assert teach.stage == "embedder" and teach.verb == "teach" and teach.seconds > 0
-    assert train.verb == "train" and train.seconds > 0
-    from ragdistill.common.ops.cost import distillation_cost
+                                "data.max_docs=16", "embedder.train.args.max_steps=1", "embedder.train.args.per_device_train_batch_size=4",
+                                "embedder.train.args.eval_steps=1", "embedder.train.val_fraction=0.5", "embedder.train.matryoshka=[384]",
+                                "embedder.teach.negatives_per_query=1"])
+    verbs = stage_verbs(stage)
+    verbs["teach"](cfg)
+    verbs["train"](cfg)
+    teach, train = TeachResult.read(cfg, "embedder"), TrainResult.read(cfg, "embedder")
+    from ragdistill.common.data import load_retrieval
 
+    data = load_retrieval("scifact", 4, 16)  # the slice teach embeds: train and test queries, every document
+    n = len({*data.split("train")[0], *data.split("test")[0]}) + len(data.corpus)
+    # a fresh cache: every text labelled by the teacher (minilm-l6: no shipped label is keyed by it)
+    assert teach.stage == "embedder" and teach.n_items == n and teach.teacher_calls == n and teach.cached == 0
+    assert teach.seconds > 0 and train.seconds > 0 and train.train_steps == 1
     prices = load_prices(None, ["train_hourly_usd=2.0"])
     d = distillation_cost(work_dir, ["embedder"], prices)
     assert d["complete"] and d["usd"] == pytest.approx(teach.seconds * prices.label_hourly_usd / 3600 + train.seconds * 2.0 / 3600)
+    assert d["by_stage"]["embedder"]["teach"]["teacher_calls"] == teach.teacher_calls

@@ -2,14 +2,19 @@
 
 Reads what runs measured, never typed-in speeds:
 
-- the latest e2e report of each pipeline (``<work_dir>/e2e/runs/*/report.json``): per-stage mean
+- the latest e2e report of each pipeline (``<work_dir>/e2e/runs/*/report.json``): per-slot mean
   seconds per call -> USD per 1K queries at the hourly price of the machine that measured them;
-  with ``teacher_pricing=api`` the teacher LLM stages (generator, query_rewriter) are priced per
-  token instead (tokens estimated from the report's questions, contexts and answers);
+  with ``teacher_pricing=api`` the slots whose stage has an LLM teacher (``Stage.teacher_capability
+  == "generate"``) are priced per token instead (tokens estimated from the report's questions,
+  contexts and answers);
 - the stages' evaluations (``<work_dir>/<stage>/evaluate/results.json``): every ``*_per_s``
   throughput -> USD per 1K items per system;
-- the one-off distillation (``<work_dir>/<stage>/{teach,train}/run_info.json``, see
-  ragdistill.common.run_info): labelling (tokens at the API price, or seconds) + training hours.
+- the one-off distillation (``<work_dir>/<stage>/teach/teach.json`` and ``train/train.json``, the
+  result contract of :mod:`ragdistill.common.results`): labelling (tokens at the API price, or
+  seconds) + training hours.
+
+Which stage fills which pipeline slot, and whose teacher is an LLM, comes from the installed stages
+(:func:`~ragdistill.common.stage.load_stages`: ``Stage.slot``, ``Stage.teacher_capability``).
 
 Break-even: a pipeline saving ``s`` USD per query against the all-teacher pipeline pays back a
 distillation round costing ``D`` at ``D / (s * retrain_every_months)`` queries a month.
@@ -25,14 +30,31 @@ from pathlib import Path
 from typing import Any
 
 from ragdistill.common.errors import RagdistillError
-from ragdistill.common.io import write_json
+from ragdistill.common.io import read_json, write_json
+from ragdistill.common.results import RESULTS, VerbResult
+from ragdistill.common.stage import Stage, load_stages
 
-STAGES = ("query_rewriter", "embedder", "reranker", "generator")
-# e2e latency key -> (pipeline slot, stage)
-SLOTS = {"rewriter": ("rewriter", "query_rewriter"), "retrieve": ("embedder", "embedder"),
-         "reranker": ("reranker", "reranker"), "generator": ("generator", "generator")}
-LLM_SLOTS = ("rewriter", "generator")
 STUDENT_VARIANTS = ("student", "student_onnx", "student_base")
+DISTILLED_VARIANTS = ("student", "student_onnx", "routed")  # a slot running these paid for a distillation round
+LLM_CAPABILITY = "generate"  # a stage whose teacher generates text: priced per token with teacher_pricing=api
+# the harness times each slot's step under the slot's name, except the first stage's: encode + search = "retrieve"
+STEP_SLOTS = {"retrieve": "embedder"}
+# per slot, the report's answer fields an LLM call of that slot reads and writes (api token estimate)
+TOKEN_FIELDS = {"generator": (("question", "contexts"), "answer"), "rewriter": (("question",), "query")}
+
+
+def slot_stages(stages: dict[str, Stage] | None = None) -> dict[str, Stage]:
+    """Pipeline slot -> the installed stage that fills it (``Stage.slot``); two stages claiming one
+    slot is an error naming both."""
+    out: dict[str, Stage] = {}
+    for s in (load_stages() if stages is None else stages).values():
+        if not s.slot:
+            continue
+        if s.slot in out:
+            raise RagdistillError(f"stages {out[s.slot].name} and {s.name} both fill the pipeline slot {s.slot!r} "
+                                  "(Stage.slot); uninstall one or give it another slot")
+        out[s.slot] = s
+    return out
 
 
 @dataclass
@@ -110,43 +132,46 @@ def _tokens(text: str, prices: CostConfig) -> float:
 
 
 def _api_tokens_per_call(result: dict[str, Any], slot: str, prices: CostConfig) -> tuple[float, float]:
+    """Mean input and output tokens of one LLM call of ``slot``, from the texts the report holds."""
+    if slot not in TOKEN_FIELDS:
+        raise RagdistillError(f"teacher_pricing=api: the e2e report holds no texts to estimate the {slot} slot's LLM tokens from "
+                              f"(it records those of {', '.join(TOKEN_FIELDS)}); use teacher_pricing=measured")
     answers = list((result.get("answers") or {}).values())
     if not answers:
         raise RagdistillError(f"teacher_pricing=api: the report has no answers to estimate {slot} tokens from; "
                               "run e2e with a generator or use teacher_pricing=measured")
-    if slot == "generator":
-        tin = [_tokens(a["question"] + "\n".join(a.get("contexts") or []), prices) for a in answers]
-        tout = [_tokens(a.get("answer") or "", prices) for a in answers]
-    else:  # rewriter: the question (and history) in, the standalone query out
-        tin = [_tokens(a["question"], prices) for a in answers]
-        tout = [_tokens(a.get("query") or "", prices) for a in answers]
+    ins, out = TOKEN_FIELDS[slot]
+
+    def text(a: dict[str, Any], f: str) -> str:
+        v = a.get(f) or ""
+        return "\n".join(v) if isinstance(v, list) else str(v)
+
+    tin = [_tokens("".join(text(a, f) for f in ins), prices) for a in answers]
+    tout = [_tokens(text(a, out), prices) for a in answers]
     return sum(tin) / len(tin), sum(tout) / len(tout)
 
 
-def pipeline_cost(result: dict[str, Any], prices: CostConfig) -> dict[str, Any]:
-    """USD per query per stage and in total, from one e2e report's ``result``."""
+def pipeline_cost(result: dict[str, Any], prices: CostConfig, slots: dict[str, Stage] | None = None) -> dict[str, Any]:
+    """USD per query per slot and in total, from one e2e report's ``result``; ``slots`` (default
+    :func:`slot_stages`) says which slots an LLM teacher fills."""
+    slots = slot_stages() if slots is None else slots
     per_stage: dict[str, float] = {}
     seconds = 0.0
     for key, lat in result["latency"].items():
-        if key not in SLOTS:
-            continue
-        slot, _ = SLOTS[key]
+        slot = STEP_SLOTS.get(key, key)
+        if slot not in result["pipeline"]:
+            continue  # end_to_end: the sum of the steps, not a step
         variant = result["pipeline"].get(slot, "student")
         mean_s = lat["mean_ms"] / 1000
         seconds += mean_s
         usd = mean_s * prices.hourly_usd / 3600
-        if prices.teacher_pricing == "api" and slot in LLM_SLOTS and variant in ("teacher", "routed"):
-            tin, tout = _api_tokens_per_call(result, slot, prices)
-            api = (tin * prices.api_usd_per_1m_input_tokens + tout * prices.api_usd_per_1m_output_tokens) / 1e6
-            if variant == "teacher":
-                usd = api
-            else:
-                routing = (result.get("stages", {}).get(slot) or {}).get("routing")
-                if not routing:
-                    raise RagdistillError(f"teacher_pricing=api: the routed {slot}'s report has no routing stats "
-                                          f"(result.stages.{slot}.routing from RoutedComponent.stats())")
-                n = max(routing["n_calls"], 1)
-                usd = routing["student_s"] / n * prices.hourly_usd / 3600 + routing["teacher_fraction"] * api
+        if prices.teacher_pricing == "api" and variant in ("teacher", "routed"):
+            if slot not in slots:
+                raise RagdistillError(f"teacher_pricing=api: no installed stage fills the pipeline slot {slot!r} (Stage.slot), "
+                                      f"so whether its teacher is an LLM priced per token is unknown; install that stage or "
+                                      "use teacher_pricing=measured")
+            if slots[slot].teacher_capability == LLM_CAPABILITY:
+                usd = _llm_slot_usd(result, slot, variant, prices)
         per_stage[slot] = usd
     total = sum(per_stage.values())
     return {"usd_per_query_by_stage": per_stage, "usd_per_query": total, "usd_per_1k_queries": total * 1000,
@@ -154,25 +179,48 @@ def pipeline_cost(result: dict[str, Any], prices: CostConfig) -> dict[str, Any]:
             "usd_per_month": total * prices.monthly_queries}
 
 
-def distillation_cost(work_dir: Path, stages: list[str], prices: CostConfig) -> dict[str, Any]:
-    """One round of teach + train for ``stages``, from their run_info.json records."""
-    from ragdistill.common.run_info import RUN_INFO, read_run_info
+def _llm_slot_usd(result: dict[str, Any], slot: str, variant: str, prices: CostConfig) -> float:
+    """A teacher (or routed) LLM slot at the API's token prices; routed: the student's measured time
+    plus the teacher's share of the calls at the API price."""
+    tin, tout = _api_tokens_per_call(result, slot, prices)
+    api = (tin * prices.api_usd_per_1m_input_tokens + tout * prices.api_usd_per_1m_output_tokens) / 1e6
+    if variant == "teacher":
+        return api
+    routing = (result.get("stages", {}).get(slot) or {}).get("routing")
+    if not routing:
+        raise RagdistillError(f"teacher_pricing=api: the routed {slot}'s report has no routing stats "
+                              f"(result.stages.{slot}.routing from RoutedComponent.stats())")
+    n = max(routing["n_calls"], 1)
+    return routing["student_s"] / n * prices.hourly_usd / 3600 + routing["teacher_fraction"] * api
 
+
+def read_result(work_dir: Path, stage: str, verb: str) -> tuple[VerbResult | None, Path]:
+    """The result ``verb`` of ``stage`` wrote under ``work_dir`` (None when it has not run) and its file."""
+    cls = RESULTS[verb]
+    f = work_dir / stage / verb / cls.FILE
+    if not f.is_file():
+        return None, f
+    return cls.from_dict(read_json(f), str(f)), f
+
+
+def distillation_cost(work_dir: Path, stages: list[str], prices: CostConfig) -> dict[str, Any]:
+    """One round of teach + train for ``stages``, from their ``teach.json`` / ``train.json``; ``missing``
+    lists the results not found (then the round's cost is incomplete: no break-even)."""
     out: dict[str, Any] = {"by_stage": {}, "missing": [], "usd": 0.0}
     for stage in stages:
         row: dict[str, Any] = {}
         for verb in ("teach", "train"):
-            f = work_dir / stage / verb / RUN_INFO
-            if not f.exists():
+            res, f = read_result(work_dir, stage, verb)
+            if res is None:
                 out["missing"].append(str(f))
                 continue
-            info = read_run_info(f)
-            if verb == "teach" and prices.teacher_pricing == "api" and (info.input_tokens or info.output_tokens):
-                usd = (info.input_tokens * prices.api_usd_per_1m_input_tokens + info.output_tokens * prices.api_usd_per_1m_output_tokens) / 1e6
+            if verb == "teach" and prices.teacher_pricing == "api" and (res.input_tokens or res.output_tokens):
+                usd = (res.input_tokens * prices.api_usd_per_1m_input_tokens + res.output_tokens * prices.api_usd_per_1m_output_tokens) / 1e6
             else:
-                usd = info.seconds * (prices.label_hourly_usd if verb == "teach" else prices.train_hourly_usd) / 3600
-            row[verb] = {"seconds": info.seconds, "n_items": info.n_items, "n_teacher_calls": info.n_teacher_calls,
-                         "input_tokens": info.input_tokens, "output_tokens": info.output_tokens, "usd": usd}
+                usd = res.seconds * (prices.label_hourly_usd if verb == "teach" else prices.train_hourly_usd) / 3600
+            row[verb] = {"seconds": res.seconds, "n_items": res.n_items, "teacher_calls": res.teacher_calls, "cached": res.cached,
+                         "train_steps": res.train_steps, "input_tokens": res.input_tokens, "output_tokens": res.output_tokens,
+                         "usd": usd}
             out["usd"] += usd
         out["by_stage"][stage] = row
     out["complete"] = not out["missing"]
@@ -180,9 +228,9 @@ def distillation_cost(work_dir: Path, stages: list[str], prices: CostConfig) -> 
 
 
 def stage_throughput_costs(work_dir: Path, prices: CostConfig) -> dict[str, dict[str, dict[str, float]]]:
-    """USD per 1K items for every ``*_per_s`` figure in each stage's evaluate/results.json."""
+    """USD per 1K items for every ``*_per_s`` figure in each installed stage's evaluate/results.json."""
     out: dict[str, dict[str, dict[str, float]]] = {}
-    for stage in STAGES:
+    for stage in load_stages():
         f = work_dir / stage / "evaluate" / "results.json"
         if not f.exists():
             continue
@@ -200,10 +248,11 @@ def compute_costs(work_dir: str | Path, prices: CostConfig) -> dict[str, Any]:
     if not reports:
         raise RagdistillError(f"{work_dir / 'e2e' / 'runs'}: no e2e report; run `ragdistill e2e` (e.g. once with every stage "
                               "teacher, once student) first")
+    slots = slot_stages()
     rows = []
     for path, rep in reports:
         r = {**rep["result"], "pipeline": resolved_pipeline(rep)}
-        row = {"pipeline": r["pipeline"], "kind": pipeline_kind(r["pipeline"]), "report": str(path), **pipeline_cost(r, prices)}
+        row = {"pipeline": r["pipeline"], "kind": pipeline_kind(r["pipeline"]), "report": str(path), **pipeline_cost(r, prices, slots)}
         g = r.get("generation") or {}
         row["quality"] = g.get("token_f1") if g.get("token_f1") is not None else (r.get("after_rerank") or r["retrieval"])["ndcg@10"]
         routing = {s: f["routing"] for s, f in (r.get("stages") or {}).items() if isinstance(f, dict) and f.get("routing")}
@@ -220,9 +269,11 @@ def compute_costs(work_dir: str | Path, prices: CostConfig) -> dict[str, Any]:
         active = {k for k, v in row["pipeline"].items() if v != "off"}
         teacher = next((t for t in teachers if {k for k, v in t["pipeline"].items() if v != "off"} == active), teachers[0])
         row["compared_with"] = teacher["pipeline"]
-        distilled = sorted({SLOTS_BY_NAME[s] for s, v in row["pipeline"].items() if v in ("student", "student_onnx", "routed")
-                            and s in SLOTS_BY_NAME})
-        d = distillation_cost(work_dir, distilled, prices)
+        distilled = sorted(s for s, v in row["pipeline"].items() if v in DISTILLED_VARIANTS)
+        d = distillation_cost(work_dir, sorted(slots[s].name for s in distilled if s in slots), prices)
+        # a distilled slot no installed stage fills has no teach/train results to price: the round is incomplete
+        d["missing"] += [f"pipeline.{s}: no installed stage fills this slot (Stage.slot)" for s in distilled if s not in slots]
+        d["complete"] = not d["missing"]
         row["distillation"] = d
         save = teacher["usd_per_query"] - row["usd_per_query"]
         row["savings_usd_per_query"] = save
@@ -230,9 +281,6 @@ def compute_costs(work_dir: str | Path, prices: CostConfig) -> dict[str, Any]:
             row["break_even_queries_per_month"] = d["usd"] / (save * prices.retrain_every_months)
     return {"work_dir": str(work_dir), "prices": asdict(prices), "pipelines": rows,
             "stages": stage_throughput_costs(work_dir, prices)}
-
-
-SLOTS_BY_NAME = {slot: stage for slot, stage in SLOTS.values()}
 
 
 def format_table(costs: dict[str, Any]) -> str:
@@ -254,7 +302,8 @@ def format_table(costs: dict[str, Any]) -> str:
             lines.append(f"  {system:<18} " + "  ".join(f"{k} {v:.6f}" for k, v in m.items()))
     missing = sorted({m for r in costs["pipelines"] for m in (r.get("distillation") or {}).get("missing", [])})
     if missing:
-        lines.append("\nnot recorded (no break-even without them; stages write them with ragdistill.common.run_info):\n  " + "\n  ".join(missing))
+        lines.append("\nnot recorded (no break-even without them; `ragdistill <stage> teach` / `train` write them):\n  "
+                     + "\n  ".join(missing))
     return "\n".join(lines)
 
 
