@@ -178,6 +178,7 @@ class LabelCache:
             seen.add(k)
             todo.append(i)
         log.info("%s: %d inputs, %d cached, %d to label (%s)", desc, len(inputs), len(have), len(todo), self.path)
+        self.last_labelled = 0  # what this call computed (len(self) also counts other processes' writes)
         with tqdm(total=len(todo), desc=desc, unit="item", disable=not todo) as bar:
             for b in range(0, len(todo), batch_size):
                 idx = todo[b : b + batch_size]
@@ -190,6 +191,7 @@ class LabelCache:
                 self.put_many(batch, teacher_id)
                 have.update(batch)
                 bar.update(len(idx))
+                self.last_labelled += len(idx)
         return [have.get(k) for k in keys]
 
     # ---- portable copies: ship a dataset's teacher labels with the repo, merge shard files

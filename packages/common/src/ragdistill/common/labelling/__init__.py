@@ -176,9 +176,8 @@ def run_labelling(
         fn = getattr(teacher, capability)
         kid = key_id or teacher.teacher_id
         cached = len(cache.get_many(list({label_key(kid, template, x) for x in inputs})))
-        before = len(cache)
         labels = cache.label(inputs, lambda batch: _call(fn, batch, prepare, overrides), kid, template, batch_size or s.batch_size, desc)
-        return LabelRun(labels, len(inputs), cached, len(cache) - before, time.perf_counter() - t0, s.launcher, kid)
+        return LabelRun(labels, len(inputs), cached, cache.last_labelled, time.perf_counter() - t0, s.launcher, kid)
     from ragdistill.common.labelling.ray import _label_on_ray
 
     return _label_on_ray(cache, _cfg_dict(teacher_cfg), capability, inputs, s, template, batch_size or s.batch_size, desc, teacher_id, t0,
