@@ -36,11 +36,12 @@ def _row(name: str, r: dict, t: dict) -> str:
 
 def full(overrides: list[str]) -> int:
     from ragdistill.common.config import apply_run_settings, compose
-    from ragdistill.reranker.evaluate import evaluate
+    from ragdistill.common.ops.verbs import stage_verbs
+    from ragdistill.reranker import stage
 
     cfg = compose("reranker", overrides)
     apply_run_settings(cfg)
-    res = evaluate(cfg)["results"]
+    res = stage_verbs(stage)["evaluate"](cfg).results
     t = res["teacher"]
     print("\n[bench reranker] ratios vs the teacher (same candidates, same run)")
     for name in ("student_base", "student", "student_onnx", "student_onnx_int8", "colbert"):
@@ -66,11 +67,11 @@ def speed_only(overrides: list[str]) -> int:
     from ragdistill.common.timing import measure
     from ragdistill.reranker.candidates import first_stage
     from ragdistill.reranker.lists import load_data
-    from ragdistill.reranker.students import load_cross_encoder, new_cross_encoder, predict_raw
+    from ragdistill.reranker.students import int8_file, load_cross_encoder, new_cross_encoder, predict_raw
 
     cfg = compose("reranker", overrides)
     torch.set_num_threads(int(cfg.run.torch_threads or 2))
-    ev = cfg.reranker.eval
+    ev = cfg.reranker.evaluate
     data = load_data(cfg)
     cands = first_stage(data, cfg.data.test_split, int(ev.latency_candidates))
     lists = [(data.queries[q], [data.corpus[d].full_text for d in c.doc_ids]) for q, c in sorted(cands.items())[: int(ev.latency_queries)]]
@@ -83,10 +84,10 @@ def speed_only(overrides: list[str]) -> int:
         student.save_pretrained(tmp)
         onnx = load_cross_encoder(tmp, s_len, backend="onnx", model_kwargs={"export": True})
         onnx.save_pretrained(tmp)
-        arch = str(cfg.reranker.export.quantization)
+        arch = cfg.reranker.export.quantization.value
         export_dynamic_quantized_onnx_model(onnx, getattr(AutoQuantizationConfig, arch)(is_static=False, per_channel=True), tmp,
                                             file_suffix=f"qint8_{arch}")
-        int8 = load_cross_encoder(tmp, s_len, backend="onnx", model_kwargs={"file_name": f"onnx/model_qint8_{arch}.onnx"})
+        int8 = load_cross_encoder(tmp, s_len, backend="onnx", model_kwargs={"file_name": int8_file(arch)})
         for name, m in (("teacher_arch", teacher), ("student", student), ("student_onnx", onnx), ("student_onnx_int8", int8)):
             st = measure(lambda b, m=m: predict_raw(m, [(b[0][0], d) for d in b[0][1]], int(ev.batch_size)), lists, 1)
             systems[name] = {"pairs_per_s": st.items_per_s * n, "p50_ms": st.p50_ms, "p95_ms": st.p95_ms}

@@ -34,9 +34,9 @@ STAGE_SETTINGS: dict[str, list[str]] = {
                  "embedder.train.args.max_steps=2", "embedder.train.args.eval_steps=2", "embedder.train.val_fraction=0.34",
                  "embedder.train.val_max_docs=24", "embedder.train.matryoshka=[]", "embedder.export.parity_texts=8"],
     "reranker": ["teacher.max_length=32", "student.max_length=32", "data.max_queries=8", "reranker.candidates.train_k=5",
-                 "reranker.filter.min_margin=-100", "reranker.train.max_steps=2", "reranker.train.list_size=5",
-                 "reranker.train.queries_per_batch=4", "reranker.train.warmup_ratio=0", "reranker.colbert.enabled=false",
-                 "reranker.export.quantize=false", "reranker.export.parity_pairs=20", "reranker.labels_file=null"],
+                 "reranker.teach.filter.min_margin=-100", "reranker.train.args.max_steps=2", "reranker.train.list_size=5",
+                 "reranker.train.queries_per_batch=4", "reranker.train.args.warmup_ratio=0", "reranker.train.colbert.enabled=false",
+                 "reranker.export.quantize=false", "reranker.export.parity_pairs=20", "reranker.teach.shipped_labels=[]"],
     "generator": ["teacher.model=smollm2-135m-instruct", "teacher.max_new_tokens=12", "generator.student_max_new_tokens=12",
                   "generator.teach.labels_files=[]", "generator.teach.max_train_questions=4", "generator.retrieval.top_k=2",
                   "generator.prompt.max_context_chars=400", "generator.filters.min_grounding=0.0", "generator.train.max_steps=2",
@@ -69,7 +69,7 @@ def artifacts(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str,
     work = tmp_path_factory.mktemp("e2e_work")
     base = [f"paths.work_dir={work}", "run.report_to=[]"]
     reranker = get_stage("reranker")
-    ce = reranker.extra["build-teacher"](compose("reranker", [*base, *CE_RECIPE, f"reranker.build_teacher.output_dir={work / 'ce'}"]))
+    ce = reranker.build_teacher(compose("reranker", [*base, *CE_RECIPE, f"reranker.build_teacher.output_dir={work / 'ce'}"]))
     settings = dict(STAGE_SETTINGS)
     settings["reranker"] = ["teacher.backend=cross_encoder", f"teacher.model={ce}", *settings["reranker"]]
     for name, overrides in settings.items():

@@ -1,5 +1,6 @@
-"""reranker calibrate and the routed component on real models: a 3-layer MiniLM cross-encoder student
-distilled (10 steps) from a BM25 teacher on a SQuAD slice, routed back to the teacher by its margin.
+"""reranker calibrate, the routed component, the monitor and the rounds on real models, all through
+the shared operations (ragdistill.common.ops) on the stage's hooks: a 3-layer MiniLM cross-encoder
+student distilled (10 steps) from a BM25 teacher on a SQuAD slice, routed back to the teacher by its margin.
 
 Measured with this setup (32 held-out queries x 10 BM25 candidates, NDCG@10): student 0.331, teacher
 0.730; at a 20% budget the margin routes 12.5% for 0.413 vs 0.381 for random routing of as many;
@@ -15,28 +16,19 @@ import pytest
 
 from ragdistill.common.cache import LabelCache
 from ragdistill.common.config import compose
-from ragdistill.common.ops.failure_queue import load_queue
 from ragdistill.common.io import read_jsonl
-from ragdistill.common.routing import evaluate_threshold
+from ragdistill.common.ops.failure_queue import load_queue
+from ragdistill.common.ops.routing import evaluate_threshold
+from ragdistill.common.ops.verbs import stage_verbs
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One torch thread: on a shared 2-core machine two threads oversubscribe and run ~10x slower."""
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 # BM25 as the teacher: no model to build, and clearly better than a student distilled for 10 steps
 SMALL = ["teacher.backend=bm25", "teacher.model=squad", "student.max_length=48", "data.max_queries=32",
-         "reranker.candidates.train_k=8", "reranker.candidates.eval_k=10", "reranker.filter.min_margin=-100",
-         "reranker.train.max_steps=10", "reranker.train.student_layers=3", "reranker.train.list_size=8", "reranker.train.queries_per_batch=4",
-         "reranker.train.learning_rate=3e-4", "reranker.train.warmup_ratio=0", "reranker.colbert.enabled=false",
-         "reranker.labels_file=null", "run.report_to=[]", "run.torch_threads=1"]
+         "reranker.candidates.train_k=8", "reranker.candidates.eval_k=10", "reranker.teach.filter.min_margin=-100",
+         "reranker.train.args.max_steps=10", "reranker.train.student_layers=3", "reranker.train.list_size=8",
+         "reranker.train.queries_per_batch=4", "reranker.train.args.learning_rate=3e-4", "reranker.train.args.warmup_ratio=0",
+         "reranker.train.colbert.enabled=false", "reranker.teach.shipped_labels=[]", "run.report_to=[]", "run.torch_threads=1"]
 
 
 @pytest.fixture(scope="module")
@@ -46,16 +38,18 @@ def trained(tmp_path_factory):
 
     work = tmp_path_factory.mktemp("reranker-routing")
     cfg = compose("reranker", [*SMALL, f"paths.work_dir={work}"])
-    stage.teach(cfg)
-    stage.train(cfg)
+    verbs = stage_verbs(stage)
+    verbs["teach"](cfg)
+    verbs["train"](cfg)
     return work
 
 
 def test_calibrate_meets_the_budget_and_beats_random_routing(trained):
+    from ragdistill.common.ops.routed import routed
     from ragdistill.reranker import stage
 
     cfg = compose("reranker", [*SMALL, f"paths.work_dir={trained}", "routing.max_teacher_fraction=0.2"])
-    out = stage.extra["calibrate"](cfg)
+    out = stage_verbs(stage)["calibrate"](cfg)
     assert out["n"] == 32 and out["signal"] == "margin" and out["quality_metric"] == "ndcg@10"
     assert out["teacher_quality"] > out["student_quality"]  # BM25 beats the small student on its own candidates
     assert 0 < out["teacher_fraction"] <= 0.2  # within the budget
@@ -73,28 +67,27 @@ def test_calibrate_meets_the_budget_and_beats_random_routing(trained):
     assert applied["fraction"] == pytest.approx(d["teacher_fraction"]) and applied["quality"] == pytest.approx(d["quality"])
     assert sum(r["routed"] for r in items) == round(d["teacher_fraction"] * 32)
 
-    # held-out lists where student and teacher disagree were queued, with their labels in the cache
-    if out["queued_inputs"]:
-        cache = LabelCache(cfg.paths.label_cache)
-        recs = load_queue(trained / "reranker/queue.jsonl", cache)
-        assert len(recs) == out["queued_labels"] and {r.reason for r in recs} == {"disagreement"}
-        assert all(len(r.input) == 2 and isinstance(r.teacher_output, float) for r in recs)
-        assert all(r.key in cache for r in recs)
+    # held-out lists where student and teacher disagree beyond routing.queue_disagreement (0.5) were queued,
+    # pair by pair (10 candidates each), with their labels in the cache
+    disagreeing = sum(r["disagreement"] > 0.5 for r in items)
+    assert out["queued_inputs"] == disagreeing and out["queued_labels"] == 10 * disagreeing
+    recs = load_queue(trained / "reranker/queue.jsonl", LabelCache(cfg.paths.label_cache)) if disagreeing else []
+    assert len(recs) == out["queued_labels"] and all(r.reason == "disagreement" for r in recs)
+    assert all(len(r.input) == 2 and isinstance(r.teacher_output, float) for r in recs)
+    cache = LabelCache(cfg.paths.label_cache)
+    assert all(r.key in cache for r in recs)
 
     # the routed component applies the threshold to the same lists
-    routed = stage.routed(cfg)
-    from ragdistill.reranker.candidates import first_stage
-    from ragdistill.reranker.lists import load_data
-
-    data = load_data(cfg)
-    cands = first_stage(data, "test", 10, None)
-    some = items[:8]
-    for r in some:
-        scores = routed(data.queries[r["id"]], [data.corpus[d].full_text for d in cands[r["id"]].doc_ids])
+    comp = routed(stage, cfg)
+    records = stage.held_out(cfg)
+    assert [r["id"] for r in records] == [i["id"] for i in items]
+    for r in records[:8]:
+        scores = comp(r["query"], r["docs"])
         assert len(scores) == 10 and np.isfinite(scores).all()
-    st = routed.stats()
-    assert st["n_calls"] == 8 and st["n_teacher_calls"] == sum(r["routed"] for r in some)
+    st = comp.stats()
+    assert st["n_calls"] == 8 and st["n_teacher_calls"] == sum(i["routed"] for i in items[:8])
     assert st["signal"] == "margin" and st["threshold"] == d["threshold"]
+    assert comp.model_path == str(trained / "reranker/train/student")  # the harness sizes the deployed student
 
 
 def test_a_signal_that_does_not_read_scores_is_a_config_error(trained):
@@ -102,53 +95,70 @@ def test_a_signal_that_does_not_read_scores_is_a_config_error(trained):
     from ragdistill.reranker import stage
 
     cfg = compose("reranker", [*SMALL, f"paths.work_dir={trained}", "routing.signal=mean_logprob"])
-    with pytest.raises(RagdistillError, match=r"routing.signal='mean_logprob': the reranker routes on its scores"):
-        stage.extra["calibrate"](cfg)
+    with pytest.raises(RagdistillError, match=r"routing.signal='mean_logprob': the reranker routes on margin, neg_entropy, top_score"):
+        stage_verbs(stage)["calibrate"](cfg)
 
 
-def test_export_time_monitor_baseline_and_an_in_distribution_log_pass(trained, tmp_path, capsys):
+def test_export_time_monitor_baseline_and_live_logs(trained, tmp_path, capsys):
     from ragdistill.common.io import read_json, write_jsonl
+    from ragdistill.common.ops import write_monitor_baseline
     from ragdistill.common.ops.monitor import monitor_command
-    from ragdistill.reranker.calibrate import held_out_lists
-    from ragdistill.reranker.export import write_monitor_baseline
+    from ragdistill.reranker import stage
 
     over = [*SMALL, f"paths.work_dir={trained}", "monitor.baseline_inputs=6"]
-    base = write_monitor_baseline(compose("reranker", over))
+    cfg = compose("reranker", over)
+    base = write_monitor_baseline(stage, cfg)
     saved = read_json(trained / "reranker/export/monitor_baseline.json")
-    assert saved["metrics"]["n"] == 6 == base["metrics"]["n"] and 0.0 <= saved["divergence"] <= 1.0
+    assert saved["metrics"]["n"] == 6 == base["metrics"]["n"]
     assert saved["divergence"] == pytest.approx((1 - saved["metrics"]["kendall_tau"]) / 2)
+    # the baseline is the mean disagreement (1 - Kendall tau) / 2 of the first 6 held-out lists
+    records = stage.held_out(cfg)
+    s_out, t_out = stage.predictor(cfg, "student")(records[:6]), stage.predictor(cfg, "teacher")(records[:6])
+    assert saved["divergence"] == pytest.approx(np.mean([stage.disagreement(r, s, t) for r, s, t in zip(records[:6], s_out, t_out, strict=True)]))
 
     # live inputs from the same distribution (other held-out lists): within the baseline + margin
-    data, _, cands = held_out_lists(compose("reranker", over))
     log = tmp_path / "live.jsonl"
-    write_jsonl(log, [{"query": data.queries[q], "docs": [data.corpus[d].full_text for d in cands[q].doc_ids]} for q in list(cands)[6:18]])
+    write_jsonl(log, [{"query": r["query"], "docs": r["docs"]} for r in records[6:18]])
     monitor_command(["reranker", "--log", str(log), "--margin", "0.2", *over])
     assert "ok: student-teacher divergence" in capsys.readouterr().out
+    # a log that carries the student's scores is not re-run: scores reversed against the teacher's are drift
+    t_live = stage.predictor(cfg, "teacher")(records[6:12])
+    reversed_log = tmp_path / "reversed.jsonl"
+    write_jsonl(reversed_log, [{"query": r["query"], "docs": r["docs"], "student_scores": [-x for x in t]}
+                               for r, t in zip(records[6:12], t_live, strict=True)])
+    with pytest.raises(SystemExit) as e:
+        monitor_command(["reranker", "--log", str(reversed_log), "--margin", "0.2", *over])
+    assert e.value.code == 1 and "DRIFT: student-teacher divergence 1.0000" in capsys.readouterr().out
 
 
 def test_queue_folds_into_the_next_rounds_lists_and_train_starts_from_the_student(trained):
+    from ragdistill.common.ops.routed import routed
     from ragdistill.reranker import stage
-    from ragdistill.reranker.calibrate import held_out_lists
     from ragdistill.reranker.students import load_cross_encoder, new_cross_encoder, predict_raw
 
     cfg = compose("reranker", [*SMALL, f"paths.work_dir={trained}", "routing.queue_disagreement=1.0"])
+    verbs = stage_verbs(stage)
     (trained / "reranker/queue.jsonl").unlink(missing_ok=True)
-    routed = stage.routed(cfg)
-    routed.threshold = float("inf")  # this operating point sends every list to the teacher (and the queue)
-    data, _, cands = held_out_lists(cfg)
-    lists = [(data.queries[q], [data.corpus[d].full_text for d in cands[q].doc_ids]) for q in list(cands)[:3]]
+    comp = routed(stage, cfg)
+    comp.threshold = float("inf")  # this operating point sends every list to the teacher (and the queue)
+    lists = [(r["query"], r["docs"]) for r in stage.held_out(cfg, 3)]
     for query, docs in lists:
-        routed(query, docs)
-    stats = stage.teach(compose("reranker", [*SMALL, f"paths.work_dir={trained}", "data.extra=queue"]))
-    q = stats["queue"]
+        comp(query, docs)
+    taught = verbs["teach"](compose("reranker", [*SMALL, f"paths.work_dir={trained}", "data.extra=queue"]))
+    q = taught.details["queue"]
     assert q["records"] == 30 and q["lists_kept"] == 3 and q["teacher_labels"] == {"cached": 30, "labelled": 0}
+    assert (q["queries"], q["already_taught"], q["docs_outside_corpus"]) == (3, 0, 0)
     rows = [r for r in read_jsonl(trained / "reranker/teach/train.jsonl") if r.get("from_queue")]
     assert [r["query"] for r in rows] == [query for query, _ in lists]
     assert all(r["teacher_scores"] == sorted(r["teacher_scores"], reverse=True) and len(r["doc_ids"]) == 10 for r in rows)
-    assert all(d in data.corpus for r in rows for d in r["doc_ids"])
+    held = stage.held_out(cfg, 3)
+    assert all(set(r["doc_ids"]) == set(h["doc_ids"]) for r, h in zip(rows, held, strict=True))  # the queued lists' own documents
 
-    # a second round's train starts from the previous student: student.model=<its folder> keeps its trained head
-    path = str(trained / "reranker/train/student")
+    # next-round keeps this round's student; a second round's train starts from it (student.model=<its folder>)
+    kept = verbs["next-round"](cfg)
+    path = str(kept / "student")
     pairs = [(lists[0][0], d) for d in lists[0][1][:4]]
+    trained_scores = predict_raw(load_cross_encoder(str(trained / "reranker/train/student"), 48), pairs)
+    assert np.allclose(predict_raw(load_cross_encoder(path, 48), pairs), trained_scores, atol=1e-6)
     again = new_cross_encoder(path, 48, layers=3, seed=1)
-    assert np.allclose(predict_raw(again, pairs), predict_raw(load_cross_encoder(path, 48), pairs), atol=1e-5)
+    assert np.allclose(predict_raw(again, pairs), trained_scores, atol=1e-5)

@@ -91,12 +91,21 @@ def test_teacher_norm_reaches_the_losses():
     teacher_raw, mask = pad_lists(narrow)
     assert normed.teacher_norm == "zscore" and raw.teacher_norm == "none"
     assert torch.allclose(standardize_lists(teacher_raw, mask)[0], torch.tensor([1.2247, 0.0, -1.2247]), atol=1e-4)
-    with pytest.raises(RagdistillError, match="teacher_norm='minmax'"):
-        build_loss(None, OmegaConf.create({**cfg, "teacher_norm": "minmax"}))
+
+
+
+def test_teacher_norm_is_a_choice_checked_when_the_config_is_composed():
+    from ragdistill.common.config import compose
+
+    loss = compose("reranker", ["reranker.train.loss.teacher_norm=none"]).reranker.train.loss
+    assert build_loss(None, loss).teacher_norm == "none"  # the config's Enum reaches the loss as its name
+    assert build_loss(None, compose("reranker").reranker.train.loss).teacher_norm == "zscore"  # the default
+    with pytest.raises(RagdistillError, match=r"(?s)reranker.train.loss.teacher_norm=minmax.*expected one of \[zscore, none\]"):
+        compose("reranker", ["reranker.train.loss.teacher_norm=minmax"])
 
 
 def test_build_loss_rejects_bad_weights():
-    with pytest.raises(RagdistillError, match=r"reranker.loss weights .* at least one > 0"):
+    with pytest.raises(RagdistillError, match=r"reranker.train.loss weights .* at least one > 0"):
         build_loss(None, OmegaConf.create({"margin_mse": 0, "listwise_kl": 0, "mse": 0, "temperature": 1.0}))
     with pytest.raises(RagdistillError, match="temperature=0"):
         build_loss(None, OmegaConf.create({"margin_mse": 1, "listwise_kl": 0, "mse": 0, "temperature": 0}))

@@ -1,13 +1,15 @@
 """reranker evaluate: teacher and students rerank the same first-stage candidates, side by side.
 
 On the held-out split (``data.test_split``; training never saw it): NDCG@10, MRR@10, MAP@100 via
-the common metrics, pairs/s and p50/p95 latency per query of ``eval.latency_candidates``
-candidates. Systems: ``teacher``, ``student_base`` (the student cross-encoder before
-distillation: its encoder with a freshly initialised head), ``student``, its ONNX fp32/int8
-exports, ``colbert_base``/``colbert`` (late interaction over the exported index), and reference
-rows that do not rerank with a cross-encoder: the first stage itself (``ref_first_stage_bm25``)
-and bi-encoder cosine over the same candidates (``ref_biencoder_<model>``), so a reader sees what
-reranking adds and that the teacher beats its own starting point.
+the common metrics, pairs/s and p50/p95 latency per query of ``evaluate.latency_candidates``
+candidates. Systems: ``teacher`` (scores through the label cache), ``student_base`` (the student
+cross-encoder before distillation: its encoder with a freshly initialised head), ``student``, its
+ONNX fp32/int8 exports, ``colbert_base``/``colbert`` (late interaction over the exported index),
+and reference rows that do not rerank with a cross-encoder: the first stage itself
+(``ref_first_stage_bm25``) and bi-encoder cosine over the same candidates
+(``ref_biencoder_<model>``), so a reader sees what reranking adds and that the teacher beats its
+own starting point. The table is printed and kept as ``results.txt``; the figures go into the
+evaluate result (``results.json``).
 """
 
 from __future__ import annotations
@@ -18,16 +20,17 @@ from typing import Any
 
 import numpy as np
 
-from ragdistill.common.config import stage_dir
 from ragdistill.common.errors import RagdistillError
+from ragdistill.common.io import write_text_atomic
 from ragdistill.common.logging import get_logger
 from ragdistill.common.metrics import evaluate_run
-from ragdistill.common.report import write_comparison
+from ragdistill.common.paths import export_dir, stage_dir
+from ragdistill.common.report import comparison_table
+from ragdistill.common.results import EvaluateResult
 from ragdistill.common.timing import measure
 from ragdistill.reranker.candidates import CandidateList, first_stage
-from ragdistill.reranker.lists import import_shipped_labels, load_data, open_cache, score_lists
-from ragdistill.reranker.students import load_cross_encoder, predict_raw
-from ragdistill.reranker.teachers import make_teacher
+from ragdistill.reranker.lists import load_data, score_lists
+from ragdistill.reranker.students import ONNX_FP32, int8_file, load_cross_encoder, predict_raw
 
 log = get_logger(__name__)
 METRICS = ("ndcg@10", "mrr@10", "map@100")
@@ -62,8 +65,11 @@ def _dir_mb(path: Path, pattern: str = "*") -> float:
     return sum(p.stat().st_size for p in path.rglob(pattern) if p.is_file()) / 2**20
 
 
-def evaluate(cfg: Any) -> dict[str, Any]:
-    rc, ev = cfg.reranker, cfg.reranker.eval
+def evaluate(cfg: Any, teacher: Any) -> EvaluateResult:
+    """Every system on the held-out lists; ``teacher`` is the stage's ``CachedTeacher``."""
+    from ragdistill.reranker.teachers import teacher_available
+
+    rc, ev = cfg.reranker, cfg.reranker.evaluate
     data = load_data(cfg)
     split = cfg.data.test_split
     _, qrels = data.split(split)
@@ -80,26 +86,25 @@ def evaluate(cfg: Any) -> dict[str, Any]:
     bs = int(ev.batch_size)
     results: dict[str, dict[str, float]] = {}
     notes: dict[str, str] = {}
+    res = EvaluateResult("reranker", n_items=len(cands), split=split)
 
     # the teacher: quality from the label cache (shared with teach), speed only if the model is here
-    teacher = make_teacher(cfg)
-    cache = open_cache(cfg)
-    try:
-        import_shipped_labels(cfg, cache)
-        scored = score_lists(teacher, cache, data, cands, int(cfg.teacher.batch_size), "reranker teacher scores (test)")
-    finally:
-        cache.close()
+    scored, run = score_lists(teacher, data, cands, "reranker teacher scores (test)")
+    res.count_labels(run)
+    teacher_id = run.teacher_id or teacher.teacher_id
     results["teacher"] = _quality(qrels, cands, {s.query_id: s.teacher_scores for s in scored})
-    if teacher.available and lat_lists:
+    if teacher_available(cfg) and lat_lists:
         def cold_teacher(q: str, ids: list[str]) -> list[float]:  # a memoising bi-encoder teacher re-encodes each list
-            teacher.forget()
-            return teacher.score([(q, texts[d]) for d in ids])
+            backend = teacher.backend
+            if hasattr(backend, "forget"):
+                backend.forget()
+            return backend.score([(q, texts[d]) for d in ids])
 
         results["teacher"].update(_speed(cold_teacher, lat_lists))
     elif lat_lists:
         notes["teacher"] = "speed not measured: the teacher model is not built here (scores came from the label cache)"
 
-    train_dir, export_dir = stage_dir(cfg, "reranker", "train"), stage_dir(cfg, "reranker", "export")
+    train_dir, onnx_dir = stage_dir(cfg, "reranker", "train"), export_dir(cfg, "reranker")
     max_len = cfg.student.max_length
     for name in ("student_base", "student"):
         p = train_dir / name
@@ -107,34 +112,34 @@ def evaluate(cfg: Any) -> dict[str, Any]:
             raise RagdistillError(f"{p} not found; run `ragdistill reranker train` first (with the same paths.work_dir)")
         ce = load_cross_encoder(str(p), max_len)
         results[name] = _system(name, _cross_encoder_scorer(ce, texts, bs), data, qrels, cands, lat_lists, _dir_mb(p, "*.safetensors"))
-    onnx_dir = export_dir / "cross_encoder"
     if onnx_dir.is_dir():
-        from ragdistill.reranker.export import ONNX_FP32, int8_file
-
-        for name, f in (("student_onnx", ONNX_FP32), ("student_onnx_int8", int8_file(str(rc.export.quantization)))):
+        for name, f in (("student_onnx", ONNX_FP32), ("student_onnx_int8", int8_file(rc.export.quantization.value))):
             if (onnx_dir / f).is_file():
                 ce = load_cross_encoder(str(onnx_dir), max_len, backend="onnx", model_kwargs={"file_name": f})
                 results[name] = _system(name, _cross_encoder_scorer(ce, texts, bs), data, qrels, cands, lat_lists, (onnx_dir / f).stat().st_size / 2**20)
     else:
         notes["student_onnx"] = "not exported yet (ragdistill reranker export)"
 
-    if rc.colbert.enabled:
-        results.update(_colbert_rows(cfg, train_dir, export_dir, texts, data, qrels, cands, lat_lists))
+    if rc.train.colbert.enabled:
+        results.update(_colbert_rows(train_dir, stage_dir(cfg, "reranker", "export"), texts, data, qrels, cands, lat_lists))
     results["ref_first_stage_bm25"] = _quality(qrels, cands, {q: c.scores for q, c in cands.items()})
     for m in ev.biencoders:
         results[f"ref_biencoder_{m}"] = _system(f"biencoder {m}", _biencoder_scorer(m, texts, bs), data, qrels, cands, [])
 
-    extra = {"split": split, "queries": len(cands), "candidates_per_query": int(rc.candidates.eval_k),
-             "latency_candidates": len(lat_lists[0][1]) if lat_lists else 0, "teacher": teacher.teacher_id,
-             "student_base_is": "the student encoder with a freshly initialised 1-logit head (no ranking training)",
-             "notes": notes}
-    payload = write_comparison(stage_dir(cfg, "reranker", "evaluate"), "reranker", results, extra)
+    res.results = results
+    res.details = {"queries": len(cands), "candidates_per_query": int(rc.candidates.eval_k),
+                   "latency_candidates": len(lat_lists[0][1]) if lat_lists else 0, "teacher": teacher_id,
+                   "student_base_is": "the student encoder with a freshly initialised 1-logit head (no ranking training)",
+                   "notes": notes}
+    table = comparison_table(results, title="[reranker] teacher vs student, before and after distillation")
+    print(table, flush=True)
+    write_text_atomic(stage_dir(cfg, "reranker", "evaluate") / "results.txt", table + "\n")
     for k, v in notes.items():
         print(f"  note: {k}: {v}")
-    return payload
+    return res
 
 
-def _colbert_rows(cfg: Any, train_dir: Path, export_dir: Path, texts: dict[str, str], data: Any, qrels: dict, cands: dict, lat: list) -> dict[str, dict[str, float]]:
+def _colbert_rows(train_dir: Path, export_dir: Path, texts: dict[str, str], data: Any, qrels: dict, cands: dict, lat: list) -> dict[str, dict[str, float]]:
     from ragdistill.reranker.colbert import ColbertIndex, ColbertStudent
 
     rows = {}

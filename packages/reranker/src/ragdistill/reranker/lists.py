@@ -1,25 +1,21 @@
 """Candidate lists with teacher scores: what teach writes, train reads and evaluate rebuilds.
 
 One place builds a split's lists (first stage, positive placement) and scores them with the
-teacher through the common label cache, so teach and evaluate never disagree on inputs and a
-pair the teacher has scored once is never scored again.
+teacher through the label cache (:func:`ragdistill.reranker.teachers.cached_teacher`), so teach,
+evaluate, calibrate and the monitor never disagree on inputs and a pair the teacher has scored
+once is never scored again. Queued pairs (the failure queue) come back here as new training lists.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from ragdistill.common.cache import LabelCache, Shard
 from ragdistill.common.data import RetrievalData, load_retrieval
 from ragdistill.common.errors import RagdistillError
-from ragdistill.common.labelling import launch_settings, run_labelling
-from ragdistill.common.logging import get_logger
-from ragdistill.common.paths import data_dir
-from ragdistill.reranker.candidates import CandidateList
-
-log = get_logger(__name__)
+from ragdistill.common.io import read_jsonl, write_jsonl
+from ragdistill.common.paths import stage_dir
+from ragdistill.reranker.candidates import CandidateList, first_stage
 
 PAIR_TEMPLATE = "rerank-pair:v1"  # part of every cached label's key: (query text, document text)
 
@@ -43,37 +39,9 @@ def load_data(cfg: Any) -> RetrievalData:
     return load_retrieval((cfg.data.path or cfg.data.name), cfg.data.max_queries, cfg.data.max_docs)
 
 
-def open_cache(cfg: Any) -> LabelCache:
-    return LabelCache(cfg.paths.label_cache, shard=Shard.parse(cfg.run.shard))
-
-
-def default_labels_file(cfg: Any) -> Path:
-    """Where the data's shipped teacher labels live: ``<data>/labels/reranker-<data.name>.jsonl.gz``."""
-    return data_dir() / "labels" / f"reranker-{cfg.data.name}.jsonl.gz"
-
-
-def shipped_labels_file(cfg: Any) -> Path | None:
-    """``reranker.labels_file``: ``auto`` -> ``<data>/labels/reranker-<data.name>.jsonl.gz`` (or ``.jsonl``) if present."""
-    spec = cfg.reranker.labels_file
-    if spec in (None, "", "none", "null"):
-        return None
-    if spec == "auto":
-        gz = default_labels_file(cfg)
-        plain = gz.with_suffix("")  # an uncompressed export from before labels shipped as gzip
-        return gz if gz.is_file() else plain if plain.is_file() else None
-    p = Path(spec)
-    if not p.is_file():
-        raise RagdistillError(f"reranker.labels_file={spec}: no such file; pass a label-cache export (.jsonl or .jsonl.gz), auto or null")
-    return p
-
-
-def import_shipped_labels(cfg: Any, cache: LabelCache) -> int:
-    f = shipped_labels_file(cfg)
-    if f is None:
-        return 0
-    n = cache.import_jsonl(f)
-    log.info("imported %d teacher labels from %s", n, f)
-    return n
+def train_lists_file(cfg: Any) -> Any:
+    """``<work>/reranker/teach/train.jsonl``: teach's kept lists, which train reads."""
+    return stage_dir(cfg, "reranker", "teach") / "train.jsonl"
 
 
 def positive_first(cand: CandidateList, positives: dict[str, int], include_missing: bool) -> CandidateList | None:
@@ -91,51 +59,76 @@ def positive_first(cand: CandidateList, positives: dict[str, int], include_missi
     return CandidateList(cand.query_id, [pos, *cand.doc_ids[:-1]], [max(cand.scores, default=0.0), *cand.scores[:-1]])
 
 
-def score_lists(teacher: Any, cache: LabelCache, data: RetrievalData, cands: dict[str, CandidateList], batch_size: int, desc: str,
-                cfg: Any = None) -> list[ScoredList]:
-    """Teacher scores for every (query, candidate) pair, through the label cache; ``cfg.run.launcher``
-    decides where the teacher runs (``local``/``shards`` here, ``ray``: Ray Data workers building
-    the teacher from its config, see ``ragdistill.common.labelling``)."""
-    qids = list(cands)
-    inputs = [[data.queries[q], data.corpus[d].full_text] for q in qids for d in cands[q].doc_ids]
-    if cfg is not None and launch_settings(cfg).launcher == "ray":
-        if teacher.config is None:
-            raise RagdistillError(
-                f"run.launcher=ray: the teacher {teacher.model_name!r} exists only on this machine (built by build-teacher); "
-                "label it with run.launcher=local or shards, or use a teacher buildable anywhere (teacher=hybrid-mpnet-bm25, a hub id)")
-        labels = run_labelling(cache, teacher.config, "score", inputs, cfg, template=PAIR_TEMPLATE, batch_size=batch_size, desc=desc,
-                               teacher_id=teacher.teacher_id).labels
-    else:
-        labels = run_labelling(cache, None, "score", inputs, cfg, template=PAIR_TEMPLATE, batch_size=batch_size, desc=desc,
-                               teacher=teacher).labels
-    if any(v is None for v in labels):
-        raise RagdistillError(
-            f"{desc}: some pairs belong to another shard (run.shard={cache.shard}); merge the shard caches "
-            "(LabelCache.import_jsonl) before training or evaluating"
-        )
+def pairs_of(data: RetrievalData, cands: dict[str, CandidateList]) -> list[list[str]]:
+    """Every (query, candidate) pair as the teacher labels it: ``[query text, document text]``."""
+    return [[data.queries[q], data.corpus[d].full_text] for q in cands for d in cands[q].doc_ids]
+
+
+def score_lists(teacher: Any, data: RetrievalData, cands: dict[str, CandidateList], desc: str) -> tuple[list[ScoredList], Any]:
+    """Teacher scores for every (query, candidate) pair, through the label cache of ``teacher`` (a
+    ``CachedTeacher``; ``run.launcher`` decides where the teacher runs); also the label run (its counts)."""
+    run = teacher.label(pairs_of(data, cands), PAIR_TEMPLATE, desc=desc, complete=True)
     out, i = [], 0
-    for q in qids:
-        n = len(cands[q].doc_ids)
-        out.append(ScoredList(q, data.queries[q], list(cands[q].doc_ids), [float(x) for x in labels[i : i + n]], list(cands[q].scores)))
+    for q, c in cands.items():
+        n = len(c.doc_ids)
+        out.append(ScoredList(q, data.queries[q], list(c.doc_ids), [float(x) for x in run.labels[i : i + n]], list(c.scores)))
         i += n
-    return out
+    return out, run
 
 
-def export_labels(cfg: Any) -> Path:
-    """``ragdistill reranker export-labels``: the teacher's cached pair scores as JSONL, to ship
-    with the repo (``data/labels/reranker-<data>.jsonl``) so ``teach``/``evaluate`` on another
-    machine read them instead of loading (or building) the teacher."""
-    from ragdistill.reranker.teachers import make_teacher
+def held_out_lists(cfg: Any, data: RetrievalData | None = None) -> tuple[RetrievalData, dict, dict[str, CandidateList]]:
+    """The data, qrels and candidate lists ``evaluate`` reranks on the held-out split (two candidates at least)."""
+    data = data or load_data(cfg)
+    split = cfg.data.test_split
+    _, qrels = data.split(split)
+    cands = first_stage(data, split, int(cfg.reranker.candidates.eval_k), cfg.reranker.candidates.file)
+    cands = {q: c for q, c in cands.items() if q in qrels and len(c.doc_ids) >= 2}
+    if not cands:
+        raise RagdistillError(f"no held-out candidate lists (split {split!r} of {(cfg.data.path or cfg.data.name)!r})")
+    return data, qrels, cands
 
-    spec = cfg.reranker.labels_file
-    target = default_labels_file(cfg) if spec in (None, "", "auto", "none", "null") else Path(spec)
-    teacher = make_teacher(cfg)
-    cache = open_cache(cfg)
-    try:
-        n = cache.export_jsonl(target, teacher.teacher_id)
-    finally:
-        cache.close()
-    if n == 0:
-        raise RagdistillError(f"the label cache {cfg.paths.label_cache} holds no labels of {teacher.teacher_id}; run teach/evaluate first")
-    print(f"[reranker export-labels] {n} labels of {teacher.teacher_id} -> {target}", flush=True)
-    return target
+
+def held_out_records(cfg: Any, n: int | None = None) -> list[dict[str, Any]]:
+    """The first ``n`` held-out lists as records: the component's arguments (``query``, ``docs``) plus
+    what quality needs (``id``, ``doc_ids``, ``qrels``)."""
+    data, qrels, cands = held_out_lists(cfg)
+    return [{"id": q, "query": data.queries[q], "docs": [data.corpus[d].full_text for d in c.doc_ids], "doc_ids": list(c.doc_ids),
+             "qrels": dict(qrels[q])} for q, c in list(cands.items())[:n]]
+
+
+def append_queued_lists(cfg: Any, items: list[tuple[Any, Any, str]]) -> dict[str, Any]:
+    """Fold queued ``([query, document text], teacher score, template)`` items into ``teach/train.jsonl``.
+
+    Pairs are grouped by query (queries teach already has are skipped, a document once per query),
+    each list is ordered by the teacher (its best first, where teach puts the judged positive: a
+    queued list has no judgement) and kept when at least two of its documents are in the corpus."""
+    out = train_lists_file(cfg)
+    if not out.is_file():
+        raise RagdistillError(f"{out} not found; the failure queue is folded into teach's lists: run `ragdistill reranker teach` "
+                              "with the same paths.work_dir")
+    pairs = [(p, float(y)) for p, y, t in items if t == PAIR_TEMPLATE and isinstance(p, list) and len(p) == 2]
+    rows = read_jsonl(out)
+    taught = {r["query"] for r in rows}
+    by_query: dict[str, list[str]] = {}
+    score: dict[tuple[str, str], float] = {}
+    for (q, d), s in pairs:
+        if q not in taught and d not in by_query.setdefault(q, []):
+            by_query[q].append(d)
+            score[(q, d)] = s
+    data = load_data(cfg)
+    doc_id = {doc.full_text: i for i, doc in data.corpus.items()}
+    new, outside = [], 0
+    for n, (q, docs) in enumerate(by_query.items()):
+        kept = [d for d in docs if d in doc_id]
+        outside += len(docs) - len(kept)
+        if len(kept) < 2:
+            continue
+        kept.sort(key=lambda d: -score[(q, d)])
+        new.append({"query_id": f"queue:{n}", "query": q, "doc_ids": [doc_id[d] for d in kept],
+                    "teacher_scores": [score[(q, d)] for d in kept], "first_stage_scores": [0.0] * len(kept), "from_queue": True})
+    write_jsonl(out, rows + new)
+    info = {"queries": len(by_query), "already_taught": len({q for (q, _), _ in pairs} & taught), "lists_kept": len(new),
+            "docs_outside_corpus": outside}
+    print(f"[reranker teach] data.extra: {len(pairs)} queued pairs, {len(new)} new lists kept ({info['already_taught']} queries already "
+          f"taught, {outside} documents not in this corpus) -> {out}", flush=True)
+    return info

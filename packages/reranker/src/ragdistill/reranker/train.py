@@ -2,9 +2,11 @@
 
 The cross-encoder student (``student.model``, default the packaged all-MiniLM-L6-v2 with a fresh
 1-logit head) trains with sentence-transformers' ``CrossEncoderTrainer`` on the weighted sum of
-MarginMSE, listwise KL and MSE that ``reranker.loss`` selects. Its untrained copy is saved
-beside it as ``student_base`` (the "before distillation" column). The ColBERT student
-(``reranker.colbert``) distils listwise KL over the same lists.
+MarginMSE, listwise KL and MSE that ``reranker.train.loss`` selects, with
+``CrossEncoderTrainingArguments`` built from ``reranker.train.args``. It is saved in
+``train/student`` (``paths.student_dir``), its untrained copy beside it as ``train/student_base``
+(the "before distillation" column). The ColBERT student (``reranker.train.colbert``) distils
+listwise KL over the same lists into ``train/colbert`` (untrained: ``train/colbert_base``).
 """
 
 from __future__ import annotations
@@ -16,10 +18,13 @@ from typing import Any
 
 import torch
 
-from ragdistill.common.config import stage_dir
 from ragdistill.common.errors import RagdistillError
-from ragdistill.common.io import atomic_path, read_jsonl, write_json
+from ragdistill.common.io import atomic_path, read_jsonl
 from ragdistill.common.logging import get_logger
+from ragdistill.common.paths import stage_dir, student_dir
+from ragdistill.common.results import TrainResult
+from ragdistill.common.training import build_training_args
+from ragdistill.reranker.lists import load_data, train_lists_file
 from ragdistill.reranker.losses import build_loss
 from ragdistill.reranker.students import new_cross_encoder
 
@@ -28,9 +33,7 @@ log = get_logger(__name__)
 
 def load_training_lists(cfg: Any, list_size: int) -> list[dict[str, Any]]:
     """``teach``'s lists as ``{query, docs, scores}`` rows (positive first, first ``list_size``)."""
-    from ragdistill.reranker.lists import load_data
-
-    f = stage_dir(cfg, "reranker", "teach") / "train.jsonl"
+    f = train_lists_file(cfg)
     if not f.is_file():
         raise RagdistillError(f"{f} not found; run `ragdistill reranker teach` first (with the same paths.work_dir)")
     data = load_data(cfg)
@@ -51,11 +54,27 @@ def _steps(n_rows: int, batch: int, epochs: float, max_steps: int) -> int:
     return max_steps if max_steps > 0 else max(1, math.ceil(n_rows / batch * epochs))
 
 
-def train(cfg: Any) -> dict[str, Any]:
-    from datasets import Dataset
-    from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
+def training_args(cfg: Any, output_dir: str) -> Any:
+    """``CrossEncoderTrainingArguments`` from ``reranker.train.args`` plus what the stage decides itself."""
+    from sentence_transformers.cross_encoder import CrossEncoderTrainingArguments
 
-    rc, tc = cfg.reranker, cfg.reranker.train
+    tc = cfg.reranker.train
+    return build_training_args(
+        CrossEncoderTrainingArguments, tc.args, "reranker.train.args",
+        output_dir=output_dir, per_device_train_batch_size=int(tc.queries_per_batch), save_strategy="no",
+        report_to=list(cfg.run.report_to), seed=int(cfg.run.seed), use_cpu=not torch.cuda.is_available(),
+        # DDP: every parameter of the cross-encoder gets a gradient each step. The trainer's default for a
+        # non-PreTrainedModel (find unused = True) fails the first backward under torchrun/accelerate
+        # ("classifier.bias has been marked as ready twice"; sentence-transformers 5.7, torch 2.13, gloo)
+        ddp_find_unused_parameters=False,
+    )
+
+
+def train(cfg: Any) -> TrainResult:
+    from datasets import Dataset
+    from sentence_transformers.cross_encoder import CrossEncoderTrainer
+
+    tc = cfg.reranker.train
     if int(tc.list_size) < 2:
         raise RagdistillError(f"reranker.train.list_size={tc.list_size}: a list needs the positive and at least one negative")
     rows = load_training_lists(cfg, int(tc.list_size))
@@ -63,20 +82,10 @@ def train(cfg: Any) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     seed = int(cfg.run.seed)
     student = new_cross_encoder(cfg.student.model, cfg.student.max_length, tc.student_layers, seed)
-    loss = build_loss(student, rc.loss)
+    loss = build_loss(student, tc.loss)
+    args = training_args(cfg, str(out / "_checkpoints"))
     ds = Dataset.from_dict({"query": [r["query"] for r in rows], "docs": [r["docs"] for r in rows], "scores": [r["scores"] for r in rows]})
     summary: dict[str, Any] = {"lists": len(rows), "list_size": int(tc.list_size), "loss": loss.get_config_dict()}
-    args = CrossEncoderTrainingArguments(
-        output_dir=str(out / "_checkpoints"), num_train_epochs=float(tc.epochs), max_steps=int(tc.max_steps),
-        per_device_train_batch_size=int(tc.queries_per_batch), learning_rate=float(tc.learning_rate),
-        warmup_ratio=float(tc.warmup_ratio), weight_decay=float(tc.weight_decay), logging_steps=int(tc.logging_steps),
-        save_strategy="no", report_to=list(cfg.run.report_to), seed=seed, use_cpu=not torch.cuda.is_available(),
-        dataloader_num_workers=0, disable_tqdm=False,
-        # DDP: every parameter of the cross-encoder gets a gradient each step. The trainer's default for a
-        # non-PreTrainedModel (find unused = True) fails the first backward under torchrun/accelerate
-        # ("classifier.bias has been marked as ready twice"; sentence-transformers 5.7, torch 2.13, gloo)
-        ddp_find_unused_parameters=False,
-    )
     trainer = CrossEncoderTrainer(model=student, args=args, train_dataset=ds, loss=loss)
     # under DDP (torchrun / accelerate launch) every rank runs this function; only rank 0 writes, so
     # two ranks never rename into the same folder and the saved student is the one all ranks share
@@ -90,30 +99,34 @@ def train(cfg: Any) -> dict[str, Any]:
     summary["cross_encoder"] = {"steps": int(result.global_step), "train_loss": float(result.training_loss),
                                 "seconds": time.perf_counter() - t0,
                                 "log": [h for h in trainer.state.log_history if "loss" in h]}
+    dest = student_dir(cfg, "reranker")
+    res = TrainResult("reranker", n_items=len(rows), train_steps=int(result.global_step), student=str(dest), details=summary)
     if not rank0:
-        return summary
-    with atomic_path(out / "student") as tmp:
+        return res
+    with atomic_path(dest) as tmp:
         student.save_pretrained(str(tmp))
     shutil.rmtree(out / "_checkpoints", ignore_errors=True)
     print(f"[reranker train] cross-encoder student: {result.global_step} steps on {len(rows)} lists "
-          f"({args.world_size} process{'es' if args.world_size > 1 else ''}), loss {result.training_loss:.4f} -> {out / 'student'}", flush=True)
-    if rc.colbert.enabled:  # a plain single-process loop: under DDP rank 0 trains it alone
-        summary["colbert"] = train_colbert_student(cfg, rows, out)
-    write_json(out / "train_summary.json", summary)
-    return summary
+          f"({args.world_size} process{'es' if args.world_size > 1 else ''}), loss {result.training_loss:.4f} -> {dest}", flush=True)
+    if tc.colbert.enabled:  # a plain single-process loop: under DDP rank 0 trains it alone
+        summary["colbert"] = train_colbert_student(cfg, rows, out, args)
+    return res
 
 
-def train_colbert_student(cfg: Any, rows: list[dict[str, Any]], out: Any) -> dict[str, Any]:
+def train_colbert_student(cfg: Any, rows: list[dict[str, Any]], out: Any, args: Any) -> dict[str, Any]:
+    """The ColBERT student on the same lists: as many steps as the cross-encoder's arguments ask
+    (``max_steps``, else ``num_train_epochs`` over the lists), its own learning rate."""
     from ragdistill.reranker.colbert import ColbertStudent, train_colbert
 
-    cc, tc = cfg.reranker.colbert, cfg.reranker.train
+    tc = cfg.reranker.train
+    cc = tc.colbert
     seed = int(cfg.run.seed)
     student = ColbertStudent.from_encoder(cc.model, int(cc.dim), int(cc.query_max_length), int(cc.doc_max_length), seed)
     with atomic_path(out / "colbert_base") as tmp:
         student.save(tmp)
-    steps = _steps(len(rows), int(tc.queries_per_batch), float(tc.epochs), int(tc.max_steps))
+    steps = _steps(len(rows), int(tc.queries_per_batch), float(args.num_train_epochs), int(args.max_steps))
     t0 = time.perf_counter()
-    losses = train_colbert(student, rows, cc, steps, int(tc.queries_per_batch), seed, str(cfg.reranker.loss.teacher_norm))
+    losses = train_colbert(student, rows, cc, steps, int(tc.queries_per_batch), seed, tc.loss.teacher_norm.value)
     with atomic_path(out / "colbert") as tmp:
         student.save(tmp)
     info = {"steps": steps, "first_loss": losses[0], "last_loss": sum(losses[-5:]) / len(losses[-5:]), "seconds": time.perf_counter() - t0}
@@ -121,4 +134,4 @@ def train_colbert_student(cfg: Any, rows: list[dict[str, Any]], out: Any) -> dic
     return info
 
 
-__all__ = ["load_training_lists", "train"]
+__all__ = ["load_training_lists", "train", "training_args"]
