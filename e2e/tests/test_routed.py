@@ -18,17 +18,6 @@ from ragdistill.e2e.report import summary_row
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture(autouse=True)
-def ops_routed_is_the_function(monkeypatch):
-    """Work around a bug in ragdistill.common.ops: importing its submodule ``ops.routed`` (the first
-    routed pipeline does) replaces the package's ``routed()`` with that module, so the harness's
-    second routed pipeline in a process calls a module. Remove once ops/__init__.py is fixed."""
-    import ragdistill.common.ops as ops
-    from ragdistill.common.ops.routed import routed
-
-    monkeypatch.setattr(ops, "routed", routed)
-
-
 # the reranker stage as the harness composes it: BM25 teacher, MiniLM cross-encoder student
 RERANKER = ["teacher.backend=bm25", "teacher.model=squad", "student.max_length=48", "data.max_queries=12",
             "reranker.candidates.eval_k=10", "routing.max_teacher_fraction=0.5", "routing.queue_disagreement=1.0",

@@ -12,7 +12,7 @@ import pytest
 from ragdistill.common.config import compose
 from ragdistill.common.errors import RagdistillError
 from ragdistill.common.ops.cost import compute_costs, cost_command, load_prices, slot_stages
-from ragdistill.common.ops.routed import RoutedComponent
+from ragdistill.common.ops.router import RoutedComponent
 from ragdistill.common.results import RESULTS, TeachResult, TrainResult
 from ragdistill.common.stage import load_stages
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from ragdistill.common.errors import RagdistillError
-from ragdistill.common.routing import (
-    RoutedComponent,
+from ragdistill.common.ops.router import RoutedComponent
+from ragdistill.common.ops.routing import (
     RoutingTarget,
     calibrate,
     evaluate_threshold,
@@ -77,7 +77,7 @@ def test_budget_outside_unit_interval_is_a_config_error(bad):
 
 
 def test_budget_error_through_a_stage_config(make_cfg, work_dir):
-    from ragdistill.common.routing import run_calibration
+    from ragdistill.common.ops.routing import run_calibration
 
     cfg = make_cfg("embedder", ["routing.max_teacher_fraction=1.5"])
     with pytest.raises(RagdistillError, match=r"routing.max_teacher_fraction=1.5 is outside \(0, 1\)"):
@@ -92,7 +92,7 @@ def test_budget_error_through_a_stage_config(make_cfg, work_dir):
 
 def test_routed_component_counts_and_queues(tmp_path):
     from ragdistill.common.ops.failure_queue import FailureQueue, load_queue
-    from ragdistill.common.routing import queue_on_teacher
+    from ragdistill.common.ops.router import queue_on_teacher
 
     def student(query, docs):
         return [float(len(set(query.split()) & set(d.split()))) for d in docs]

@@ -45,7 +45,7 @@ def trained(tmp_path_factory):
 
 
 def test_calibrate_meets_the_budget_and_beats_random_routing(trained):
-    from ragdistill.common.ops.routed import routed
+    from ragdistill.common.ops.router import routed
     from ragdistill.reranker import stage
 
     cfg = compose("reranker", [*SMALL, f"paths.work_dir={trained}", "routing.max_teacher_fraction=0.2"])
@@ -132,7 +132,7 @@ def test_export_time_monitor_baseline_and_live_logs(trained, tmp_path, capsys):
 
 
 def test_queue_folds_into_the_next_rounds_lists_and_train_starts_from_the_student(trained):
-    from ragdistill.common.ops.routed import routed
+    from ragdistill.common.ops.router import routed
     from ragdistill.reranker import stage
     from ragdistill.reranker.students import load_cross_encoder, new_cross_encoder, predict_raw
 

@@ -1,7 +1,7 @@
 """Operations written once for every stage, on the hooks of :class:`ragdistill.common.stage.Stage`.
 
 - :func:`calibrate` (``ragdistill <stage> calibrate``) and :func:`routed` (the ``routed`` pipeline
-  variant): confidence routing between the student and the teacher (:mod:`.routing`, :mod:`.routed`);
+  variant): confidence routing between the student and the teacher (:mod:`.routing`, :mod:`.router`);
 - :func:`write_monitor_baseline` (every ``export``) and ``ragdistill monitor`` (:mod:`.monitor`);
 - :func:`fold_queue` (``teach data.extra=queue``), :func:`next_round` and :func:`compare_rounds`
   (:mod:`.rounds`, :mod:`.failure_queue`);
@@ -24,7 +24,7 @@ def calibrate(stage: Any, cfg: Any) -> dict[str, Any]:
 
 
 def routed(stage: Any, cfg: Any) -> Any:
-    from ragdistill.common.ops.routed import routed as _routed
+    from ragdistill.common.ops.router import routed as _routed
 
     return _routed(stage, cfg)
 
