@@ -26,12 +26,13 @@ LIFT_RETENTION_TARGET = 0.95
 def main(argv: list[str]) -> int:
     from ragdistill.common.config import apply_run_settings, compose
     from ragdistill.common.logging import setup_logging
-    from ragdistill.query_rewriter.evaluate import evaluate
+    from ragdistill.common.ops.verbs import stage_verbs
+    from ragdistill.query_rewriter import stage
 
     cfg = compose("query_rewriter", ["run.report_to=[]", "query_rewriter.evaluate.teacher_latency=true", *argv])
     setup_logging(cfg.run.log_level)
     apply_run_settings(cfg)
-    res = evaluate(cfg)["results"]
+    res = stage_verbs(stage)["evaluate"](cfg).results  # as `ragdistill query_rewriter evaluate` (writes results.json)
     t = res["teacher"]
     print("\n[bench query_rewriter] student / teacher, on held-out CANARD test records")
     ok = True

@@ -24,9 +24,10 @@ THRESHOLDS = [0.5, 0.3, 0.2, 0.1, 0.05, 0.02, 0.01, 0.005, 0.0]
 
 
 def main(argv: list[str]) -> int:
-    from ragdistill.common.config import apply_run_settings, compose, stage_dir
+    from ragdistill.common.config import apply_run_settings, compose
     from ragdistill.common.errors import RagdistillError
     from ragdistill.common.logging import setup_logging
+    from ragdistill.common.paths import student_dir
     from ragdistill.query_rewriter.evaluate import Bench
     from ragdistill.query_rewriter.student import is_term_selector, load_student
     from ragdistill.query_rewriter.train import ValidationLift, validation_set
@@ -34,7 +35,7 @@ def main(argv: list[str]) -> int:
     cfg = compose("query_rewriter", ["run.report_to=[]", "query_rewriter.evaluate.expansion_data=[]", *argv])
     setup_logging(cfg.run.log_level)
     apply_run_settings(cfg)
-    model_dir = stage_dir(cfg, "query_rewriter", "train") / "model"
+    model_dir = student_dir(cfg, "query_rewriter")
     if not (model_dir / "config.json").is_file() or not is_term_selector(model_dir):
         raise RagdistillError(f"{model_dir}: no trained term selector; run `ragdistill query_rewriter train query_rewriter=term_selection` "
                               "with the same paths.work_dir")

@@ -25,8 +25,8 @@ from ragdistill.e2e.runner import SLOTS
 # per stage: the overrides its verbs and its pipeline component share (tiny; from each stage's tests)
 STAGE_SETTINGS: dict[str, list[str]] = {
     "query_rewriter": ["query_rewriter.teach.rewrite_records=6", "query_rewriter.teach.expansion_data=[scifact]",
-                       "query_rewriter.teach.expansion_queries=2", "query_rewriter.train.max_steps=1",
-                       "query_rewriter.train.batch_size=2", "query_rewriter.train.max_source_length=96",
+                       "query_rewriter.teach.expansion_queries=2", "query_rewriter.train.args.max_steps=1",
+                       "query_rewriter.train.args.per_device_train_batch_size=2", "query_rewriter.train.max_source_length=96",
                        "query_rewriter.train.max_target_length=24", "query_rewriter.train.select_best=false",
                        "query_rewriter.export.parity_records=1", "query_rewriter.export.int8=false"],
     "embedder": ["data.max_queries=6", "data.max_docs=24", "teacher.max_length=32", "student.max_length=32",

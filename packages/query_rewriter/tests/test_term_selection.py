@@ -9,10 +9,14 @@ from ragdistill.common.data import RewriteRecord
 from ragdistill.common.errors import RagdistillError
 from ragdistill.common.io import read_jsonl
 from ragdistill.common.models import load_tokenizer, resolve_model
+from ragdistill.common.ops.verbs import stage_verbs
+from ragdistill.query_rewriter import stage
 from ragdistill.query_rewriter.prompts import rewrite_example
 from ragdistill.query_rewriter.student import is_term_selector, load_student, load_student_onnx
 from ragdistill.query_rewriter.term_selection import context_pieces, encode, selected_query, tag_targets
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+VERBS = stage_verbs(stage)
 HISTORY = ["Frank Zappa", "The Mothers of Invention", "When did the band form?", "The Mothers formed in 1964 in California."]
 EX = rewrite_example(RewriteRecord("r1", HISTORY, "When did they disband?", "When did the Mothers of Invention disband?"), 2, 160)
 
@@ -67,15 +71,12 @@ def test_encoder_only_checkpoints_are_term_selectors(tmp_path):
 
 
 def test_a_term_selector_without_rewrite_targets_is_a_clear_error(make_cfg):
-    from ragdistill.query_rewriter.teach import teach
-    from ragdistill.query_rewriter.train import train
-
     cfg = make_cfg("query_rewriter", ["query_rewriter=term_selection", "query_rewriter.teach.tasks=[expansion]",
                                       "query_rewriter.teach.expansion_data=[scifact]", "query_rewriter.teach.expansion_queries=2",
                                       "query_rewriter.train.human_records=0"])
-    teach(cfg)
+    VERBS["teach"](cfg)
     with pytest.raises(RagdistillError, match="term selector, which learns rewrites only, and there are no rewrite targets"):
-        train(cfg)
+        VERBS["train"](cfg)
 
 
 SMALL = [
@@ -84,10 +85,10 @@ SMALL = [
     "query_rewriter.teach.expansion_data=[scifact]",
     "query_rewriter.teach.expansion_queries=2",
     "query_rewriter.train.human_records=40",
-    "query_rewriter.train.max_steps=16",
+    "query_rewriter.train.args.max_steps=16",
     "query_rewriter.train.eval_steps=8",
-    "query_rewriter.train.learning_rate=2e-4",
-    "query_rewriter.train.batch_size=8",
+    "query_rewriter.train.args.learning_rate=2e-4",
+    "query_rewriter.train.args.per_device_train_batch_size=8",
     "query_rewriter.train.max_source_length=128",
     "query_rewriter.train.val_records=8",
     "query_rewriter.export.parity_records=4",
@@ -118,42 +119,42 @@ def _tag_f1(selector, pairs) -> float:
 
 
 def test_term_selector_pipeline(make_cfg, work_dir):
-    from ragdistill.query_rewriter.calibrate import ScoredRewriter
-    from ragdistill.query_rewriter.component import component
-    from ragdistill.query_rewriter.evaluate import evaluate
-    from ragdistill.query_rewriter.export import export
-    from ragdistill.query_rewriter.teach import teach
-    from ragdistill.query_rewriter.train import load_targets, train
+    from ragdistill.query_rewriter.train import load_targets
 
     cfg = make_cfg("query_rewriter", SMALL)
-    assert cfg.student.model == "minilm-l6"
-    teach(cfg)
+    assert cfg.student.model == "minilm-l6" and cfg.query_rewriter.train.args.per_device_train_batch_size == 8
+    VERBS["teach"](cfg)
     pairs = [(e, t) for e, t in load_targets(cfg) if e.task == "rewrite"]
     before = _tag_f1(load_student("minilm-l6", 128, int(cfg.run.seed)), pairs)  # the head training starts from
 
-    m = train(cfg)
-    assert m["kind"] == "term_selection" and m["steps"] == 16 and m["tasks"] == {"rewrite": len(pairs), "expansion": 0}
+    trained = VERBS["train"](cfg)
+    m = trained.details
+    assert m["kind"] == "term_selection" and trained.train_steps == 16 and m["tasks"] == {"rewrite": len(pairs), "expansion": 0}
     assert [h["step"] for h in m["validation"]] == [8, 16]
     assert all(h["threshold"] in cfg.query_rewriter.train.term_thresholds for h in m["validation"])
     kept = next(h for h in m["validation"] if h["step"] == m["best_checkpoint_step"])
-    model_dir = work_dir / "query_rewriter/train/model"
+    model_dir = work_dir / "query_rewriter/train/student"
     assert load_student(str(model_dir), 128).threshold == kept["threshold"]  # the kept checkpoint's own threshold
     after = _tag_f1(load_student(str(model_dir), 128), pairs)
     assert after > before + 0.2, (before, after)  # distillation taught it which words to add
     with pytest.raises(RagdistillError, match="term-selection student"):
-        ScoredRewriter(cfg)
+        stage.scorer(cfg, "sequence_logprob")  # routing needs a generative student's log p
 
-    rep = export(cfg)
-    assert sorted(p.name for p in (work_dir / "query_rewriter/export/onnx").glob("*.onnx")) == ["model.onnx"]
-    assert rep["onnx"]["parity"] == 1.0 and 0.0 <= rep["onnx_int8"]["parity"] <= 1.0
-    onnx = load_student_onnx(work_dir / "query_rewriter/export/onnx", 128)
+    rep = VERBS["export"](cfg)
+    assert sorted(p.name for p in (work_dir / "query_rewriter/export/model").glob("*.onnx")) == ["model.onnx"]
+    assert rep.variants["onnx"].parity == 1.0
+    int8 = rep.variants["onnx_int8"]
+    assert int8.quantized and int8.parity >= cfg.query_rewriter.export.min_parity_quantized  # the gate passed it
+    assert int8.parity == (4 - len(rep.details["mismatches"]["onnx_int8"])) / 4
+    onnx = load_student_onnx(work_dir / "query_rewriter/export/model", 128)
     assert type(onnx.model).__name__ == "ORTModelForTokenClassification"
-    assert onnx.threshold == load_student_onnx(work_dir / "query_rewriter/export/onnx_int8", 128).threshold == kept["threshold"]
+    assert onnx.threshold == load_student_onnx(work_dir / "query_rewriter/export/model_int8", 128).threshold == kept["threshold"]
 
-    res = evaluate(cfg)["results"]
+    res = VERBS["evaluate"](cfg).results
     assert {"teacher", "student_base", "student", "student_onnx", "student_onnx_int8"} <= set(res)
     assert res["student_onnx"]["recall_lift"] == res["student"]["recall_lift"]
     assert res["student_onnx"]["scifact_expansion_valid"] == 0.0  # no expansion task
+    assert res["student_onnx_int8"]["parity"] == int8.parity
     out = read_jsonl(work_dir / "query_rewriter/evaluate/outputs.jsonl")
     for r in out:
         if r["task"] == "rewrite":
@@ -161,6 +162,6 @@ def test_term_selector_pipeline(make_cfg, work_dir):
         else:
             assert r["student"] == ""
 
-    rewrite = component(cfg, "student_onnx")
+    rewrite = stage.component(cfg, "student_onnx")
     q = "When did they disband?"
     assert rewrite(HISTORY, q).startswith(q)

@@ -8,7 +8,9 @@ match and BLEU against the human rewrites. Reference rows beside the systems: th
 and the human rewrite. Expansions: union retrieval (original query + reformulations, fused by
 RRF) on the test queries of ``evaluate.expansion_data``. Latency: p50/p95 per query at batch 1.
 
-Writes ``<work_dir>/query_rewriter/evaluate/results.json`` (+ ``results.txt``, ``outputs.jsonl``).
+Teacher outputs come through the label cache (the keys ``teach`` uses; the shipped labels cover the
+defaults). Returns the evaluate result (``results.json``: systems and reference rows side by side);
+writes ``results.txt`` (the printed table) and ``outputs.jsonl`` (every system's output per input).
 """
 
 from __future__ import annotations
@@ -16,12 +18,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ragdistill.common.config import stage_dir
 from ragdistill.common.errors import RagdistillError
-from ragdistill.common.io import read_json, write_jsonl
+from ragdistill.common.io import write_jsonl, write_text_atomic
 from ragdistill.common.logging import get_logger
 from ragdistill.common.metrics import evaluate_run
-from ragdistill.common.report import write_comparison
+from ragdistill.common.paths import stage_dir
+from ragdistill.common.report import comparison_table
+from ragdistill.common.results import EvaluateResult, ExportResult
 from ragdistill.common.timing import measure
 from ragdistill.query_rewriter.examples import RewriteEvalSet, expansion_queries, teacher_prompt, test_set
 from ragdistill.query_rewriter.filters import FilterConfig, check_expansion
@@ -99,94 +102,86 @@ def _latency(gen: Generate, examples: list[Example], n: int) -> dict[str, float]
 
 
 def system_generators(cfg: Any, systems: list[str]) -> dict[str, Callable[[], Generate]]:
-    """Lazy constructors: a system's model is only loaded when it is scored."""
-    from ragdistill.query_rewriter.student import load_student, load_student_onnx
+    """Lazy constructors: a system's model is only loaded when it is scored. A missing trained
+    student is an error; a missing export is skipped with a warning (evaluate before export)."""
+    from ragdistill.query_rewriter.student import load_system, system_path
 
-    msl = int(cfg.query_rewriter.train.max_source_length)
     bs = int(cfg.query_rewriter.evaluate.batch_size)
-    train_model = stage_dir(cfg, STAGE, "train") / "model"
-    export_dir = stage_dir(cfg, STAGE, "export")
 
-    def loaded(load: Callable[[], Any]) -> Callable[[], Generate]:
-        def make() -> Generate:
-            rewriter = load()
+    def make(system: str) -> Callable[[], Generate]:
+        def build() -> Generate:
+            rewriter, _ = load_system(cfg, system)
             return lambda exs: rewriter.generate(exs, batch_size=bs)
 
-        return make
-
-    def student(path: str) -> Callable[[], Generate]:
-        return loaded(lambda: load_student(path, msl, int(cfg.run.seed)))
-
-    def onnx(path: Any) -> Callable[[], Generate]:
-        return loaded(lambda: load_student_onnx(path, msl))
+        return build
 
     out: dict[str, Callable[[], Generate]] = {}
     for s in systems:
         if s == "teacher":
             continue  # handled apart: labels through the cache, latency on the live model
-        if s == "student_base":
-            out[s] = student(cfg.student.model)
-        elif s == "student":
-            if not (train_model / "config.json").exists():
-                raise RagdistillError(f"{train_model}: no trained student; run `ragdistill query_rewriter train` first")
-            out[s] = student(str(train_model))
-        elif s in ("student_onnx", "student_onnx_int8"):
-            d = export_dir / s.removeprefix("student_")
-            if not d.is_dir():
-                log.warning("%s: no export at %s, skipped (run `ragdistill query_rewriter export`)", s, d)
-                continue
-            out[s] = onnx(d)
-        else:
-            raise RagdistillError(f"query_rewriter.evaluate.systems has unknown system {s!r}; use teacher, student_base, student, student_onnx, student_onnx_int8")
+        path = system_path(cfg, s)
+        if s == "student" and not (path / "config.json").exists():
+            raise RagdistillError(f"{path}: no trained student; run `ragdistill query_rewriter train` first")
+        if s.startswith("student_onnx") and not (path / "config.json").exists():
+            log.warning("%s: no export at %s, skipped (run `ragdistill query_rewriter export`)", s, path)
+            continue
+        out[s] = make(s)
     return out
 
 
-def evaluate(cfg: Any) -> dict[str, Any]:
-    from ragdistill.query_rewriter.teach import LazyTeacher, open_cache, teacher_outputs
+def _export_parity(cfg: Any) -> dict[str, float]:
+    """Each exported variant's parity, from the export result (none before export)."""
+    path = stage_dir(cfg, STAGE, "export") / ExportResult.FILE
+    if not path.is_file():
+        return {}
+    variants = ExportResult.read(cfg, STAGE).variants
+    return {f"student_{name}": float(v["parity"]) for name, v in variants.items()}
+
+
+def evaluate(cfg: Any) -> EvaluateResult:
+    from ragdistill.query_rewriter.labels import cached_teacher, max_new_tokens, teacher_outputs
 
     ev = cfg.query_rewriter.evaluate
     out_dir = stage_dir(cfg, STAGE, "evaluate")
     bench = Bench(cfg)
     examples = bench.examples
     n_lat = int(ev.latency_queries)
+    result = EvaluateResult(STAGE, n_items=len(examples), split=str(cfg.data.test_split))
     results: dict[str, dict[str, float]] = {}
     outputs: dict[str, list[str]] = {}
-    systems = list(ev.systems)
+    systems = [str(s) for s in ev.systems]
     if "teacher" in systems:
-        teacher = LazyTeacher(cfg.teacher)
-        cache = open_cache(cfg)
-        try:
-            outs = teacher_outputs(cfg, examples, cache, teacher, desc="teacher (held-out)")
-        finally:
-            cache.close()
-        outputs["teacher"] = [o or "" for o in outs]
-        results["teacher"] = bench.score(outputs["teacher"])
-        if n_lat > 0 and ev.teacher_latency:
-            from ragdistill.query_rewriter.teach import max_new_tokens
+        with cached_teacher(cfg) as teacher:
+            outs, runs = teacher_outputs(cfg, teacher, examples, desc="teacher (held-out)")
+            for run in runs.values():
+                result.count_labels(run)
+            outputs["teacher"] = [o or "" for o in outs]
+            results["teacher"] = bench.score(outputs["teacher"])
+            if n_lat > 0 and ev.teacher_latency:
+                prompt = teacher_prompt(cfg)
 
-            prompt = teacher_prompt(cfg)
+                def teacher_gen(exs: list[Example]) -> list[str]:  # the live model, not the cache
+                    return teacher.generate([prompt.messages(e) for e in exs], max_new_tokens=max_new_tokens(cfg, exs[0].task))
 
-            def teacher_gen(exs: list[Example]) -> list[str]:
-                return teacher.get().generate([prompt.messages(e) for e in exs], max_new_tokens=max_new_tokens(cfg, exs[0].task))
-
-            results["teacher"].update(_latency(teacher_gen, bench.rw.examples, n_lat))
+                results["teacher"].update(_latency(teacher_gen, bench.rw.examples, n_lat))
     for name, make in system_generators(cfg, systems).items():
         log.info("scoring %s on %d held-out inputs", name, len(examples))
         gen = make()
         outputs[name] = gen(examples)
         results[name] = bench.score(outputs[name])
         results[name].update(_latency(gen, bench.rw.examples, n_lat))
-    parity_file = stage_dir(cfg, STAGE, "export") / "parity.json"
-    if parity_file.exists():
-        par = read_json(parity_file)
-        for v in ("onnx", "onnx_int8"):
-            if f"student_{v}" in results and v in par:
-                results[f"student_{v}"]["parity"] = par[v]["parity"]
+    for name, rate in _export_parity(cfg).items():
+        if name in results:
+            results[name]["parity"] = rate
     results.update(bench.reference_rows())
     rows = [{"id": e.id, "task": e.task, "source": e.source, "reference": e.reference, **{s: o[i] for s, o in outputs.items()}}
             for i, e in enumerate(examples)]
     write_jsonl(out_dir / "outputs.jsonl", rows)
-    extra = {"test_records": len(bench.rw.records), "corpus_docs": len(bench.rw.data.corpus),
-             "expansion_queries": {name: len(exs) for name, _, _, exs, _ in bench.exp},
-             "note": "ref:* rows are reference queries, not systems: raw question (lift 0), title+section+question, human rewrite"}
-    return write_comparison(out_dir, STAGE, results, extra)
+    table = comparison_table(results, title=f"[{STAGE}] teacher vs student, before and after distillation")
+    print(table, flush=True)
+    write_text_atomic(out_dir / "results.txt", table + "\n")
+    result.results = results
+    result.details = {"test_records": len(bench.rw.records), "corpus_docs": len(bench.rw.data.corpus),
+                      "expansion_queries": {name: len(exs) for name, _, _, exs, _ in bench.exp},
+                      "note": "ref:* rows are reference queries, not systems: raw question (lift 0), title+section+question, human rewrite"}
+    return result

@@ -7,8 +7,11 @@
   that have a human rewrite, never a validation record;
 * checkpoint choice: the last ``train.val_records`` answerable records of the train split, scored
   against the train split's derived answer corpus (never taught; checked);
-* evaluate: the first ``evaluate.test_records`` answerable records of the held-out test split and
-  the first ``evaluate.expansion_queries`` test queries of each expansion data set.
+* evaluate (and calibrate, the monitor baseline): the first ``evaluate.test_records`` answerable
+  records of the held-out test split and the first ``evaluate.expansion_queries`` test queries of
+  each expansion data set;
+* the pipeline's ``(history, question)`` and a failure queue's teach payloads become examples the
+  same way (:func:`pipeline_example`, :func:`queued_example`).
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from ragdistill.common.data import RetrievalData, RewriteRecord, load_retrieval,
 from ragdistill.common.errors import RagdistillError
 from ragdistill.query_rewriter.canard_corpus import derive_answer_corpus
 from ragdistill.query_rewriter.prompts import (
+    FOLLOW_UP,
+    TASKS,
     Example,
     TeacherPrompt,
     expansion_example,
@@ -171,3 +176,23 @@ def expansion_queries(name: str, split: str, n: int) -> tuple[RetrievalData, lis
 def expansion_train_examples(cfg: Any) -> list[Example]:
     t = cfg.query_rewriter.teach
     return [ex for name in t.expansion_data for ex in expansion_queries(name, "train", int(t.expansion_queries))[1]]
+
+
+def pipeline_example(cfg: Any, history: list[str], question: str, rid: str = "e2e") -> Example:
+    """The pipeline contract's ``(history, question)`` as the rewrite example teach and evaluate build
+    (the same source text, so the same label-cache key)."""
+    return rewrite_example(RewriteRecord(rid, list(history or []), question), **_ex_kwargs(cfg))
+
+
+def queued_example(source: Any, template: str, rid: str) -> Example | None:
+    """The example a queued teach payload stands for: its task is named in the template
+    (``<prompt id>:<task>:max=<n>``) and a rewrite's question is the source's last line (the follow-up).
+    None when the template names no task or the payload is not a source text."""
+    task = next((t for t in TASKS if f":{t}:" in template), None)
+    if task is None or not isinstance(source, str):
+        return None
+    question = source
+    if task == "rewrite":
+        last = source.rstrip().splitlines()[-1]
+        question = last[len(FOLLOW_UP):].strip() if last.startswith(FOLLOW_UP) else last
+    return Example(rid, task, source, question)

@@ -5,12 +5,14 @@ for the decoder-only default, ``ORTModelForTokenClassification`` for a term sele
 carries the tagging threshold). The generative ones keep the KV cache, except a warm-started
 ``bert2bert:`` student, whose BERT decoder optimum exports without one (``exports_with_cache``).
 Parity = the fraction of held-out inputs (CANARD test records) whose output is identical to the
-torch model's; it is reported, not assumed. With ``export.int8`` a dynamic int8 copy (per-channel weights: per-tensor is too lossy,
-see /work/shared/STACK.md) is written beside it and checked the same way.
+torch model's; it is measured, not assumed, and gated: the fp32 export must reach
+``export.min_parity``, the int8 copy ``export.min_parity_quantized``, else the export fails naming the
+variant. With ``export.int8`` a dynamic int8 copy (per-channel weights: per-tensor is too lossy, see
+/work/shared/STACK.md) is written beside it and checked the same way.
 
-Writes ``<work_dir>/query_rewriter/export/onnx``, ``export/onnx_int8``, ``export/parity.json`` and
-``export/monitor_baseline.json`` (held-out student-vs-teacher divergence, what ``ragdistill monitor``
-compares live inputs with; ``monitor.baseline_inputs=0`` skips it).
+Writes ``<work_dir>/query_rewriter/export/model`` (the ONNX student users load) and
+``export/model_int8``; each variant's parity (and its first mismatches) goes into the export result
+(``export.json``).
 """
 
 from __future__ import annotations
@@ -18,22 +20,29 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ragdistill.common.config import stage_dir
 from ragdistill.common.errors import RagdistillError
-from ragdistill.common.io import atomic_path, write_json
+from ragdistill.common.io import atomic_path
 from ragdistill.common.logging import get_logger
-from ragdistill.common.ops.monitor import default_baseline_path
+from ragdistill.common.paths import export_dir, student_dir
+from ragdistill.common.results import ExportResult, Variant
 from ragdistill.common.timing import Stopwatch
-from ragdistill.query_rewriter.calibrate import monitor_baseline
 from ragdistill.query_rewriter.examples import test_set
-from ragdistill.query_rewriter.student import exports_with_cache, is_seq2seq, is_term_selector, load_student, load_student_onnx
+from ragdistill.query_rewriter.student import (
+    exports_with_cache,
+    int8_dir,
+    is_seq2seq,
+    is_term_selector,
+    load_student,
+    load_student_onnx,
+)
 
 log = get_logger(__name__)
 STAGE = "query_rewriter"
+PARITY = "identical greedy outputs"  # what parity measures: the share of held-out inputs whose output equals torch's
 
 
 def trained_model_dir(cfg: Any) -> Path:
-    d = stage_dir(cfg, STAGE, "train") / "model"
+    d = student_dir(cfg, STAGE)
     if not (d / "config.json").exists():
         raise RagdistillError(f"{d}: no trained student; run `ragdistill query_rewriter train` first (same paths.work_dir)")
     return d
@@ -85,34 +94,28 @@ def parity(reference: list[str], other: list[str]) -> float:
     return sum(a == b for a, b in zip(reference, other, strict=True)) / max(len(reference), 1)
 
 
-def export(cfg: Any) -> dict[str, Any]:
+def export(cfg: Any) -> ExportResult:
     ec = cfg.query_rewriter.export
     model_dir = trained_model_dir(cfg)
-    out_dir = stage_dir(cfg, STAGE, "export")
+    onnx_dir = export_dir(cfg, STAGE)
     msl = int(cfg.query_rewriter.train.max_source_length)
     with Stopwatch() as sw:
-        export_onnx(model_dir, out_dir / "onnx")
-    log.info("ONNX export in %.0fs -> %s", sw.seconds, out_dir / "onnx")
+        export_onnx(model_dir, onnx_dir)
+    log.info("ONNX export in %.0fs -> %s", sw.seconds, onnx_dir)
     examples = test_set(cfg).examples[: int(ec.parity_records)]
     torch_out = load_student(str(model_dir), msl).generate(examples)
-    report: dict[str, Any] = {"inputs": len(examples), "export_seconds": sw.seconds, "student": str(model_dir)}
-    variants = {"onnx": out_dir / "onnx"}
+    dirs = {"onnx": onnx_dir}
     if ec.int8:
-        quantize_int8(out_dir / "onnx", out_dir / "onnx_int8")
-        variants["onnx_int8"] = out_dir / "onnx_int8"
-    for name, d in variants.items():
+        quantize_int8(onnx_dir, int8_dir(cfg))
+        dirs["onnx_int8"] = int8_dir(cfg)
+    result = ExportResult(STAGE, n_items=len(examples), model=str(onnx_dir),
+                          details={"export_seconds": sw.seconds, "student": str(model_dir), "mismatches": {}})
+    for name, d in dirs.items():
         outs = load_student_onnx(d, msl).generate(examples)
         rate = parity(torch_out, outs)
         size = sum(f.stat().st_size for f in d.iterdir() if f.name.endswith((".onnx", ".onnx_data"))) / 2**20
-        report[name] = {"path": str(d), "parity": rate, "size_mb": size,
-                        "mismatches": [{"torch": a, name: b} for a, b in zip(torch_out, outs, strict=True) if a != b][:5]}
+        result.variants[name] = Variant(str(d), rate, PARITY, quantized=name == "onnx_int8", size_mb=size)
+        result.details["mismatches"][name] = [{"torch": a, name: b} for a, b in zip(torch_out, outs, strict=True) if a != b][:5]
         print(f"[query_rewriter export] {name}: greedy-output parity {rate:.1%} on {len(examples)} held-out inputs, {size:.0f} MB", flush=True)
-    base = monitor_baseline(cfg)
-    if base is not None:
-        report["monitor_baseline"] = base
-        print(f"[query_rewriter export] monitor baseline: student-teacher divergence {base['divergence']:.4f} on "
-              f"{base['metrics']['n']} held-out records -> {default_baseline_path(cfg, STAGE)}", flush=True)
-    write_json(out_dir / "parity.json", report)
-    if report["onnx"]["parity"] < 0.9:
-        log.warning("fp32 ONNX parity %.1f%% is below 90%%: inspect %s", 100 * report["onnx"]["parity"], out_dir / "parity.json")
-    return report
+    result.gate(float(ec.min_parity), float(ec.min_parity_quantized))
+    return result

@@ -21,7 +21,8 @@ from ragdistill.common.errors import RagdistillError
 from ragdistill.common.teachers import Messages
 
 SEPARATOR = " ||| "
-TASKS = ("rewrite", "expansion")
+TASKS = ("rewrite", "expansion")  # config.Task, as plain strings (label templates name them)
+FOLLOW_UP = "Follow-up question:"  # the last line of a rewrite source
 
 REWRITE_INSTRUCTION = (
     "You rewrite the last question of a conversation about a Wikipedia article into a standalone search query. "
@@ -67,7 +68,7 @@ def format_conversation(history: list[str] | tuple[str, ...], question: str, max
         if len(pair) > 1:
             a = pair[1] if len(pair[1]) <= max_answer_chars else pair[1][:max_answer_chars].rsplit(" ", 1)[0] + " ..."
             lines.append(f"A: {a}")
-    lines.append(f"Follow-up question: {question.strip()}")
+    lines.append(f"{FOLLOW_UP} {question.strip()}")
     return "\n".join(lines)
 
 

@@ -18,6 +18,13 @@ def retrieval_metrics(retriever: BM25Retriever, qrels: dict, queries: dict[str, 
     return evaluate_run(qrels, retriever.search(queries, k=100), RETRIEVAL_METRICS)
 
 
+def recall_per_query(retriever: BM25Retriever, qrels: dict, queries: dict[str, str]) -> dict[str, float]:
+    """Per query, the mean of its BM25 recall@10 and recall@100: a record's share of ``recall_lift``
+    (calibrate's quality of one rewrite is this minus the raw question's)."""
+    res = evaluate_run(qrels, retriever.search(queries, k=100), ("recall@10", "recall@100"), per_query=True)["per_query"]
+    return {q: (res[q]["recall@10"] + res[q]["recall@100"]) / 2 for q in queries}
+
+
 def with_lift(metrics: dict[str, float], raw: dict[str, float]) -> dict[str, float]:
     """Add ``recall_lift@k`` (vs the raw-question run) and their mean ``recall_lift``."""
     out = dict(metrics)

@@ -6,6 +6,11 @@ an encoder-only student is a ``term_selection.TermSelector`` behind the same ``g
 A decoder-only student reads :func:`prompts.student_messages` through its chat template and
 continues after the assistant tag; a seq2seq student reads :func:`prompts.seq2seq_input`. Decoding
 is greedy, with a per-task token budget (rewrites are short, expansions longer).
+
+:func:`load_system` loads what a verb or the pipeline names (``student_base``, ``student``,
+``student_onnx``, ``student_onnx_int8``) from where train and export keep it; :class:`ScoredRewriter`
+is the distilled decoder-only student with its confidence (routing). Importing this module
+registers the students' surgery specs (``bert2bert:``, ``pruned:``; surgery.py) with ``resolve_model``.
 """
 
 from __future__ import annotations
@@ -15,8 +20,13 @@ from typing import Any
 
 import torch
 
+import ragdistill.query_rewriter.surgery  # noqa: F401  (registers bert2bert: and pruned: with resolve_model)
+from ragdistill.common.errors import RagdistillError
 from ragdistill.common.models import load_tokenizer, resolve_model
+from ragdistill.common.paths import export_dir, stage_dir, student_dir
 from ragdistill.query_rewriter.prompts import Example, seq2seq_input, student_messages
+
+STAGE = "query_rewriter"
 
 MAX_NEW_TOKENS = {"rewrite": 32, "expansion": 64}
 
@@ -149,3 +159,66 @@ class StudentRewriter:
         if not self.seq2seq:
             ids = ids[:, enc["input_ids"].shape[1] :]
         return [t.strip() for t in self.tok.batch_decode(ids, skip_special_tokens=True)]
+
+
+def int8_dir(cfg: Any) -> Path:
+    """Where export writes the int8 copy: beside the fp32 export (``export/model_int8``)."""
+    return stage_dir(cfg, STAGE, "export") / "model_int8"
+
+
+def artifact(path: Path, verb: str) -> Path:
+    """The folder a verb writes, or an error naming that verb (a bare path error does not say how to make it)."""
+    if not (path / "config.json").is_file():
+        raise RagdistillError(f"{path}: no query_rewriter {verb} output; run `ragdistill query_rewriter {verb}` first (same paths.work_dir)")
+    return path
+
+
+def system_path(cfg: Any, system: str) -> Path | None:
+    """The folder of a trained or exported system (None for ``student_base``: a packaged name or hub id)."""
+    if system == "student":
+        return student_dir(cfg, STAGE)
+    if system == "student_onnx":
+        return export_dir(cfg, STAGE)
+    if system == "student_onnx_int8":
+        return int8_dir(cfg)
+    if system == "student_base":
+        return None
+    raise RagdistillError(f"query_rewriter has no student system {system!r}; use student_base, student, student_onnx or student_onnx_int8")
+
+
+def load_system(cfg: Any, system: str) -> tuple[Any, str]:
+    """(a rewriter with ``generate(examples, batch_size)``, its folder) for ``system``; a missing
+    train or export output is an error naming the command that makes it."""
+    msl = int(cfg.query_rewriter.train.max_source_length)
+    path = system_path(cfg, system)
+    if path is None:
+        return load_student(cfg.student.model, msl, int(cfg.run.seed)), resolve_model(cfg.student.model)
+    path = artifact(path, "train" if system == "student" else "export")
+    if system == "student":
+        return load_student(str(path), msl), str(path)
+    return load_student_onnx(path, msl), str(path)
+
+
+class ScoredRewriter:
+    """The distilled (decoder-only) student rewriting greedily, with log p(rewrite | prompt) per rewrite:
+    its mean token log-probability, teacher-forced on the rewrite it generated (``routing.signal=sequence_logprob``)."""
+
+    def __init__(self, cfg: Any) -> None:
+        path = artifact(student_dir(cfg, STAGE), "train")
+        if is_term_selector(path):
+            raise RagdistillError(f"{path}: routing scores a generative student (log p(rewrite | prompt)); a term-selection "
+                                  "student has no such score and is not supported by calibrate/routed yet")
+        self.rewriter = StudentRewriter.from_pretrained(str(path), int(cfg.query_rewriter.train.max_source_length))
+        if self.rewriter.seq2seq:
+            raise RagdistillError(f"{path}: routing scores a decoder-only student (log p(rewrite | prompt)); a seq2seq "
+                                  "student (T5 family) is not supported by calibrate/routed yet")
+        self.batch_size = int(cfg.query_rewriter.evaluate.batch_size)
+        self.model_path = str(path)
+
+    def outputs(self, examples: list[Example]) -> tuple[list[str], list[float]]:
+        """Raw greedy outputs and their mean token log-probabilities."""
+        from ragdistill.common.signals import sequence_logprob
+
+        outs = self.rewriter.generate(examples, batch_size=self.batch_size)
+        prompts = [source_text(self.rewriter.tok, e, False) for e in examples]
+        return outs, sequence_logprob(self.rewriter.model, self.rewriter.tok, prompts, outs, mean=True, batch_size=self.batch_size)

@@ -25,12 +25,11 @@ import torch
 from bm25s.stopwords import STOPWORDS_EN
 
 from ragdistill.common.models import load_tokenizer
-from ragdistill.query_rewriter.prompts import Example
+from ragdistill.query_rewriter.prompts import FOLLOW_UP, Example
 
 PIECE = re.compile(r"\w+|[^\w\s]")  # what the encoder reads: words and punctuation
 TERM = re.compile(r"(?u)\b\w\w+\b")  # what can be selected: bm25s' token pattern (2+ word characters)
 STOPWORDS = frozenset(STOPWORDS_EN) | {"topic"}  # what BM25 ignores, and the format's "Topic:" marker
-FOLLOW_UP = "Follow-up question:"
 DEFAULT_THRESHOLD = 0.5  # an untrained or uncalibrated selector's
 
 

@@ -16,7 +16,12 @@ kept checkpoint is the one with the highest validation ``recall_lift`` (BM25 rec
 student's rewrites minus recall with the raw question, on records of the train split never taught;
 see scoring.py), not the lowest loss: a low loss on teacher text is not what the rewriter is for.
 
-Writes ``<work_dir>/query_rewriter/train/model`` (the chosen student) and ``train/metrics.json``.
+Training options are transformers' own (``query_rewriter.train.args``, passed to ``TrainingArguments``,
+or ``Seq2SeqTrainingArguments`` for an encoder-decoder student); the stage sets what the recipe
+decides (output folder, evaluation schedule, seed, report_to).
+
+Writes ``<work_dir>/query_rewriter/train/student`` (the chosen student); the validation history and
+the kept step go into the train result (``train.json``).
 """
 
 from __future__ import annotations
@@ -26,11 +31,14 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from ragdistill.common.config import stage_dir
 from ragdistill.common.errors import RagdistillError
-from ragdistill.common.io import atomic_path, read_jsonl, write_json
+from ragdistill.common.io import atomic_path, read_jsonl
 from ragdistill.common.logging import get_logger
 from ragdistill.common.models import resolve_model
+from ragdistill.common.paths import stage_dir, student_dir
+from ragdistill.common.results import TrainResult
+from ragdistill.common.training import build_training_args
+from ragdistill.query_rewriter.config import StudentKind
 from ragdistill.query_rewriter.examples import RewriteEvalSet, human_train_examples, validation_set
 from ragdistill.query_rewriter.prompts import Example
 from ragdistill.query_rewriter.retrieval import BM25Retriever
@@ -64,7 +72,7 @@ def load_targets(cfg: Any) -> list[tuple[Example, str]]:
         pairs.append((ex, target))
     pairs += [(ex, str(ex.reference)) for ex in human_train_examples(cfg)]
     if not pairs:
-        raise RagdistillError(f"{path}: no training targets; check `teach` (its stats.json lists the filter counts)")
+        raise RagdistillError(f"{path}: no training targets; check `teach` (its teach.json lists the filter counts)")
     return pairs
 
 
@@ -141,7 +149,7 @@ def _trainer_class(base: type) -> type:
     return RecallLiftTrainer
 
 
-def train(cfg: Any) -> dict[str, Any]:
+def train(cfg: Any) -> TrainResult:
     import torch
     from datasets import Dataset
     from transformers import (
@@ -153,6 +161,7 @@ def train(cfg: Any) -> dict[str, Any]:
         Seq2SeqTrainer,
         Seq2SeqTrainingArguments,
         Trainer,
+        TrainingArguments,
     )
 
     tc = cfg.query_rewriter.train
@@ -163,7 +172,7 @@ def train(cfg: Any) -> dict[str, Any]:
     path = resolve_model(cfg.student.model)
     selector = is_term_selector(path)
     seq2seq = not selector and is_seq2seq(path)
-    kind = "term_selection" if selector else "seq2seq" if seq2seq else "causal"
+    kind = StudentKind.term_selection if selector else StudentKind.seq2seq if seq2seq else StudentKind.causal
     tok = load_tokenizer(path)
     tok.padding_side, tok.truncation_side = "right", ("right" if seq2seq or selector else "left")
     if selector:
@@ -193,25 +202,23 @@ def train(cfg: Any) -> dict[str, Any]:
     eval_ds = Dataset.from_list(rows[:1])  # Trainer wants one to schedule evaluation; evaluate() ignores it
 
     ckpt_dir = out_dir / "checkpoints"
+    max_steps = int(tc.args.get("max_steps", -1))
     per_epoch = int(tc.eval_steps) <= 0
-    eval_strategy = ("epoch" if per_epoch and int(tc.max_steps) <= 0 else "steps") if val else "no"
-    eval_steps = int(tc.eval_steps) if int(tc.eval_steps) > 0 else max(int(tc.max_steps), 1)
-    args_cls = Seq2SeqTrainingArguments if seq2seq else None
-    common = dict(
-        output_dir=str(ckpt_dir), num_train_epochs=float(tc.epochs), max_steps=int(tc.max_steps),
-        learning_rate=float(tc.learning_rate), per_device_train_batch_size=int(tc.batch_size),
-        gradient_accumulation_steps=int(tc.grad_accum), warmup_ratio=float(tc.warmup_ratio), weight_decay=float(tc.weight_decay),
-        eval_strategy=eval_strategy, eval_steps=eval_steps if eval_strategy == "steps" else None,
-        save_strategy="no", logging_steps=max(1, min(10, eval_steps)),
-        report_to=list(cfg.run.report_to), seed=int(cfg.run.seed), use_cpu=not torch.cuda.is_available(),
-        dataloader_num_workers=0, remove_unused_columns=False, disable_tqdm=False,
+    eval_strategy = ("epoch" if per_epoch and max_steps <= 0 else "steps") if val else "no"
+    eval_steps = int(tc.eval_steps) if int(tc.eval_steps) > 0 else max(max_steps, 1)
+    # what the recipe decides (validation schedule, checkpoints: the best one is kept by ValidationLift), and
+    # defaults the user may override in args
+    fixed: dict[str, Any] = dict(
+        output_dir=str(ckpt_dir), eval_strategy=eval_strategy, eval_steps=eval_steps if eval_strategy == "steps" else None,
+        save_strategy="no", report_to=list(cfg.run.report_to), seed=int(cfg.run.seed), remove_unused_columns=False,
     )
+    soft = dict(logging_steps=max(1, min(10, eval_steps)), use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0,
+                disable_tqdm=False)
+    fixed.update({k: v for k, v in soft.items() if k not in tc.args})
     if seq2seq:
-        args = args_cls(**common, predict_with_generate=False)
+        args = build_training_args(Seq2SeqTrainingArguments, tc.args, "query_rewriter.train.args", predict_with_generate=False, **fixed)
     else:
-        from transformers import TrainingArguments
-
-        args = TrainingArguments(**common)
+        args = build_training_args(TrainingArguments, tc.args, "query_rewriter.train.args", **fixed)
     collator = (DataCollatorForTokenClassification(tok) if selector else
                 DataCollatorForSeq2Seq(tok, model=model if seq2seq else None, label_pad_token_id=-100, padding=True))
     trainer_cls = _trainer_class(Seq2SeqTrainer if seq2seq else Trainer)
@@ -228,7 +235,8 @@ def train(cfg: Any) -> dict[str, Any]:
     result = trainer.train()
 
     best_dir = trainer.best_dir if trainer.best is not None and trainer.best_dir.is_dir() else None
-    with atomic_path(out_dir / "model") as tmp:
+    target = student_dir(cfg, STAGE)
+    with atomic_path(target) as tmp:
         if best_dir is not None:
             src_model = auto.from_pretrained(best_dir, dtype=torch.float32)
             src_model.save_pretrained(tmp, safe_serialization=True)
@@ -238,17 +246,16 @@ def train(cfg: Any) -> dict[str, Any]:
         if getattr(model, "generation_config", None) is not None:
             model.generation_config.save_pretrained(tmp)
     shutil.rmtree(ckpt_dir, ignore_errors=True)
-    metrics = {
-        "student": cfg.student.model, "kind": kind, "targets": len(pairs),
+    steps = int(trainer.state.global_step)
+    details = {
+        "student_model": cfg.student.model, "kind": str(kind),
         "tasks": {t: sum(e.task == t for e, _ in pairs) for t in ("rewrite", "expansion")},
-        "human_records": int(tc.human_records),
-        "train_loss": float(result.training_loss), "steps": int(trainer.state.global_step),
+        "human_records": int(tc.human_records), "train_loss": float(result.training_loss),
         "validation_base": trainer.lift.raw if val else None,
         "validation": trainer.history, "best_checkpoint_step": trainer.best[1] if trainer.best else None,
         "best_recall_lift": trainer.best[0] if trainer.best else None,
     }
-    write_json(out_dir / "metrics.json", metrics)
-    print(f"[query_rewriter train] {metrics['steps']} steps, loss {metrics['train_loss']:.4f}; "
-          f"validation recall_lift per eval: {[round(h['recall_lift'], 4) for h in trainer.history]}; kept step {metrics['best_checkpoint_step']}",
+    print(f"[query_rewriter train] {steps} steps, loss {details['train_loss']:.4f}; "
+          f"validation recall_lift per eval: {[round(h['recall_lift'], 4) for h in trainer.history]}; kept step {details['best_checkpoint_step']}",
           flush=True)
-    return metrics
+    return TrainResult(STAGE, n_items=len(pairs), train_steps=steps, student=str(target), details=details)
