@@ -9,10 +9,12 @@ from ragdistill.common.config import DataConfig, PathsConfig, RunConfig, registe
 
 @dataclass
 class PipelineChoice:
-    """Per stage: ``teacher``, ``student_base`` (undistilled), ``student``, ``student_onnx``, ``routed``
-    (the student, the teacher below the threshold ``ragdistill <stage> calibrate`` chose; rewriter,
-    reranker, generator), a stage's own extra student (the reranker's ``colbert_base``/``colbert``)
-    or ``off``. The embedder cannot be ``off``; ``generator=off`` skips generation metrics."""
+    """Per slot (filled by the installed stage whose ``Stage.slot`` names it): ``teacher``,
+    ``student_base`` (undistilled), ``student``, ``student_onnx``, ``routed`` (the student, the teacher
+    below the threshold ``ragdistill <stage> calibrate`` chose; for the embedder: retrieval from the
+    student's index, from the teacher's when the margin / top score of the student's hits is below
+    it), a stage's own extra student (the reranker's ``colbert_base``/``colbert``) or ``off``. The
+    embedder cannot be ``off``; ``generator=off`` skips generation metrics."""
 
     rewriter: str = "off"
     embedder: str = "student"

@@ -15,7 +15,6 @@ from ragdistill.common.paths import project_home
 from ragdistill.common.report import SYSTEM_ORDER
 
 VERSIONED = ("torch", "transformers", "sentence-transformers", "optimum", "onnxruntime", "trl", "peft", "faiss-cpu", "mteb", "ragas")
-STAGE_NAMES = ("query_rewriter", "embedder", "reranker", "generator")
 
 
 def versions() -> dict[str, str]:
@@ -38,9 +37,11 @@ def git_commit() -> str | None:
 
 
 def stage_evaluations(work_dir: Path) -> dict[str, Any]:
-    """The latest ``ragdistill <stage> evaluate`` results (teacher vs students vs export) per stage."""
+    """The latest ``ragdistill <stage> evaluate`` results (teacher vs students vs export) per installed stage."""
+    from ragdistill.common.stage import load_stages
+
     out = {}
-    for s in STAGE_NAMES:
+    for s in load_stages():
         f = work_dir / s / "evaluate" / "results.json"
         if f.exists():
             out[s] = json.loads(f.read_text())

@@ -1,10 +1,12 @@
 """First-stage retrieval for the harness: a faiss inner-product index over an encoder's vectors,
-built once per (encoder, corpus) and cached on disk."""
+built once per (encoder, corpus) and cached on disk; routed, two of them (student and teacher)."""
 
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import faiss
 import numpy as np
@@ -40,3 +42,53 @@ class FaissRetriever:
         q = np.ascontiguousarray(self.encoder(queries, is_query=True), dtype=np.float32)
         scores, idx = self.index.search(q, min(k, len(self.doc_ids)))
         return [[(self.doc_ids[j], float(s)) for j, s in zip(row_i, row_s, strict=True) if j >= 0] for row_i, row_s in zip(idx, scores, strict=True)]
+
+
+# signals of a ranking's scores: what a routed first stage can compute from the hits it returned
+SCORE_SIGNALS = ("margin", "top_score", "neg_entropy")
+
+
+@dataclass
+class RoutedEncoders:
+    """``pipeline.embedder=routed`` as loaded: the stage's student and teacher encoders and the
+    threshold ``ragdistill <stage> calibrate`` chose on ``signal`` (a signal of retrieval scores)."""
+
+    student: Encoder
+    teacher: Encoder
+    signal: str
+    threshold: float
+
+    @property
+    def model_path(self) -> str | None:  # the deployed (student) model, as the report sizes it
+        return getattr(self.student, "model_path", None)
+
+
+class RoutedRetriever:
+    """A routed first stage: two faiss indexes (student and teacher encoders); every query is answered
+    from the student's index, and when the calibrated signal of the student's returned scores (the
+    margin between its two best hits, or its best score) is below the threshold, from the teacher's
+    instead. :meth:`stats` (teacher calls, fraction, time on each path) goes to the report, as for
+    the other routed slots."""
+
+    def __init__(self, student: FaissRetriever, teacher: FaissRetriever, signal: str, threshold: float) -> None:
+        from ragdistill.common.ops.router import RoutedComponent
+        from ragdistill.common.signals import get_signal
+
+        confidence = get_signal(signal)
+        self.student, self.teacher, self.doc_ids = student, teacher, student.doc_ids
+        self.routed = RoutedComponent(lambda query, k: student([query], k)[0], lambda query, k: teacher([query], k)[0],
+                                      lambda hits, query, k: confidence([s for _, s in hits]), threshold, signal)
+
+    def __call__(self, queries: list[str], k: int) -> list[list[tuple[str, float]]]:
+        return [self.routed(q, k) for q in queries]
+
+    def warm_up(self, queries: list[str], k: int) -> None:
+        """One untimed query through each index (not counted in the stats)."""
+        for q in queries:
+            self.routed.warm_up(q, k)
+
+    def stats(self) -> dict[str, Any]:
+        return self.routed.stats()
+
+    def reset(self) -> None:
+        self.routed.reset()

@@ -1,8 +1,11 @@
 """Run one pipeline configuration over the held-out split and measure every stage.
 
 rewrite (optional) -> retrieve (faiss, cached index) -> rerank top-k (optional) -> generate.
-Stages are loaded through ``Stage.component(cfg, variant)``, so any installed stage, or a user's
-own callable passed in ``custom``, plugs in.
+Each slot is filled by the installed stage that declares it (``Stage.slot``, through
+:func:`~ragdistill.common.stage.load_stages`), loaded through ``Stage.component(cfg, variant)``;
+``routed`` is :func:`ragdistill.common.ops.routed` of the stage (the first stage: two indexes, see
+:class:`~ragdistill.e2e.retrieval.RoutedRetriever`). A user's own callable passed in ``custom``
+plugs into any slot.
 """
 
 from __future__ import annotations
@@ -24,15 +27,16 @@ from ragdistill.common.data import QARecord, load_qa, load_retrieval
 from ragdistill.common.errors import RagdistillError
 from ragdistill.common.logging import get_logger
 from ragdistill.common.metrics import evaluate_run
+from ragdistill.common.ops.cost import slot_stages
+from ragdistill.common.paths import conf_dir, stage_dir
 from ragdistill.common.pipeline import Passage
-from ragdistill.common.stage import get_stage
+from ragdistill.common.stage import Stage
 from ragdistill.common.timing import stats_from_latencies
-from ragdistill.e2e.retrieval import FaissRetriever
+from ragdistill.e2e.retrieval import SCORE_SIGNALS, FaissRetriever, RoutedEncoders, RoutedRetriever
 
 log = get_logger(__name__)
 
-# pipeline slot -> stage name
-SLOTS = {"rewriter": "query_rewriter", "embedder": "embedder", "reranker": "reranker", "generator": "generator"}
+FIRST_SLOT = "embedder"  # the slot whose component encodes the corpus and the queries (an Encoder): the retriever
 
 
 def _rss_mb() -> float:
@@ -55,33 +59,63 @@ def _callable_name(obj: Any) -> str:
     return f"{target.__module__}.{target.__qualname__}"
 
 
+def compose_stage(stage: Stage, overrides: list[str]) -> DictConfig:
+    """The stage's config: ``conf/<stage>.yaml`` where the project has one, else its schema alone (a
+    user's own stage package)."""
+    name = stage.name if (conf_dir() / f"{stage.name}.yaml").is_file() else f"{stage.name}_schema"
+    return compose(name, overrides)
+
+
+def routed_encoders(stage: Stage, cfg: DictConfig) -> RoutedEncoders:
+    """``pipeline.embedder=routed``: the stage's student and teacher encoders and the threshold its
+    ``calibrate`` chose, on a signal the harness can compute from the student's retrieval scores."""
+    from ragdistill.common.ops.routing import load_calibration
+
+    where = stage_dir(cfg, stage.name, "calibrate")
+    cal = load_calibration(where, stage.name)  # before loading any model
+    if cal.signal not in stage.signals or cal.signal not in SCORE_SIGNALS:
+        raise RagdistillError(f"{where}: calibrated on signal {cal.signal!r}; a routed first stage routes on a signal of its "
+                              f"retrieval scores ({', '.join(s for s in SCORE_SIGNALS if s in stage.signals) or 'none offered'}): "
+                              f"rerun `ragdistill {stage.name} calibrate routing.signal=...`")
+    return RoutedEncoders(stage.component(cfg, "student"), stage.component(cfg, "teacher"), cal.signal, cal.threshold)
+
+
 def load_components(cfg: DictConfig, custom: dict[str, Callable] | None = None) -> tuple[dict[str, Any], dict[str, dict]]:
     """Build each slot's callable; returns the components and per-slot facts (variant, size, memory, load time)."""
     comps: dict[str, Any] = {}
     facts: dict[str, dict] = {}
-    for slot, stage_name in SLOTS.items():
+    stages = slot_stages()
+    for slot in cfg.pipeline:
         variant = cfg.pipeline[slot]
         rss0, t0 = _rss_mb(), time.perf_counter()
         if custom and slot in custom:
             comp, variant = custom[slot], "custom"
         elif variant == "off":
-            if slot == "embedder":
-                raise RagdistillError("pipeline.embedder=off: the pipeline needs a retriever; choose teacher, student_base, student or student_onnx")
+            if slot == FIRST_SLOT:
+                raise RagdistillError(f"pipeline.{slot}=off: the pipeline needs a retriever; choose teacher, student_base, student, "
+                                      "student_onnx or routed")
             continue
         else:
-            stage = get_stage(stage_name)
+            stage = stages.get(slot)
+            if stage is None:
+                raise RagdistillError(f"pipeline.{slot}={variant}: no installed stage fills the {slot} slot (a stage declares it "
+                                      f"with Stage.slot); install one, set pipeline.{slot}=off, or pass your own component "
+                                      f"(run_e2e(cfg, custom={{'{slot}': ...}}))")
             # the run's data reaches every stage (a reranker teacher's BM25 member scores within that corpus)
             data = [f"data.name={cfg.data.name}", *([f"data.path={cfg.data.path}"] if cfg.data.path else [])]
             overrides = [f"paths.work_dir={cfg.paths.work_dir}", "run.report_to=[]", *data, *cfg.stage_overrides.get(slot, [])]
             try:
                 if variant == "routed":  # the student, the teacher below the calibrated confidence threshold
                     if not stage.signals:
-                        raise RagdistillError(f"stage {stage_name!r} offers no routed variant; choose teacher, student or student_onnx")
-                    from ragdistill.common.ops import routed
+                        raise RagdistillError(f"stage {stage.name!r} offers no routed variant; choose teacher, student or student_onnx")
+                    if slot == FIRST_SLOT:
+                        comp = routed_encoders(stage, compose_stage(stage, overrides))
+                    else:
+                        from ragdistill.common.ops import routed
 
-                    comp = routed(stage, compose(stage_name, overrides))
+                        comp = routed(stage, compose_stage(stage, overrides))
                 else:
-                    comp = stage.component(compose(stage_name, overrides), variant)
+                    comp = stage.component(compose_stage(stage, overrides), variant)
             except RagdistillError as e:  # name the swap whose artifact is missing, not only the path
                 raise RagdistillError(f"pipeline.{slot}={variant}: {e}") from e
         facts[slot] = {
@@ -111,14 +145,34 @@ def _warm_up(comps: dict[str, Callable], retriever: Callable, question: str, tex
 
     if "rewriter" in comps:
         call(comps["rewriter"], [], question)
-    retriever([question], 1)
+    call(retriever, [question], 1)
     if "reranker" in comps:
         call(comps["reranker"], question, texts)
     if "generator" in comps:
         call(comps["generator"], question, texts[:1])
-    for comp in comps.values():
+    for comp in [*comps.values(), retriever]:
         if hasattr(comp, "reset"):
             comp.reset()
+
+
+def _index_id(cfg: DictConfig, variant: str, model: str) -> str:
+    """What a cached faiss index was built with: the encoder (variant, model, the stage overrides)."""
+    emb_id = json.dumps([variant, model, OmegaConf.to_container(cfg.stage_overrides)], sort_keys=True)
+    emb_model = Path(model)
+    if emb_model.is_absolute() and emb_model.exists():  # a retrained / re-exported model gets a fresh index
+        emb_id += f"@{emb_model.stat().st_mtime_ns}"
+    return hashlib.sha256(emb_id.encode()).hexdigest()
+
+
+def first_stage(cfg: DictConfig, comp: Any, facts: dict[str, Any], corpus: dict[str, Any], cache_dir: Path) -> Any:
+    """The retriever over ``corpus``: one cached index of the slot's encoder, or for a routed first
+    stage one of its student and one of its teacher (each the index a plain student / teacher run uses)."""
+    if isinstance(comp, RoutedEncoders):
+        sides = {}
+        for side, enc in (("student", comp.student), ("teacher", comp.teacher)):
+            sides[side] = FaissRetriever(enc, corpus, cache_dir, _index_id(cfg, side, str(getattr(enc, "model_path", "") or _callable_name(enc))))
+        return RoutedRetriever(sides["student"], sides["teacher"], comp.signal, comp.threshold)
+    return FaissRetriever(comp, corpus, cache_dir, _index_id(cfg, facts.get("variant", ""), facts.get("model", "")))
 
 
 def run_pipeline(cfg: DictConfig, custom: dict[str, Callable] | None = None) -> dict[str, Any]:
@@ -128,13 +182,8 @@ def run_pipeline(cfg: DictConfig, custom: dict[str, Callable] | None = None) -> 
     qids = list(queries)
     comps, facts = load_components(cfg, custom)
     work = Path(cfg.paths.work_dir).resolve()
-    emb_id = json.dumps([facts.get("embedder", {}).get("variant"), facts.get("embedder", {}).get("model"),
-                         OmegaConf.to_container(cfg.stage_overrides)], sort_keys=True)
-    emb_model = Path(facts.get("embedder", {}).get("model", ""))
-    if emb_model.is_absolute() and emb_model.exists():  # a retrained / re-exported model gets a fresh index
-        emb_id += f"@{emb_model.stat().st_mtime_ns}"
     t0 = time.perf_counter()
-    retriever = FaissRetriever(comps["embedder"], data.corpus, work / "e2e" / "index", hashlib.sha256(emb_id.encode()).hexdigest())
+    retriever = first_stage(cfg, comps[FIRST_SLOT], facts[FIRST_SLOT], data.corpus, work / "e2e" / "index")
     index_s = time.perf_counter() - t0
     lat: dict[str, list[float]] = {s: [] for s in ("rewriter", "retrieve", "reranker", "generator", "end_to_end")}
     run_retrieve: dict[str, dict[str, float]] = {}
@@ -176,12 +225,12 @@ def run_pipeline(cfg: DictConfig, custom: dict[str, Callable] | None = None) -> 
                             "references": rec.answers if rec else [], "gold_in_contexts": any(d in qrels[qid] for d, _ in ranked[: r.n_contexts])}
         if "generator" not in comps or i < cfg.max_generate:  # end to end = queries that went through every stage
             lat["end_to_end"].append(time.perf_counter() - t_start)
-    for slot, comp in comps.items():  # a routed slot: teacher calls, fraction, time on each path
+    for slot, comp in {**comps, FIRST_SLOT: retriever}.items():  # a routed slot: teacher calls, fraction, time on each path
         if facts.get(slot, {}).get("variant") == "routed" and hasattr(comp, "stats"):
             facts[slot]["routing"] = comp.stats()
     metrics = ("ndcg@10", "mrr@10", "recall@100")
     result: dict[str, Any] = {
-        "pipeline": {slot: facts.get(slot, {}).get("variant", "off") for slot in SLOTS},
+        "pipeline": {slot: facts.get(slot, {}).get("variant", "off") for slot in cfg.pipeline},
         "n_queries": len(qids),
         "n_docs": len(data.corpus),
         "dataset": data.name,
@@ -199,8 +248,11 @@ def run_pipeline(cfg: DictConfig, custom: dict[str, Callable] | None = None) -> 
     if cfg.mteb:
         from ragdistill.e2e.external_metrics import mteb_scores
 
-        result["mteb"] = mteb_scores(comps["embedder"], retriever, data.corpus, queries, qrels, f"ragdistill-e2e-{data.name}",
-                                     cfg.data.test_split, work / "e2e" / "mteb" / retriever.index_path.stem, standard=cfg.data.mteb_task)
+        # MTEB scores one encoder over its own index: a routed first stage's deployed one, the student
+        encoder, index = ((comps[FIRST_SLOT].student, retriever.student) if isinstance(retriever, RoutedRetriever)
+                          else (comps[FIRST_SLOT], retriever))
+        result["mteb"] = mteb_scores(encoder, index, data.corpus, queries, qrels, f"ragdistill-e2e-{data.name}",
+                                     cfg.data.test_split, work / "e2e" / "mteb" / index.index_path.stem, standard=cfg.data.mteb_task)
     if cfg.ragas.enabled and answers:
         from ragdistill.e2e.external_metrics import ragas_scores
 
