@@ -57,6 +57,7 @@ class Stage:
     call_fields: ClassVar[tuple[str, ...]] = ()  # the component's parameters, in order (the pipeline contract)
     signals: ClassVar[tuple[str, ...]] = ()  # routing signals, the default first; () = the stage is not routable
     quality_metric: ClassVar[str] = ""  # what quality() measures per held-out input
+    output_field: ClassVar[str] = ""  # a monitor log line's field holding the student's output already (not re-run)
     extra_verbs: ClassVar[tuple[str, ...]] = ()  # further methods exposed as verbs (``build_teacher`` -> build-teacher)
 
     # ---- the four verbs: implemented by each stage

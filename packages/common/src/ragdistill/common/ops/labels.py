@@ -28,9 +28,11 @@ def export_labels(stage: Any, cfg: Any) -> Path:
     """Write the stage teacher's cached labels to ``<stage>.teach.export_labels_to`` (default
     ``data/labels/<stage>-<data.name>.jsonl.gz``); returns the file."""
     from ragdistill.common.cache import LabelCache
+    from ragdistill.common.paths import project_home
 
     spec = stage.settings(cfg).teach.get("export_labels_to")
-    target = Path(spec) if spec else default_labels_file(stage.name, cfg)
+    # relative to the project folder, as teach.shipped_labels is: what one writes, the other reads
+    target = (Path(spec) if Path(spec).is_absolute() else project_home() / spec) if spec else default_labels_file(stage.name, cfg)
     ids = stage.label_teacher_ids(cfg)
     cache = LabelCache(cfg.paths.label_cache)
     try:

@@ -57,7 +57,7 @@ def measure(stage: Any, cfg: Any, records: Records, student: str = "student") ->
     """Divergence metrics of ``records`` between the ``student`` variant and the teacher. A record
     carrying the student's output under ``stage.output_field`` (``answer``, ``rewrite``, ...) is not
     re-run."""
-    field = getattr(stage, "output_field", "")
+    field = stage.output_field
     todo = [r for r in records if not (field and r.get(field) is not None)]
     made = iter(stage.predictor(cfg, student)(todo) if todo else [])
     s_out = [r[field] if field and r.get(field) is not None else next(made) for r in records]

@@ -138,8 +138,15 @@ def fold_queue(stage: Any, cfg: Any, result: Any) -> dict[str, Any] | None:
         if not records:
             return None
         by_template: dict[str, list[Any]] = {}
+        unknown: dict[str, int] = {}
         for r in records:
+            if teacher.calls and r.template not in teacher.calls:  # e.g. queued under an older prompt:
+                unknown[r.template] = unknown.get(r.template, 0) + 1  # the teacher cannot be asked it as teach does
+                continue
             by_template.setdefault(r.template, []).append(r.input)
+        if unknown:
+            log.warning("%s: %d queued records have a template this teach does not label (%s); skipped", stage.name,
+                        sum(unknown.values()), ", ".join(unknown))
         items, cached, labelled = [], 0, 0
         for template, payloads in by_template.items():
             run = teacher.label(payloads, template, desc=f"teacher labels (queue, {template})", complete=True)
@@ -147,7 +154,7 @@ def fold_queue(stage: Any, cfg: Any, result: Any) -> dict[str, Any] | None:
             items += [(p, y, template) for p, y in zip(payloads, run.labels, strict=True)]
     finally:
         teacher.close()
-    info = {"records": len(records), **stage.add_training_examples(cfg, items),
+    info = {"records": len(records), "other_template": sum(unknown.values()), **stage.add_training_examples(cfg, items),
             "teacher_labels": {"cached": cached, "labelled": labelled}}
     result.cached += cached
     result.teacher_calls += labelled
