@@ -15,13 +15,15 @@ import pytest
 from ragdistill.common.config import compose
 from ragdistill.common.io import read_json
 from ragdistill.common.metrics import evaluate_run
+from ragdistill.common.ops.verbs import stage_verbs
 from ragdistill.common.paths import conf_dir
 
 stage = pytest.importorskip("ragdistill.embedder").stage
 SMALL = [
     "run.report_to=[]", "data.max_queries=6", "data.max_docs=24", "teacher.model=minilm-l6", "teacher.max_length=32",
-    "student.max_length=32", "embedder.negatives_per_query=2", "embedder.batch_size=4", "embedder.max_steps=-1",
-    "embedder.epochs=1", "embedder.val_fraction=0", "embedder.loss=mse+mnrl", "embedder.matryoshka=[]",
+    "student.max_length=32", "embedder.teach.negatives_per_query=2", "embedder.train.args.per_device_train_batch_size=4",
+    "embedder.train.args.max_steps=-1", "embedder.train.args.num_train_epochs=1", "embedder.train.val_fraction=0",
+    "embedder.train.losses=[mse,mnrl]", "embedder.train.matryoshka=[]",
 ]
 
 
@@ -29,7 +31,7 @@ SMALL = [
 def ddp_run(tmp_path_factory):
     work = tmp_path_factory.mktemp("ddp")
     cfg = compose("embedder", [f"paths.work_dir={work}", *SMALL])
-    stage.verbs["teach"](cfg)
+    stage_verbs(stage)["teach"](cfg)
     accelerate = Path(sys.executable).with_name("accelerate")
     cmd = [str(accelerate), "launch", "--config_file", str(conf_dir() / "launcher" / "cpu_ddp.yaml"), "--main_process_port", "29541",
            "-m", "ragdistill.common.cli", "embedder", "train", f"paths.work_dir={work}", *SMALL, "run.torch_threads=1"]
@@ -43,13 +45,15 @@ def test_two_process_gloo_run_trains_and_its_checkpoint_loads_and_retrieves(ddp_
     assert p.returncode == 0, p.stderr[-3000:]
     log = p.stdout + p.stderr
     assert "DistributedDataParallel" in log  # the trainer wrapped the student for 2 ranks
-    summary = read_json(work / "embedder" / "train" / "train.json")
-    # one epoch: 2 ranks x batch 4 per step (the last, uneven batch dropped under DDP), where one process takes ceil(rows / 4)
-    assert summary["steps"] == summary["n_train_rows"] // 8 < math.ceil(summary["n_train_rows"] / 4)
+    summary = read_json(work / "embedder" / "train" / "train.json")  # the result rank 0 wrote
+    # one epoch over the triples and the MSE-only texts (two datasets, batches of 4): their batches dealt to 2 ranks
+    # (the last, uneven one dropped under DDP), where one process takes them all
+    batches = sum(math.ceil(summary["details"][n] / 4) for n in ("n_train_rows", "n_mse_texts"))
+    assert summary["details"]["n_train_rows"] == 12 and summary["train_steps"] == batches // 2 < batches
 
     from sentence_transformers import SentenceTransformer
 
-    model = SentenceTransformer(summary["model_dir"], device="cpu")
+    model = SentenceTransformer(summary["student"], device="cpu")
     from ragdistill.common.data import load_retrieval
 
     data = load_retrieval("scifact", 6, 24)
@@ -69,11 +73,12 @@ def test_only_rank_zero_writes_the_model(ddp_run):
 
 RERANKER = [
     "run.report_to=[]", "teacher=hybrid-mpnet-bm25", "teacher.members.0.model=minilm-l6", "teacher.members.0.max_length=32",
-    "student.max_length=32", "data.max_queries=16", "reranker.labels_file=null", "reranker.candidates.train_k=4",
-    "reranker.candidates.eval_k=5", "reranker.filter.min_margin=-100", "reranker.train.list_size=4", "reranker.train.queries_per_batch=2",
-    "reranker.train.epochs=1", "reranker.train.max_steps=-1", "reranker.train.warmup_ratio=0", "reranker.train.logging_steps=1",
-    "reranker.colbert.dim=16", "reranker.colbert.query_max_length=12", "reranker.colbert.doc_max_length=32",
-    "reranker.eval.latency_queries=0", "reranker.eval.biencoders=[]",
+    "student.max_length=32", "data.max_queries=16", "reranker.teach.shipped_labels=[]", "reranker.candidates.train_k=4",
+    "reranker.candidates.eval_k=5", "reranker.teach.filter.min_margin=-100", "reranker.train.list_size=4",
+    "reranker.train.queries_per_batch=2", "reranker.train.args.num_train_epochs=1", "reranker.train.args.max_steps=-1",
+    "reranker.train.args.warmup_ratio=0", "reranker.train.args.logging_steps=1", "reranker.train.colbert.dim=16",
+    "reranker.train.colbert.query_max_length=12", "reranker.train.colbert.doc_max_length=32",
+    "reranker.evaluate.latency_queries=0", "reranker.evaluate.biencoders=[]",
 ]
 
 
@@ -84,7 +89,8 @@ def test_reranker_two_process_gloo_run_saves_once_and_its_student_evaluates(tmp_
     minilm-l6 in place of mpnet, so no teacher has to be built."""
     rerank = pytest.importorskip("ragdistill.reranker").stage
     cfg = compose("reranker", [f"paths.work_dir={tmp_path}", *RERANKER])
-    rerank.verbs["teach"](cfg)
+    verbs = stage_verbs(rerank)
+    verbs["teach"](cfg)
     torchrun = Path(sys.executable).with_name("torchrun")
     cmd = [str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "ragdistill.common.cli", "reranker", "train",
            f"paths.work_dir={tmp_path}", *RERANKER, "run.torch_threads=1"]
@@ -95,13 +101,14 @@ def test_reranker_two_process_gloo_run_saves_once_and_its_student_evaluates(tmp_
     assert log.count("[reranker train] cross-encoder student:") == 1 and log.count("[reranker train] ColBERT student:") == 1  # rank 0 only
 
     out = tmp_path / "reranker" / "train"
-    summary = read_json(out / "train_summary.json")
-    assert summary["world_size"] == 2
+    result = read_json(out / "train.json")  # the result rank 0 wrote
+    summary = result["details"]
+    assert summary["world_size"] == 2 and result["train_steps"] == summary["cross_encoder"]["steps"]
     lists, qpb = summary["lists"], 2
     assert summary["cross_encoder"]["steps"] == math.ceil(math.ceil(lists / 2) / qpb) < math.ceil(lists / qpb)  # each rank half the lists
-    assert sorted(f.name for f in out.iterdir()) == ["colbert", "colbert_base", "run_info.json", "student", "student_base",
-                                                    "train_summary.json"]  # no temp dirs left; run_info from rank 0 (Stage verbs)
+    assert sorted(f.name for f in out.iterdir()) == ["colbert", "colbert_base", "config.yaml", "student", "student_base",
+                                                    "train.json"]  # no temp dirs left; result and config from rank 0 (run_verb)
 
-    res = rerank.verbs["evaluate"](cfg)["results"]
+    res = verbs["evaluate"](cfg).results
     assert {"teacher", "student_base", "student", "colbert_base"} <= set(res)
     assert 0.0 < res["student"]["ndcg@10"] <= 1.0
