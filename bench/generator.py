@@ -24,12 +24,13 @@ TARGETS = {"tokens_per_s": 5.0, "grounding": 0.9, "token_f1": 0.9, "exact_match"
 def main(argv: list[str]) -> int:
     from ragdistill.common.config import apply_run_settings, compose
     from ragdistill.common.logging import setup_logging
-    from ragdistill.generator.evaluate import evaluate
+    from ragdistill.common.ops.verbs import run_verb
+    from ragdistill.generator import stage
 
     cfg = compose("generator", ["run.report_to=[]", *argv])
     setup_logging(cfg.run.log_level)
     apply_run_settings(cfg)
-    res = evaluate(cfg)["results"]
+    res = run_verb(stage, "evaluate", cfg).results
     t, s, b = res["teacher"], res["student"], res["student_base"]
     print("\n[bench generator] student / teacher (target), and the undistilled student for reference")
     ok = True

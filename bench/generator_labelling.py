@@ -68,7 +68,7 @@ def main(argv: list[str]) -> int:
     from ragdistill.common.teachers.local import HFCausalLMTeacher
     from ragdistill.generator.examples import load_examples
     from ragdistill.generator.prompts import build_messages
-    from ragdistill.generator.teach import teacher_max_new_tokens
+    from ragdistill.generator.teachers import teacher_max_new_tokens
 
     cfg = compose("generator", ["run.report_to=[]", *a.overrides])
     apply_run_settings(cfg)

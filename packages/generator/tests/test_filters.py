@@ -6,7 +6,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from ragdistill.common.data import Document
-from ragdistill.generator.config import PromptSettings
+from ragdistill.generator.config import PromptConfig
 from ragdistill.generator.examples import QAExample
 from ragdistill.generator.filters import (
     Candidate,
@@ -22,7 +22,7 @@ from ragdistill.generator.scoring import error_analysis
 
 
 def prompt(**kw):
-    return OmegaConf.structured(PromptSettings(**kw))
+    return OmegaConf.structured(PromptConfig(**kw))
 
 
 def example(i: int = 0, text: str = "The Eiffel Tower was designed by Gustave Eiffel in Paris.") -> QAExample:
@@ -131,3 +131,18 @@ def test_error_analysis_separates_inherited_from_compression():
     assert (ea["student_errors"], ea["inherited"], ea["compression"]) == (2, 1, 1)
     assert (ea["fixed_by_distillation"], ea["broken_by_distillation"]) == (1, 1)
     assert ea["examples"]["compression"][0]["student"] == "the tower"
+
+
+def test_a_reply_is_its_raw_text_and_carries_its_answer():
+    import json
+    import pickle
+
+    from ragdistill.generator.scoring import Reply, answer_text
+
+    raw = '{"answer": "Gustave Eiffel"}'
+    r = Reply.parse(raw, prompt(answer_format="json"))
+    assert r == raw and json.dumps(r) == json.dumps(raw)  # the cache and the queue store the raw reply
+    assert (r.answer, r.format_ok) == ("Gustave Eiffel", True) and answer_text(r) == "Gustave Eiffel"
+    back = pickle.loads(pickle.dumps(r))
+    assert (back, back.answer) == (raw, "Gustave Eiffel")
+    assert (Reply.parse("Sure: Paris\nmore", prompt(answer_format="json")).answer, answer_text("a logged answer")) == ("Sure: Paris", "a logged answer")

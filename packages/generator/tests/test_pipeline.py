@@ -1,7 +1,8 @@
 """teach -> filter -> train (LoRA, a few steps) -> merge -> export -> evaluate on a small slice, with
-real models (SmolLM2-135M stands in as the teacher so the test stays fast), plus the teacher paths
-that must fail softly or loudly: malformed JSON from an OpenAI-compatible endpoint, GKD across
-tokenizers."""
+real models (SmolLM2-135M stands in as the teacher so the test stays fast), run the way the CLI runs
+them (the stage's verbs through ``stage_verbs``: results and configs written beside the artifacts);
+the shipped teacher labels, which must keep hitting the cache; and the teacher paths that must fail
+softly or loudly: malformed JSON from an OpenAI-compatible endpoint, GKD across tokenizers."""
 
 from __future__ import annotations
 
@@ -11,60 +12,118 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
+from ragdistill.common.cache import label_key
 from ragdistill.common.errors import RagdistillError
 from ragdistill.common.io import read_json, read_jsonl
-from ragdistill.generator.evaluate import evaluate
-from ragdistill.generator.export import export
-from ragdistill.generator.teach import teach
-from ragdistill.generator.train import read_chat_jsonl, train
+from ragdistill.common.ops.verbs import stage_verbs
+from ragdistill.common.paths import project_home
+from ragdistill.generator import stage
+from ragdistill.generator.train import read_chat_jsonl
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 SMALL = [
     "teacher.model=smollm2-135m-instruct", "teacher.max_new_tokens=12", "generator.student_max_new_tokens=12",
-    "generator.teach.labels_files=[]", "generator.teach.max_train_questions=4", "generator.retrieval.top_k=2",
-    "generator.prompt.max_context_chars=400", "generator.filters.min_grounding=0.0", "generator.train.max_steps=2",
-    "generator.train.batch_size=2", "generator.train.max_length=384", "generator.train.lora.r=4",
+    "generator.teach.shipped_labels=[]", "generator.teach.max_train_questions=4", "generator.retrieval.top_k=2",
+    "generator.prompt.max_context_chars=400", "generator.teach.filters.min_grounding=0.0", "generator.train.args.max_steps=2",
+    "generator.train.args.per_device_train_batch_size=2", "generator.train.args.max_length=384", "generator.train.lora.r=4",
     "generator.export.smoke_questions=1", "generator.evaluate.max_test_questions=3", "generator.evaluate.latency_items=1",
-    "generator.evaluate.teacher_latency_items=1", "run.torch_threads=1",
+    "generator.evaluate.teacher_latency_items=1", "run.torch_threads=1", "monitor.baseline_inputs=1",
 ]
+VERBS = stage_verbs(stage)
 
 
 def test_teach_train_merge_export_evaluate(make_cfg, work_dir):
     cfg = make_cfg("generator", SMALL)
-    report = teach(cfg)
-    assert report["total"] == 4 and report["kept"] + report["dropped"] == 4
-    assert set(report["filters"]) == {"format", "length", "grounding"}
+    taught = VERBS["teach"](cfg)
+    d = taught.details
+    assert taught.n_items == d["total"] == 4 and taught.kept + d["dropped"] == 4
+    assert (taught.teacher_calls, taught.cached) == (4, 0)  # no shipped labels: every answer is made here
+    assert set(d["filters"]) == {"format", "length", "grounding"}
+    assert d["teacher"] == "gen:causal_lm:smollm2-135m-instruct:T=0.0:max=12"
+    assert read_json(work_dir / "generator/teach/teach.json")["kept"] == taught.kept
     rows = read_jsonl(work_dir / "generator/teach/train.jsonl")
-    assert len(rows) == report["kept"] > 0
+    assert len(rows) == taught.kept > 0
     assert [m["role"] for m in rows[0]["messages"]] == ["system", "user", "assistant"]
     assert "Question:" in rows[0]["messages"][1]["content"]
+    assert not (work_dir / "generator/teach/filter_report.json").exists()  # its content is teach.json's details
+    again = VERBS["teach"](cfg)
+    assert (again.teacher_calls, again.cached) == (0, 4)  # the second teach is a cache read
 
-    info = train(cfg)
-    assert info["adapter_training"] == "lora" and info["steps"] == 2 and info["last_loss"] is not None
+    trained = VERBS["train"](cfg)
+    assert trained.details["adapter_training"] == "lora" and trained.train_steps == 2 and trained.details["last_loss"] is not None
+    assert trained.details["method"] == "sft" and trained.n_items == taught.kept
+    assert trained.student == str(work_dir / "generator/train/student")
     assert (work_dir / "generator/train/adapter/adapter_config.json").is_file()
-    assert (work_dir / "generator/train/merged/model.safetensors").is_file()
+    assert (work_dir / "generator/train/student/model.safetensors").is_file()
+    saved_cfg = (work_dir / "generator/train/config.yaml").read_text()
+    assert "max_steps: 2" in saved_cfg and "per_device_train_batch_size: 2" in saved_cfg  # the args train ran with
 
-    exp = export(cfg)
+    exported = VERBS["export"](cfg)
     model_dir = work_dir / "generator/export/model"
+    assert exported.model == str(model_dir)
     for f in ("model.safetensors", "tokenizer.json", "generation_config.json", "chat_template.jinja"):
         assert (model_dir / f).is_file(), f
     gen = json.loads((model_dir / "generation_config.json").read_text())
     assert gen["eos_token_id"] == 2  # SmolLM2's <|im_end|>, not the GGUF tokenizer's <|im_start|>
     serve = (work_dir / "generator/export/serve.sh").read_text()
     assert f"vllm serve {model_dir}" in serve and "--enable-lora --lora-modules ragdistill-generator-lora=" in serve
-    assert exp["smoke_test"]["merge_parity"] == 1.0 and exp["smoke_test"]["ok"]
+    assert read_json(work_dir / "generator/export/prompt.json")["answer_format"] == "text"
+    merged = exported.variants["merged"]
+    assert merged.parity == 1.0 and not merged.quantized  # the merged weights answer exactly like base + adapter
+    assert exported.details["smoke_test"]["merge_parity"] == 1.0 and exported.details["gate"]["failed"] == []
+    saved = read_json(work_dir / "generator/export/export.json")
+    assert saved["variants"]["merged"]["parity"] == 1.0
+    base = read_json(work_dir / "generator/export/monitor_baseline.json")  # written by the shared export step
+    assert base["metrics"]["n"] == 1 and base["divergence"] == pytest.approx(1 - base["metrics"]["rouge_l_agreement"])
 
-    res = evaluate(cfg)
-    r = res["results"]
-    assert set(r) == {"teacher", "student_base", "student"}
+    res = VERBS["evaluate"](cfg)
+    r = res.results
+    assert set(r) == {"teacher", "student_base", "student"} and res.n_items == 3 and res.split == "test"
     for s in r.values():
         for m in ("exact_match", "token_f1", "answer_correct", "grounding", "ragas_bleu", "ragas_rouge_l", "ragas_string_similarity", "format_ok"):
             assert 0.0 <= s[m] <= 1.0, m
     for s in ("student_base", "student"):
         assert r[s]["tokens_per_s"] > 0 and r[s]["latency_p95_ms"] >= r[s]["latency_p50_ms"] > 0
-    ea = res["error_analysis"]
+    # the teacher's answers to the test questions came from the cache the monitor baseline filled (1 of 3)
+    assert (res.cached, res.teacher_calls) == (1, 2)
+    ea = res.details["error_analysis"]
     assert ea["inherited"] + ea["compression"] == ea["student_errors"] <= 3
     saved = read_json(work_dir / "generator/evaluate/results.json")
-    assert saved["results"] == r and len(saved["answers"]) == 3
+    assert saved["results"] == r and len(saved["details"]["answers"]) == 3
+    assert "student-student_base" in (work_dir / "generator/evaluate/results.txt").read_text()
+
+    # the routing hooks agree with evaluate: the teacher's token F1 on the held-out records is its score
+    records = stage.held_out(cfg)
+    teacher_f1 = stage.quality(cfg, records, stage.predictor(cfg, "teacher")(records))
+    assert sum(teacher_f1) / 3 == pytest.approx(r["teacher"]["token_f1"])
+
+
+def test_shipped_labels_are_the_keys_teach_and_evaluate_ask_for(make_cfg):
+    """Every line of data/labels/generator.jsonl is a label the stage asks for by the same key: the
+    teacher's answers to 136 train and 24 test questions, the undistilled student's to the 24 test ones.
+    The demo's teach slice is then a pure cache read (no teacher loaded)."""
+    from ragdistill.generator.examples import load_examples
+    from ragdistill.generator.prompts import build_messages
+    from ragdistill.generator.teachers import ANSWER_TEMPLATE, undistilled_teacher
+
+    cfg = make_cfg("generator", [])
+    teacher, base = stage.teacher(cfg), undistilled_teacher(cfg)
+    assert teacher.teacher_id == "gen:causal_lm:qwen2.5-0.5b-instruct:T=0.0:max=24"
+    assert base.teacher_id == "gen:causal_lm:smollm2-135m-instruct:T=0.0:max=24"
+    assert stage.label_teacher_ids(cfg) == [teacher.teacher_id, base.teacher_id]
+    train = [build_messages(e.question, e.contexts, cfg.generator.prompt) for e in load_examples(cfg, "train", 136)]
+    test = [stage.conversation(cfg, r) for r in stage.held_out(cfg, 24)]
+    asked = {label_key(teacher.teacher_id, ANSWER_TEMPLATE, c) for c in train + test} | {label_key(base.teacher_id, ANSWER_TEMPLATE, c) for c in test}
+    shipped = {json.loads(line)["key"] for line in (project_home() / "data/labels/generator.jsonl").read_text().splitlines()}
+    assert len(shipped) == 184 and asked == shipped
+
+    demo = make_cfg("generator", ["generator.teach.max_train_questions=64"])
+    taught = VERBS["teach"](demo)
+    assert (taught.n_items, taught.cached, taught.teacher_calls) == (64, 64, 0)
+    assert taught.kept + taught.details["dropped"] == 64
+    run = stage.teacher(demo).label(test[:12], ANSWER_TEMPLATE)  # evaluate's demo slice: 12 test questions
+    assert (run.cached, run.labelled) == (12, 0)
 
 
 class _ChatServer(BaseHTTPRequestHandler):
@@ -95,14 +154,14 @@ def test_teacher_malformed_json_is_dropped_and_counted(make_cfg, work_dir):
     try:
         cfg = make_cfg("generator", [
             "teacher=openai", "teacher.model=json-teacher", f"teacher.base_url=http://127.0.0.1:{server.server_port}/v1",
-            "generator.prompt.answer_format=json", "generator.teach.labels_files=[]", "generator.teach.max_train_questions=8",
-            "generator.filters.min_grounding=0.0",
+            "generator.prompt.answer_format=json", "generator.teach.shipped_labels=[]", "generator.teach.max_train_questions=8",
+            "generator.teach.filters.min_grounding=0.0",
         ])
-        report = teach(cfg)
+        taught = VERBS["teach"](cfg)
     finally:
         server.shutdown()
-    fmt = report["filters"]["format"]
-    assert report["total"] == 8 and fmt["dropped"] == 6 and report["kept"] == 2
+    fmt = taught.details["filters"]["format"]
+    assert taught.details["total"] == 8 and fmt["dropped"] == 6 and taught.kept == 2 and taught.teacher_calls == 8
     reasons = [e["reason"] for e in fmt["examples"]]
     assert any("malformed JSON" in x for x in reasons)
     rows = read_chat_jsonl(work_dir / "generator/teach/train.jsonl")
@@ -115,17 +174,18 @@ def test_gkd_trains_when_teacher_and_student_share_a_tokenizer(make_cfg, work_di
     """Logit distillation for real: SmolLM2 teaches a LoRA on SmolLM2 (one tokenizer) through TRL's
     GKDTrainer; lmbda=0 keeps it off-policy (no student sampling) so two steps stay cheap."""
     cfg = make_cfg("generator", [*SMALL, "generator.train.method=gkd", "generator.train.gkd_lmbda=0.0"])
-    teach(cfg)
-    info = train(cfg)
-    assert info["method"] == "gkd" and info["steps"] == 2 and info["teacher"] == "smollm2-135m-instruct"
-    assert all(loss == loss and loss >= 0 for loss in info["losses"])  # generalised JSD: finite, non-negative
-    assert (work_dir / "generator/train/merged/model.safetensors").is_file()
+    VERBS["teach"](cfg)
+    trained = VERBS["train"](cfg)
+    info = trained.details
+    assert info["method"] == "gkd" and trained.train_steps == 2 and info["teacher"] == "smollm2-135m-instruct"
+    assert len(info["losses"]) == 2 and all(loss == loss and loss >= 0 for loss in info["losses"])  # generalised JSD: finite, non-negative
+    assert (work_dir / "generator/train/student/model.safetensors").is_file()
 
 
 def test_gkd_with_different_tokenizers_names_both(make_cfg):
     cfg = make_cfg("generator", ["generator.train.method=gkd"])
     with pytest.raises(RagdistillError) as e:
-        train(cfg)
+        stage.train(cfg)
     msg = str(e.value)
     assert "qwen2.5-0.5b-instruct (Qwen2TokenizerFast, vocab 151" in msg
     assert "smollm2-135m-instruct (LlamaTokenizerFast, vocab 49152)" in msg
@@ -135,10 +195,26 @@ def test_gkd_with_different_tokenizers_names_both(make_cfg):
 def test_train_without_teach_and_bad_training_file_name_the_fix(make_cfg, work_dir):
     cfg = make_cfg("generator", [])
     with pytest.raises(RagdistillError, match="run `ragdistill generator teach` first"):
-        train(cfg)
+        stage.train(cfg)
     bad = work_dir / "generator/teach/train.jsonl"
     bad.parent.mkdir(parents=True)
     bad.write_text('{"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}\n'
                    '{"messages": [{"role": "user", "content": "q"}]}\n')
     with pytest.raises(RagdistillError, match=r"train.jsonl:2: expected"):
-        train(cfg)
+        stage.train(cfg)
+    bad.write_text('{"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}\n')
+    with pytest.raises(RagdistillError, match=r"generator.train.args: num_train_epoch \(did you mean num_train_epochs\?\) is not an argument of trl"):
+        stage.train(make_cfg("generator", ["+generator.train.args.num_train_epoch=1"]))
+    with pytest.raises(RagdistillError, match=r"generator.train.args: seed is set by the stage itself"):
+        stage.train(make_cfg("generator", ["+generator.train.args.seed=1"]))
+
+
+def test_choices_are_checked_when_the_config_is_composed(make_cfg):
+    with pytest.raises(RagdistillError, match=r"generator.train.method=kd"):
+        make_cfg("generator", ["generator.train.method=kd"])
+    with pytest.raises(RagdistillError, match=r"generator.train.quantization=8bit"):
+        make_cfg("generator", ["generator.train.quantization=8bit"])
+    with pytest.raises(RagdistillError, match=r"generator.prompt.answer_format=yaml"):
+        make_cfg("generator", ["generator.prompt.answer_format=yaml"])
+    cfg = make_cfg("generator", ["generator.train.quantization=4bit", "generator.train.bf16=false"])
+    assert cfg.generator.train.quantization.value == "4bit" and cfg.generator.train.bf16 is False

@@ -1,15 +1,41 @@
-"""The generator stage's config schema: ``conf/generator.yaml`` composes onto it; typos are errors."""
+"""The generator stage's config schema: ``conf/generator.yaml`` composes onto it; typos are errors.
+
+One group, ``generator``, nested per verb (``teach`` with its ``filters``, ``train``, ``export``,
+``evaluate``); ``prompt``, ``retrieval`` and ``student_max_new_tokens`` sit beside them because every
+verb uses them. Choices are Enums, so a wrong value fails when the config is composed. The defaults
+live here only (``conf/generator.yaml`` sets what differs).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
-from ragdistill.common.config import StageConfig, TeacherConfig, register_schema
+from ragdistill.common.config import EvaluateConfig, ExportConfig, StageConfig, TeachConfig, TeacherConfig, TrainConfig
+
+
+class AnswerFormat(StrEnum):
+    """How a reply holds its answer: plain text, or JSON validated against ``prompt.json_schema``."""
+
+    text = "text"
+    json = "json"
+
+
+class TrainMethod(StrEnum):
+    """``sft``: sequence-level KD on the teacher's answers; ``gkd``: logit KD (one shared tokenizer only)."""
+
+    sft = "sft"
+    gkd = "gkd"
+
+
+# "4bit" is not a Python name, so the functional form; OmegaConf looks members up by name
+Quantization = StrEnum("Quantization", {"auto": "auto", "4bit": "4bit", "none": "none"})
+Quantization.__doc__ = "Adapter training: ``auto`` = QLoRA 4-bit on CUDA, plain LoRA elsewhere; ``4bit``; ``none`` (LoRA)."
 
 
 @dataclass
-class PromptSettings:
+class PromptConfig:
     """The one prompt every verb uses (teach, train, evaluate, export's smoke test).
 
     ``template`` gets ``{contexts}`` (the numbered passages) and ``{question}``. ``answer_format``
@@ -23,7 +49,7 @@ class PromptSettings:
         "Answer with the shortest exact phrase from the passages that answers the question; no full sentence."
     )
     context_template: str = "[{n}] {title}: {text}"
-    answer_format: str = "text"  # text | json
+    answer_format: AnswerFormat = AnswerFormat.text
     json_instruction: str = 'Reply with JSON only: {{"answer": "<short answer>"}}.'
     rationale: bool = False  # chain-of-thought: the teacher explains, then answers
     rationale_instruction: str = "First explain briefly which passage supports the answer, then write 'Answer:' and the short answer."
@@ -39,7 +65,7 @@ class PromptSettings:
 
 
 @dataclass
-class RetrievalSettings:
+class RetrievalConfig:
     """Contexts shown with each question: BM25 top-k over the corpus, the gold paragraph always in."""
 
     top_k: int = 2
@@ -48,14 +74,7 @@ class RetrievalSettings:
 
 
 @dataclass
-class TeachConfig:
-    max_train_questions: int | None = 200  # questions labelled for training (seeded sample of the train split)
-    labels_files: list[str] = field(default_factory=lambda: ["data/labels/generator.jsonl"])  # imported into the cache first
-    rationale_max_new_tokens: int = 96
-
-
-@dataclass
-class JudgeSettings:
+class JudgeConfig:
     """Optional LLM-as-judge filter through any generation teacher backend."""
 
     enabled: bool = False
@@ -65,46 +84,78 @@ class JudgeSettings:
 
 
 @dataclass
-class FilterSettings:
+class FilterConfig:
     """What a teacher answer must pass to become a training example (each filter reports its drops)."""
 
-    min_length_pct: float = 0.0  # drop answers shorter than this percentile of answer lengths (tokens)
+    min_length_pct: float = 0.0  # drop answers shorter than this percentile of answer lengths (words)
     max_length_pct: float = 98.0  # drop answers longer than this percentile
     max_answer_words: int = 40  # absolute ceiling on top of the percentile
     min_grounding: float = 0.75  # share of the answer's content tokens found in the contexts
-    judge: JudgeSettings = field(default_factory=JudgeSettings)
+    judge: JudgeConfig = field(default_factory=JudgeConfig)
 
 
 @dataclass
-class LoraSettings:
+class GeneratorTeachConfig(TeachConfig):
+    """``generator.teach``: which questions the teacher answers and what its answers must pass."""
+
+    shipped_labels: list[str] = field(default_factory=lambda: ["data/labels/generator*.jsonl*"])
+    max_train_questions: int | None = 200  # questions labelled for training (seeded sample of the train split)
+    rationale_max_new_tokens: int = 96  # the teacher's budget when prompt.rationale is on
+    filters: FilterConfig = field(default_factory=FilterConfig)
+
+
+@dataclass
+class LoraAdapterConfig:
+    """The LoRA adapter (peft.LoraConfig) trained on the student."""
+
     r: int = 16
     alpha: int = 32
     dropout: float = 0.05
     target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
 
 
+def _train_args() -> dict[str, Any]:
+    """TRL SFTConfig / GKDConfig arguments, by the library's names (any other of its arguments may be added)."""
+    return {
+        "num_train_epochs": 2.0,
+        "max_steps": -1,
+        "per_device_train_batch_size": 4,
+        "gradient_accumulation_steps": 1,
+        "learning_rate": 5e-4,
+        "warmup_ratio": 0.0,  # short CPU runs: a rounded-up warmup step would train with lr 0
+        "lr_scheduler_type": "cosine",
+        "max_length": 768,
+        "gradient_checkpointing": False,  # TRL defaults to True; a 135M student does not need it and CPU pays ~30% for it
+        "logging_steps": 1,
+        "save_strategy": "no",
+        "dataloader_num_workers": 0,
+        "disable_tqdm": False,
+    }
+
+
 @dataclass
-class TrainSettings:
-    method: str = "sft"  # sft (sequence-level KD on teacher answers) | gkd (logit KD, shared tokenizer only)
-    quantization: str = "auto"  # auto (QLoRA 4-bit when CUDA, else LoRA) | 4bit | none
-    epochs: float = 2.0
-    max_steps: int = -1
-    batch_size: int = 4
-    grad_accum: int = 1
-    learning_rate: float = 5e-4
-    warmup_ratio: float = 0.0  # short CPU runs: a rounded-up warmup step would train with lr 0
-    max_length: int = 768
-    bf16: str = "auto"  # auto: bf16 autocast on a bf16-capable GPU, or a CPU with AVX512-BF16/AMX (~2x faster matmuls); true | false
-    gradient_checkpointing: bool = False  # TRL defaults to True; a 135M student does not need it and CPU pays ~30% for it
+class GeneratorTrainConfig(TrainConfig):
+    """``generator.train``: ``args`` go to TRL's SFTConfig (sft) or GKDConfig (gkd) as they are; what
+    distillation adds (method, adapter, GKD's divergence) are fields."""
+
+    args: dict[str, Any] = field(default_factory=_train_args)
+    method: TrainMethod = TrainMethod.sft
+    quantization: Quantization = Quantization.auto  # type: ignore[valid-type]
+    # bf16 autocast; null = where the hardware is fast at it (a bf16-capable GPU, or a CPU with AVX512-BF16/AMX:
+    # ~2x faster matmuls). A bool, not an Enum: Hydra and YAML read `true` as a boolean, which an Enum refuses
+    bf16: bool | None = None
     max_examples: int | None = None
-    lora: LoraSettings = field(default_factory=LoraSettings)
+    lora: LoraAdapterConfig = field(default_factory=LoraAdapterConfig)
     gkd_lmbda: float = 0.0  # share of on-policy (student-generated) batches; 0 = off-policy, cheap on CPU
     gkd_beta: float = 0.5  # generalised JSD interpolation
     gkd_temperature: float = 0.9
 
 
 @dataclass
-class ExportSettings:
+class GeneratorExportConfig(ExportConfig):
+    """``generator.export``. The gate's variant is the merge (the export's greedy answers against the
+    base + unmerged adapter's on ``smoke_questions``), lossless: held to ``min_parity``."""
+
     smoke_test: bool = True  # load the export (vLLM when importable, else transformers) and generate
     smoke_questions: int = 2
     port: int = 8000
@@ -113,7 +164,7 @@ class ExportSettings:
 
 
 @dataclass
-class RagasJudgeSettings:
+class RagasConfig:
     """RAGAS LLM-judged metrics (faithfulness, answer relevancy, context precision/recall)."""
 
     enabled: bool = False  # off by default on CPU: a small local judge is slow and rarely emits ragas' JSON
@@ -124,32 +175,30 @@ class RagasJudgeSettings:
 
 
 @dataclass
-class EvaluateSettings:
-    max_test_questions: int = 100
+class GeneratorEvaluateConfig(EvaluateConfig):
+    """``generator.evaluate``: the held-out questions every system answers (also calibrate's and the monitor's)."""
+
     batch_size: int = 8
+    max_test_questions: int = 100
     latency_items: int = 8  # answers timed one by one per system (p50/p95)
     teacher_latency_items: int = 4  # the teacher is slow on CPU; its quality answers come from the label cache
     max_examples: int = 10  # error-analysis examples kept in results.json
-    ragas: RagasJudgeSettings = field(default_factory=RagasJudgeSettings)
+    ragas: RagasConfig = field(default_factory=RagasConfig)
 
 
 @dataclass
-class GeneratorSettings:
-    """Stage-specific settings (the ``generator`` group, ``conf/generator/*.yaml``)."""
+class GeneratorGroupConfig:
+    """The ``generator`` group: per verb, plus the prompt, the retrieval and the student's answer budget every verb shares."""
 
-    prompt: PromptSettings = field(default_factory=PromptSettings)
-    retrieval: RetrievalSettings = field(default_factory=RetrievalSettings)
-    teach: TeachConfig = field(default_factory=TeachConfig)
-    filters: FilterSettings = field(default_factory=FilterSettings)
-    train: TrainSettings = field(default_factory=TrainSettings)
-    export: ExportSettings = field(default_factory=ExportSettings)
-    evaluate: EvaluateSettings = field(default_factory=EvaluateSettings)
+    prompt: PromptConfig = field(default_factory=PromptConfig)
+    retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
+    teach: GeneratorTeachConfig = field(default_factory=GeneratorTeachConfig)
+    train: GeneratorTrainConfig = field(default_factory=GeneratorTrainConfig)
+    export: GeneratorExportConfig = field(default_factory=GeneratorExportConfig)
+    evaluate: GeneratorEvaluateConfig = field(default_factory=GeneratorEvaluateConfig)
     student_max_new_tokens: int = 24
 
 
 @dataclass
 class GeneratorConfig(StageConfig):
-    generator: GeneratorSettings = field(default_factory=GeneratorSettings)
-
-
-register_schema("generator_schema", GeneratorConfig)
+    generator: GeneratorGroupConfig = field(default_factory=GeneratorGroupConfig)

@@ -17,35 +17,28 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from ragdistill.common.config import apply_run_settings, stage_dir
+from ragdistill.common.config import apply_run_settings
 from ragdistill.common.errors import RagdistillError
+from ragdistill.common.io import write_text_atomic
 from ragdistill.common.logging import get_logger
-from ragdistill.common.report import write_comparison
+from ragdistill.common.paths import stage_dir, student_dir
+from ragdistill.common.report import comparison_table
+from ragdistill.common.results import EvaluateResult
 from ragdistill.common.timing import stats_from_latencies
 from ragdistill.generator.examples import QAExample, load_examples
 from ragdistill.generator.models import is_model_dir
 from ragdistill.generator.prompts import build_messages
 from ragdistill.generator.scoring import aggregate, error_analysis, score_answers
-from ragdistill.generator.teach import ANSWER_TEMPLATE, teacher_answers, teacher_max_new_tokens
-from ragdistill.generator.teachers import LazyTeacher, answer_cached, open_cache
+from ragdistill.generator.teachers import (
+    ANSWER_TEMPLATE,
+    answer_teacher,
+    judge_backend,
+    teacher_max_new_tokens,
+    undistilled_teacher,
+)
 
 log = get_logger(__name__)
-
-
-class LocalGenerator:
-    """A local HF causal LM answering chat prompts (greedy), through common's causal-LM backend."""
-
-    def __init__(self, path: str, max_new_tokens: int, batch_size: int = 8) -> None:
-        from ragdistill.common.teachers.local import HFCausalLMTeacher
-        from ragdistill.generator.models import load_tokenizer
-
-        self.backend = HFCausalLMTeacher(path, max_new_tokens=max_new_tokens, batch_size=batch_size)
-        self.backend.tokenizer = load_tokenizer(path, padding_side="left")  # the model's real end-of-turn token
-        self.tokenizer = self.backend.tokenizer
-        self.teacher_id = self.backend.teacher_id
-
-    def generate(self, conversations: list[Any], **overrides: Any) -> list[str]:
-        return self.backend.generate(conversations, **overrides)
+STAGE = "generator"
 
 
 def count_tokens(tokenizer: Any, texts: list[str]) -> int:
@@ -67,16 +60,9 @@ def timed(generate: Any, tokenizer: Any, conversations: list[Any], **overrides: 
     return {"tokens_per_s": toks / sum(lat), "latency_p50_ms": s.p50_ms, "latency_p95_ms": s.p95_ms}
 
 
-def undistilled_student(cfg: Any) -> LazyTeacher:
-    """The student before distillation as a cached generation backend (key: model + decoding settings)."""
-    max_new, bs = int(cfg.generator.student_max_new_tokens), int(cfg.generator.evaluate.batch_size)
-    key = {"backend": "causal_lm", "model": cfg.student.model, "temperature": 0.0, "max_new_tokens": max_new, "batch_size": bs}
-    return LazyTeacher(key, factory=lambda: LocalGenerator(cfg.student.model, max_new, bs))
-
-
 def student_paths(cfg: Any) -> dict[str, str]:
     """``student_base`` = the configured student; ``student`` = the merged distilled model from train."""
-    merged = stage_dir(cfg, "generator", "train") / "merged"
+    merged = student_dir(cfg, STAGE)
     if not is_model_dir(merged):
         raise RagdistillError(f"{merged}: no distilled student; run `ragdistill generator train` first (it writes this folder)")
     return {"student_base": cfg.student.model, "student": str(merged)}
@@ -87,10 +73,13 @@ def _judge_rows(examples: list[QAExample], rows: list[dict[str, Any]]) -> list[d
             for e, r in zip(examples, rows, strict=True)]
 
 
-def evaluate(cfg: Any) -> dict[str, Any]:
+def evaluate(cfg: Any) -> EvaluateResult:
+    """Teacher (from the label cache), undistilled student (cached too) and distilled student on the held-out questions."""
+    from ragdistill.generator.students import LocalGenerator
+
     apply_run_settings(cfg)
     ev = cfg.generator.evaluate
-    out = stage_dir(cfg, "generator", "evaluate")
+    out = stage_dir(cfg, STAGE, "evaluate")
     systems = student_paths(cfg)
     examples = load_examples(cfg, cfg.data.test_split, ev.max_test_questions)
     prompt = cfg.generator.prompt
@@ -98,16 +87,17 @@ def evaluate(cfg: Any) -> dict[str, Any]:
     results: dict[str, dict[str, float]] = {}
     per_item: dict[str, list[dict[str, Any]]] = {}
     replies: dict[str, list[str]] = {}
+    result = EvaluateResult(STAGE, n_items=len(examples), split=str(cfg.data.test_split))
 
-    cache = open_cache(cfg)
-    teacher = LazyTeacher(cfg.teacher)
+    teacher = answer_teacher(cfg)
     try:
-        t_replies = teacher_answers(cfg, examples, teacher=teacher, cache=cache, desc="teacher answers (test)")
+        run = teacher.label(convs, ANSWER_TEMPLATE, desc="teacher answers (test)")
     finally:
-        cache.close()
-    if any(r is None for r in t_replies):
+        teacher.close()
+    result.count_labels(run)
+    if any(r is None for r in run.labels):
         raise RagdistillError("evaluate needs the teacher's answer to every test question; run without run.shard")
-    replies["teacher"] = list(t_replies)
+    replies["teacher"] = list(run.labels)
     speed: dict[str, dict[str, float]] = {}
     if ev.teacher_latency_items > 0:
         speed["teacher"] = timed(teacher.generate, _tokenizer_of(teacher), convs[: ev.teacher_latency_items], max_new_tokens=teacher_max_new_tokens(cfg))
@@ -115,12 +105,11 @@ def evaluate(cfg: Any) -> dict[str, Any]:
     for name, path in systems.items():
         t0 = time.perf_counter()
         if name == "student_base":  # a fixed checkpoint: its answers are cached like the teacher's
-            base = undistilled_student(cfg)
-            cache = open_cache(cfg)
+            base = undistilled_teacher(cfg)
             try:
-                replies[name] = list(answer_cached(cache, base, convs, ANSWER_TEMPLATE, desc="student_base answers (test)"))
+                replies[name] = list(base.label(convs, ANSWER_TEMPLATE, desc="student_base answers (test)").labels)
             finally:
-                cache.close()
+                base.close()
             gen = base.backend if ev.latency_items > 0 else None
         else:
             gen = LocalGenerator(path, int(cfg.generator.student_max_new_tokens), int(ev.batch_size))
@@ -141,15 +130,18 @@ def evaluate(cfg: Any) -> dict[str, Any]:
         extra["ragas_llm"] = _ragas_llm(cfg, examples, per_item, results)
     extra["answers"] = [{"id": e.id, "question": e.question, "references": e.answers, **{s: per_item[s][i]["answer"] for s in per_item}}
                         for i, e in enumerate(examples)]
-    payload = write_comparison(out, "generator", results, extra=extra)
+    table = comparison_table(results, title=f"[{STAGE}] teacher vs student, before and after distillation")
+    print(table, flush=True)
+    write_text_atomic(out / "results.txt", table + "\n")
+    result.results, result.details = results, extra
     ea = extra["error_analysis"]
     print(f"[generator evaluate] {len(examples)} held-out questions; student errors: {ea['student_errors']} "
           f"(inherited from the teacher: {ea['inherited']}, compression: {ea['compression']}); "
           f"fixed by distillation: {ea.get('fixed_by_distillation')}, broken: {ea.get('broken_by_distillation')} -> {out / 'results.json'}", flush=True)
-    return payload
+    return result
 
 
-def _tokenizer_of(teacher: LazyTeacher) -> Any:
+def _tokenizer_of(teacher: Any) -> Any:
     tok = getattr(teacher.backend, "tokenizer", None)
     if tok is not None:
         return tok
@@ -165,7 +157,7 @@ def _ragas_llm(cfg: Any, examples: list[QAExample], per_item: dict[str, list[dic
     from ragdistill.generator.ragas_judge import ANSWER_METRICS, CONTEXT_METRICS, build_metrics, score_ragas
 
     rc = cfg.generator.evaluate.ragas
-    judge = LazyTeacher(rc.teacher or cfg.teacher)
+    judge = judge_backend(cfg, rc.teacher or cfg.teacher)
     metrics, llm = build_metrics(list(rc.metrics), judge, rc.embeddings)
     n = int(rc.max_questions)
     report: dict[str, Any] = {"judge": judge.teacher_id, "questions": min(n, len(examples)), "by_system": {}}

@@ -62,14 +62,19 @@ def build_messages(question: str, contexts: Sequence[Document], prompt: Any) -> 
     return messages
 
 
+def conversation(question: str, contexts: Sequence[str], prompt: Any) -> Messages:
+    """The pipeline contract's (question, context texts) as the chat the student was trained on: a
+    :class:`~ragdistill.common.pipeline.Passage` brings its document's title, as in training, so a
+    held-out record's conversation is the one teach and evaluate label (same cache key)."""
+    return build_messages(question, [Document(f"c{i}", str(c), getattr(c, "title", "")) for i, c in enumerate(contexts)], prompt)
+
+
 def parse_reply(reply: str, prompt: Any) -> Parsed:
     """The answer (and rationale) in a model's reply; :class:`FormatError` if it breaks the format."""
     p = _settings(prompt)
     text = (reply or "").strip()
     if p["answer_format"] == "json":
         return _parse_json(text, p["json_schema"])
-    if p["answer_format"] != "text":
-        raise ValueError(f"prompt.answer_format={p['answer_format']!r}: choose text or json")
     if p["rationale"]:
         parts = _ANSWER_MARK.split(text)
         if len(parts) < 2 or not parts[-1].strip():

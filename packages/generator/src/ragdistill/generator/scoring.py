@@ -31,6 +31,32 @@ def answer_of(reply: str, prompt: Any) -> tuple[str, bool]:
         return (lines[0].strip() if lines else ""), False
 
 
+class Reply(str):
+    """A model's raw reply (a plain ``str`` to any caller: the label cache, the failure queue) that
+    carries its answer as the prompt's format reads it, so code without the config (the monitor's
+    disagreement) compares answers, not raw replies."""
+
+    answer: str
+    format_ok: bool
+
+    def __new__(cls, raw: str, answer: str, format_ok: bool) -> Reply:
+        obj = super().__new__(cls, raw)
+        obj.answer, obj.format_ok = answer, format_ok
+        return obj
+
+    @classmethod
+    def parse(cls, raw: str | None, prompt: Any) -> Reply:
+        return cls(raw or "", *answer_of(raw or "", prompt))
+
+    def __reduce__(self) -> tuple[Any, ...]:  # pickles (Ray, multiprocessing) with its answer
+        return (Reply, (str(self), self.answer, self.format_ok))
+
+
+def answer_text(output: str) -> str:
+    """The answer of a :class:`Reply`; any other string is taken as an answer already (a logged one)."""
+    return output.answer if isinstance(output, Reply) else str(output or "")
+
+
 def _ragas_metrics() -> dict[str, Any]:
     from ragas.metrics.collections import BleuScore, ExactMatch, NonLLMStringSimilarity, RougeScore
 

@@ -1,102 +1,82 @@
-"""Generation teachers for this stage: built lazily, keyed by their config, answers through the cache.
+"""The stage's generation teachers behind the label cache, keyed as this stage has always keyed them.
 
-Loading a local 0.5B teacher costs tens of seconds on CPU; when every label is already in the
-cache (e.g. imported from ``data/labels/generator*.jsonl``) no model is loaded at all. The cache
-key names the backend, model and decoding settings, so changing any of them labels afresh.
+A label's key is ``label_key(teacher_key(...), template, conversation)``: the teacher id names the
+backend, model and decoding settings (``gen:<backend>:<model>:T=<temperature>:max=<max_new_tokens>``),
+so changing any of them labels afresh, and the shipped ``data/labels/generator.jsonl`` (made with
+these keys) keeps hitting. Three teachers use it: the answer teacher (``teach``, ``evaluate``,
+calibrate, routing, the monitor), the judge filter's (possibly another model) and the undistilled
+student, whose greedy answers ``evaluate`` caches like a teacher's.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
-from omegaconf import OmegaConf
+from ragdistill.common.teachers.cached import CachedTeacher
 
-from ragdistill.common.cache import LabelCache, Shard
-from ragdistill.common.labelling import LabelRun, run_labelling
-from ragdistill.common.logging import get_logger
-from ragdistill.common.paths import project_home
-from ragdistill.common.teachers import GenerationTeacher, Messages, build_teacher, require
-
-log = get_logger(__name__)
+ANSWER_TEMPLATE = "generator:answer:v1"
+JUDGE_TEMPLATE = "generator:judge:v1"
 
 
 def teacher_key(tcfg: Any, max_new_tokens: int | None = None) -> str:
     """A stable id for a generation teacher's labels: backend, model and decoding settings."""
-    mnt = max_new_tokens if max_new_tokens is not None else tcfg.max_new_tokens
-    return f"gen:{tcfg.backend}:{tcfg.model}:T={float(tcfg.temperature)}:max={int(mnt)}"
+    get = tcfg.get if hasattr(tcfg, "get") else lambda k, d=None: getattr(tcfg, k, d)
+    mnt = max_new_tokens if max_new_tokens is not None else get("max_new_tokens")
+    return f"gen:{get('backend')}:{get('model')}:T={float(get('temperature'))}:max={int(mnt)}"
 
 
-class LazyTeacher:
-    """A generation teacher built from its config on first use."""
-
-    def __init__(self, tcfg: Any, stage: str = "generator", factory: Any = None) -> None:
-        self.cfg = OmegaConf.create(OmegaConf.to_container(tcfg, resolve=True) if OmegaConf.is_config(tcfg) else dict(tcfg))
-        self.stage, self._factory = stage, factory  # factory() -> a generation backend, instead of build_teacher
-        self._teacher: GenerationTeacher | None = None
-        self.teacher_id = teacher_key(self.cfg)
-
-    @property
-    def backend(self) -> GenerationTeacher:
-        if self._teacher is None:
-            log.info("loading teacher %s (%s)", self.cfg.model, self.cfg.backend)
-            built = self._factory() if self._factory else build_teacher(self.cfg)
-            self._teacher = require(built, GenerationTeacher, self.stage)
-        return self._teacher
-
-    @property
-    def loaded(self) -> bool:
-        return self._teacher is not None
-
-    def generate(self, conversations: list[Messages], **overrides: Any) -> list[str]:
-        return self.backend.generate(conversations, **overrides)
-
-    @property
-    def batch_size(self) -> int:
-        return int(self.cfg.get("batch_size") or 4)
+def teacher_max_new_tokens(cfg: Any) -> int:
+    """The answer teacher's budget: longer in rationale mode (it explains first)."""
+    g = cfg.generator
+    return int(g.teach.rationale_max_new_tokens if g.prompt.rationale else cfg.teacher.max_new_tokens)
 
 
-def open_cache(cfg: Any) -> LabelCache:
-    """The stage's label cache, with the shipped label files imported (missing files are skipped)."""
-    cache = LabelCache(cfg.paths.label_cache, shard=Shard.parse(cfg.run.shard))
-    for f in cfg.generator.teach.labels_files or []:
-        path = Path(f) if Path(f).is_absolute() else project_home() / f
-        if path.is_file():
-            added = cache.import_jsonl(path)
-            if added:
-                log.info("imported %d teacher labels from %s", added, path)
-    return cache
+def _with_teacher(cfg: Any, tcfg: Any) -> Any:
+    """``cfg`` with ``teacher`` replaced by ``tcfg`` (the cache, launcher and run settings stay)."""
+    from omegaconf import OmegaConf
+
+    plain = OmegaConf.to_container(tcfg, resolve=True) if OmegaConf.is_config(tcfg) else dict(tcfg)
+    return OmegaConf.merge(cfg, {"teacher": plain})
 
 
-def answer_run(
-    cache: LabelCache,
-    teacher: LazyTeacher,
-    conversations: Sequence[Messages],
-    template: str,
-    max_new_tokens: int | None = None,
-    desc: str = "teacher answers",
-    launch: Any = None,
-) -> LabelRun:
-    """Teacher replies for ``conversations`` through the cache, with counts (cached / labelled).
+def generation_teacher(cfg: Any, tcfg: Any = None, max_new_tokens: int | None = None, template: str = ANSWER_TEMPLATE,
+                       factory: Callable[[], Any] | None = None) -> CachedTeacher:
+    """A generation teacher (``tcfg``, default ``cfg.teacher``) behind the stage's label cache: labels
+    of ``template`` are asked for with ``max_new_tokens`` and keyed by :func:`teacher_key`."""
+    from ragdistill.common.teachers.cached import TemplateCall
 
-    ``launch`` (a stage config: ``run.launcher``, ``ray.*``) picks where missing replies are made:
-    here (``local``/``shards``, the model loads on the first miss only) or on Ray workers that build
-    the teacher from ``teacher.cfg``. Keys are ``teacher_key(cfg, max_new_tokens)`` either way, the
-    same as before these launchers existed, so shipped labels keep hitting."""
-    mnt = max_new_tokens if max_new_tokens is not None else int(teacher.cfg.max_new_tokens)
-    return run_labelling(cache, teacher.cfg, "generate", list(conversations), launch, template=template, batch_size=teacher.batch_size,
-                         desc=desc, teacher=teacher, key_id=teacher_key(teacher.cfg, mnt), overrides={"max_new_tokens": mnt})
+    if tcfg is not None:
+        cfg = _with_teacher(cfg, tcfg)
+    mnt = int(max_new_tokens if max_new_tokens is not None else cfg.teacher.max_new_tokens)
+    return CachedTeacher(cfg, "generate", shipped=list(cfg.generator.teach.shipped_labels), key_id=teacher_key(cfg.teacher, mnt),
+                         factory=factory, batch_size=int(cfg.teacher.get("batch_size") or 4),
+                         calls={template: TemplateCall(overrides={"max_new_tokens": mnt})})
 
 
-def answer_cached(
-    cache: LabelCache,
-    teacher: LazyTeacher,
-    conversations: Sequence[Messages],
-    template: str,
-    max_new_tokens: int | None = None,
-    desc: str = "teacher answers",
-    launch: Any = None,
-) -> list[str | None]:
-    """Teacher replies for ``conversations``, reading the cache first and committing new ones batch by batch."""
-    return answer_run(cache, teacher, conversations, template, max_new_tokens, desc, launch).labels
+def answer_teacher(cfg: Any) -> CachedTeacher:
+    """The stage's teacher: its answers to the prompt's conversations (:data:`ANSWER_TEMPLATE`)."""
+    return generation_teacher(cfg, max_new_tokens=teacher_max_new_tokens(cfg))
+
+
+def judge_teacher(cfg: Any) -> CachedTeacher:
+    """The judge filter's teacher (``teach.filters.judge.teacher``, else the stage's), its own labels."""
+    j = cfg.generator.teach.filters.judge
+    return generation_teacher(cfg, j.teacher or cfg.teacher, int(j.max_new_tokens), JUDGE_TEMPLATE)
+
+
+def undistilled_teacher(cfg: Any) -> CachedTeacher:
+    """The student before distillation as a cached generation backend (a fixed checkpoint: its greedy
+    answers are cached like a teacher's, keyed by the student model and its answer budget)."""
+    from ragdistill.generator.students import LocalGenerator
+
+    g = cfg.generator
+    max_new, bs, model = int(g.student_max_new_tokens), int(g.evaluate.batch_size), cfg.student.model
+    key = {"backend": "causal_lm", "model": model, "temperature": 0.0, "max_new_tokens": max_new, "batch_size": bs}
+    return generation_teacher(cfg, key, max_new, factory=lambda: LocalGenerator(model, max_new, bs))
+
+
+def judge_backend(cfg: Any, tcfg: Any = None) -> CachedTeacher:
+    """A judge for ragas' LLM metrics (``tcfg``, default the stage's teacher): called directly, not cached
+    (ragas retries with its own prompts); ``teacher_id`` names it in reports."""
+    return generation_teacher(cfg, tcfg)

@@ -9,9 +9,10 @@ Two methods, one trainer each (TRL):
   teacher's and the student's next-token distributions). Needs one shared tokenizer; a mismatch is
   a :class:`RagdistillError` naming both tokenizers.
 
-Writes ``<work_dir>/generator/train/``: ``adapter/`` (the unmerged LoRA adapter, for Multi-LoRA
-serving), ``merged/`` (the adapter merged into the unquantised base: a plain HF folder) and
-``train_info.json`` (method, which of LoRA / QLoRA ran, steps, losses, time).
+``generator.train.args`` go to TRL's ``SFTConfig`` / ``GKDConfig`` as they are. Writes
+``<work_dir>/generator/train/``: ``adapter/`` (the unmerged LoRA adapter, for Multi-LoRA serving)
+and ``student/`` (the adapter merged into the unquantised base: a plain HF folder); which of LoRA /
+QLoRA ran, the steps and losses go into ``train.json``.
 """
 
 from __future__ import annotations
@@ -20,15 +21,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ragdistill.common.config import apply_run_settings, stage_dir
+from ragdistill.common.config import apply_run_settings
 from ragdistill.common.errors import RagdistillError
-from ragdistill.common.io import atomic_path, iter_jsonl, write_json
+from ragdistill.common.io import atomic_path, iter_jsonl
 from ragdistill.common.logging import get_logger
 from ragdistill.common.models import resolve_model
+from ragdistill.common.paths import stage_dir, student_dir
+from ragdistill.common.results import TrainResult
+from ragdistill.common.training import build_training_args
+from ragdistill.generator.config import TrainMethod
 from ragdistill.generator.models import check_same_tokenizer, load_tokenizer
 
 log = get_logger(__name__)
-METHODS = ("sft", "gkd")
+STAGE = "generator"
 
 
 def read_chat_jsonl(path: str | Path, max_examples: int | None = None) -> list[dict[str, Any]]:
@@ -47,7 +52,7 @@ def read_chat_jsonl(path: str | Path, max_examples: int | None = None) -> list[d
         if max_examples and len(rows) >= max_examples:
             break
     if not rows:
-        raise RagdistillError(f"{path}: the training set is empty (every teacher answer was filtered out?); see filter_report.json beside it")
+        raise RagdistillError(f"{path}: the training set is empty (every teacher answer was filtered out?); see the filter report in teach.json beside it")
     return rows
 
 
@@ -56,15 +61,14 @@ def to_prompt_completion(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{"prompt": r["messages"][:-1], "completion": r["messages"][-1:]} for r in rows]
 
 
-def resolve_quantization(setting: str) -> str:
+def resolve_quantization(setting: Any) -> str:
     """``qlora-4bit`` or ``lora``: ``auto`` is QLoRA when a CUDA GPU is present."""
     import torch
 
-    if setting not in ("auto", "4bit", "none"):
-        raise RagdistillError(f"generator.train.quantization={setting!r}: choose auto, 4bit or none")
-    if setting == "auto":
+    name = getattr(setting, "value", setting)
+    if name == "auto":
         return "qlora-4bit" if torch.cuda.is_available() else "lora"
-    return "qlora-4bit" if setting == "4bit" else "lora"
+    return "qlora-4bit" if name == "4bit" else "lora"
 
 
 def load_student(path: str, quantization: str) -> Any:
@@ -82,14 +86,12 @@ def load_student(path: str, quantization: str) -> Any:
     return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
 
 
-def use_bf16(setting: str) -> bool:
-    """bf16 mixed precision: on when the hardware has fast bf16 (auto), or as forced."""
+def use_bf16(setting: bool | None) -> bool:
+    """bf16 mixed precision: as set, or (``None``) where the hardware has fast bf16."""
     import torch
 
-    if setting not in ("auto", "true", "false", "True", "False"):
-        raise RagdistillError(f"generator.train.bf16={setting!r}: choose auto, true or false")
-    if setting.lower() != "auto":
-        return setting.lower() == "true"
+    if setting is not None:
+        return bool(setting)
     if torch.cuda.is_available():
         return bool(torch.cuda.is_bf16_supported())
     return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
@@ -102,61 +104,51 @@ def lora_config(cfg: Any) -> Any:
     return LoraConfig(r=lo.r, lora_alpha=lo.alpha, lora_dropout=lo.dropout, target_modules=list(lo.target_modules), task_type="CAUSAL_LM")
 
 
-def _common_args(cfg: Any, out: Path) -> dict[str, Any]:
+def _fixed_args(cfg: Any, out: Path) -> dict[str, Any]:
+    """What the stage decides itself (``generator.train.args`` may not set these)."""
     import torch
 
-    t = cfg.generator.train
-    return dict(
-        output_dir=str(out / "checkpoints"),
-        num_train_epochs=float(t.epochs),
-        max_steps=int(t.max_steps),
-        per_device_train_batch_size=int(t.batch_size),
-        gradient_accumulation_steps=int(t.grad_accum),
-        learning_rate=float(t.learning_rate),
-        warmup_ratio=float(t.warmup_ratio),
-        lr_scheduler_type="cosine",
-        logging_steps=1,
-        save_strategy="no",
-        report_to=list(cfg.run.report_to),
-        seed=int(cfg.run.seed),
-        max_length=int(t.max_length),
-        gradient_checkpointing=bool(t.gradient_checkpointing),
-        bf16=use_bf16(str(t.bf16)),
-        use_cpu=not torch.cuda.is_available(),
-        dataloader_num_workers=0,
-        disable_tqdm=False,
-    )
+    return dict(output_dir=str(out / "checkpoints"), report_to=list(cfg.run.report_to), seed=int(cfg.run.seed),
+                bf16=use_bf16(cfg.generator.train.bf16), use_cpu=not torch.cuda.is_available())
 
 
-def train(cfg: Any) -> dict[str, Any]:
+def train(cfg: Any) -> TrainResult:
+    """LoRA on the teacher's answers (sft) or logits (gkd), then the adapter merged into ``train/student``."""
     from datasets import Dataset
 
     apply_run_settings(cfg)
     t = cfg.generator.train
-    if t.method not in METHODS:
-        raise RagdistillError(f"generator.train.method={t.method!r}: choose one of {', '.join(METHODS)}")
-    out = stage_dir(cfg, "generator", "train")
+    out, merged = stage_dir(cfg, STAGE, "train"), student_dir(cfg, STAGE)
     student_path = resolve_model(cfg.student.model)
-    if t.method == "gkd":  # fail before loading anything
+    method = TrainMethod(t.method)
+    if method is TrainMethod.gkd:  # fail before loading anything
         check_same_tokenizer(cfg.teacher.model, cfg.student.model)
-    rows = read_chat_jsonl(stage_dir(cfg, "generator", "teach") / "train.jsonl", t.max_examples)
+    rows = read_chat_jsonl(stage_dir(cfg, STAGE, "teach") / "train.jsonl", t.max_examples)
     quant = resolve_quantization(t.quantization)
-    log.info("generator train: method=%s, %s on %s (%d examples)", t.method, "QLoRA (4-bit NF4 base)" if quant == "qlora-4bit" else "LoRA (fp32 base, no quantisation)", student_path, len(rows))
-    print(f"[generator train] method={t.method}, adapter training: {quant} ({'CUDA' if quant == 'qlora-4bit' else 'CPU: plain LoRA'}), {len(rows)} examples", flush=True)
+    where = "generator.train.args"
+    if method is TrainMethod.sft:
+        from trl import SFTConfig
+
+        args = build_training_args(SFTConfig, t.args, where, **_fixed_args(cfg, out), completion_only_loss=True)
+    else:
+        from trl.experimental.gkd import GKDConfig
+
+        args = build_training_args(GKDConfig, t.args, where, **_fixed_args(cfg, out), lmbda=float(t.gkd_lmbda), beta=float(t.gkd_beta),
+                                   temperature=float(t.gkd_temperature), max_new_tokens=int(cfg.generator.student_max_new_tokens),
+                                   teacher_model_init_kwargs={"dtype": "float32"})
+    log.info("generator train: method=%s, %s on %s (%d examples)", method.value, "QLoRA (4-bit NF4 base)" if quant == "qlora-4bit" else "LoRA (fp32 base, no quantisation)", student_path, len(rows))
+    print(f"[generator train] method={method.value}, adapter training: {quant} ({'CUDA' if quant == 'qlora-4bit' else 'CPU: plain LoRA'}), {len(rows)} examples", flush=True)
     tok = load_tokenizer(student_path)
     model = load_student(student_path, quant)
     start = time.perf_counter()
-    if t.method == "sft":
-        from trl import SFTConfig, SFTTrainer
+    if method is TrainMethod.sft:
+        from trl import SFTTrainer
 
-        args = SFTConfig(**_common_args(cfg, out), completion_only_loss=True)
         trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(to_prompt_completion(rows)),
                              processing_class=tok, peft_config=lora_config(cfg))
     else:
-        from trl.experimental.gkd import GKDConfig, GKDTrainer
+        from trl.experimental.gkd import GKDTrainer
 
-        args = GKDConfig(**_common_args(cfg, out), lmbda=float(t.gkd_lmbda), beta=float(t.gkd_beta), temperature=float(t.gkd_temperature),
-                         max_new_tokens=int(cfg.generator.student_max_new_tokens), teacher_model_init_kwargs={"dtype": "float32"})
         trainer = GKDTrainer(model=model, teacher_model=resolve_model(cfg.teacher.model), args=args,
                              train_dataset=Dataset.from_list(rows), processing_class=tok, peft_config=lora_config(cfg))
     result = trainer.train()
@@ -165,17 +157,16 @@ def train(cfg: Any) -> dict[str, Any]:
     with atomic_path(out / "adapter") as tmp:
         trainer.model.save_pretrained(tmp)
         tok.save_pretrained(tmp, legacy_format=False)  # fast tokenizer only: the GGUF-converted vocab file is the whole GGUF
-    merge_adapter(student_path, out / "adapter", out / "merged")
+    merge_adapter(student_path, out / "adapter", merged)
     info = {
-        "method": t.method, "adapter_training": quant, "bf16": bool(args.bf16), "student": cfg.student.model, "student_path": student_path,
+        "method": method.value, "adapter_training": quant, "bf16": bool(args.bf16), "student": cfg.student.model, "student_path": student_path,
         "teacher": cfg.teacher.model, "examples": len(rows), "steps": int(result.global_step), "seconds": seconds,
         "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None, "losses": losses,
-        "adapter_dir": str(out / "adapter"), "merged_dir": str(out / "merged"),
+        "adapter_dir": str(out / "adapter"), "student_dir": str(merged),
     }
-    write_json(out / "train_info.json", info)
     print(f"[generator train] {info['steps']} steps in {seconds:.0f}s, loss {info['first_loss']} -> {info['last_loss']}; "
-          f"adapter {out / 'adapter'}, merged {out / 'merged'}", flush=True)
-    return info
+          f"adapter {out / 'adapter'}, merged student {merged}", flush=True)
+    return TrainResult(STAGE, n_items=len(rows), train_steps=int(result.global_step), student=str(merged), details=info)
 
 
 def merge_adapter(base_path: str, adapter_dir: str | Path, merged_dir: str | Path) -> Path:
