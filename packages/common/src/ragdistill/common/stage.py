@@ -60,19 +60,30 @@ class Stage:
     output_field: ClassVar[str] = ""  # a monitor log line's field holding the student's output already (not re-run)
     extra_verbs: ClassVar[tuple[str, ...]] = ()  # further methods exposed as verbs (``build_teacher`` -> build-teacher)
 
-    # ---- the four verbs: implemented by each stage
+    # ---- the four verbs. By default each runs the function of its name in the stage package's module
+    # of its name (``ragdistill.<stage>.teach.teach(cfg)``, ...), imported when it runs: the package's
+    # ``__init__`` stays light. A stage overrides a verb that needs more than ``cfg``.
+
+    def _module_function(self, name: str) -> Callable[..., Any]:
+        import importlib
+
+        package = type(self).__module__.rpartition(".")[0]
+        fn = getattr(importlib.import_module(f"{package}.{name}"), name, None)
+        if fn is None:
+            raise NotImplementedError(f"stage {self.name}: no {package}.{name}.{name}(); write it or override Stage.{name}")
+        return fn
 
     def teach(self, cfg: Any) -> VerbResult:
-        raise NotImplementedError
+        return self._module_function("teach")(cfg)
 
     def train(self, cfg: Any) -> VerbResult:
-        raise NotImplementedError
+        return self._module_function("train")(cfg)
 
     def export(self, cfg: Any) -> ExportResult:
-        raise NotImplementedError
+        return self._module_function("export")(cfg)
 
     def evaluate(self, cfg: Any) -> VerbResult:
-        raise NotImplementedError
+        return self._module_function("evaluate")(cfg)
 
     # ---- nouns
 
@@ -85,8 +96,9 @@ class Stage:
         raise NotImplementedError(f"stage {self.name} has no teacher() hook")
 
     def component(self, cfg: Any, variant: str) -> Callable[..., Any]:
-        """The pipeline callable of ``variant`` (teacher, student_base, student, student_onnx, ...)."""
-        raise NotImplementedError(f"stage {self.name} offers no pipeline component")
+        """The pipeline callable of ``variant`` (teacher, student_base, student, student_onnx, ...); by
+        default ``ragdistill.<stage>.component.component(cfg, variant)``."""
+        return self._module_function("component")(cfg, variant)
 
     def student_dir(self, cfg: Any) -> Path:
         """Where train keeps the distilled student (what next-round snapshots)."""

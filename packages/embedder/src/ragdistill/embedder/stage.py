@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from ragdistill.common.errors import RagdistillError
-from ragdistill.common.results import EvaluateResult, ExportResult, TeachResult, TrainResult
+from ragdistill.common.results import TeachResult
 from ragdistill.common.stage import Predictor, QueueItem, Record, Scorer, Stage
 from ragdistill.embedder.config import EmbedderConfig, System
 
@@ -39,33 +39,12 @@ class EmbedderStage(Stage):
 
         return teach(cfg, self.teacher(cfg))
 
-    def train(self, cfg: Any) -> TrainResult:
-        from ragdistill.embedder.train import train
-
-        return train(cfg)
-
-    def export(self, cfg: Any) -> ExportResult:
-        from ragdistill.embedder.export import export
-
-        return export(cfg)
-
-    def evaluate(self, cfg: Any) -> EvaluateResult:
-        from ragdistill.embedder.evaluate import evaluate
-
-        return evaluate(cfg)
-
     # ---- nouns
 
     def teacher(self, cfg: Any) -> Any:
         from ragdistill.embedder.teacher import embed_teacher
 
         return embed_teacher(cfg)
-
-    def component(self, cfg: Any, variant: str) -> Any:
-        """An :class:`~ragdistill.common.pipeline.Encoder` (texts, is_query) -> unit vectors."""
-        from ragdistill.embedder.component import component
-
-        return component(cfg, variant)
 
     def held_out(self, cfg: Any, n: int | None = None) -> list[Record]:
         from ragdistill.embedder.data import held_out_records, load_data

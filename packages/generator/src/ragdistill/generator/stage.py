@@ -31,29 +31,7 @@ class GeneratorStage(Stage):
     quality_metric = "token_f1"
     output_field = "answer"  # a monitor log line may carry the student's answer: it is not generated again
 
-    # ---- the four verbs
-
-    def teach(self, cfg: Any) -> Any:
-        from ragdistill.generator.teach import teach
-
-        return teach(cfg)
-
-    def train(self, cfg: Any) -> Any:
-        from ragdistill.generator.train import train
-
-        return train(cfg)
-
-    def export(self, cfg: Any) -> Any:
-        from ragdistill.generator.export import export
-
-        return export(cfg)
-
-    def evaluate(self, cfg: Any) -> Any:
-        from ragdistill.generator.evaluate import evaluate
-
-        return evaluate(cfg)
-
-    # ---- nouns
+    # ---- nouns (the four verbs are the base class's: ragdistill.generator.<verb>.<verb>(cfg))
 
     def teacher(self, cfg: Any) -> Any:
         from ragdistill.generator.teachers import answer_teacher

@@ -18,7 +18,6 @@ from __future__ import annotations
 from typing import Any
 
 from ragdistill.common.errors import RagdistillError
-from ragdistill.common.results import EvaluateResult, ExportResult, TeachResult, TrainResult
 from ragdistill.common.stage import Predictor, QueueItem, Record, Scorer, Stage
 from ragdistill.query_rewriter.config import QueryRewriterConfig
 
@@ -36,39 +35,12 @@ class QueryRewriterStage(Stage):
     quality_metric = "recall_lift"
     output_field = "rewrite"  # a monitor log line may carry the student's rewrite
 
-    # ---- the four verbs
-
-    def teach(self, cfg: Any) -> TeachResult:
-        from ragdistill.query_rewriter.teach import teach
-
-        return teach(cfg)
-
-    def train(self, cfg: Any) -> TrainResult:
-        from ragdistill.query_rewriter.train import train
-
-        return train(cfg)
-
-    def export(self, cfg: Any) -> ExportResult:
-        from ragdistill.query_rewriter.export import export
-
-        return export(cfg)
-
-    def evaluate(self, cfg: Any) -> EvaluateResult:
-        from ragdistill.query_rewriter.evaluate import evaluate
-
-        return evaluate(cfg)
-
-    # ---- nouns
+    # ---- nouns (the four verbs are the base class's: ragdistill.query_rewriter.<verb>.<verb>(cfg))
 
     def teacher(self, cfg: Any) -> Any:
         from ragdistill.query_rewriter.labels import cached_teacher
 
         return cached_teacher(cfg)
-
-    def component(self, cfg: Any, variant: str) -> Any:
-        from ragdistill.query_rewriter.component import component
-
-        return component(cfg, variant)
 
     def predictor(self, cfg: Any, variant: str) -> Predictor:
         from ragdistill.query_rewriter.component import predictor

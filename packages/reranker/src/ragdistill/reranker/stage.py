@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from ragdistill.common.pipeline import VARIANTS
-from ragdistill.common.results import EvaluateResult, ExportResult, TeachResult, TrainResult
+from ragdistill.common.results import EvaluateResult, TeachResult
 from ragdistill.common.stage import QueueItem, Record, Scorer, Stage
 from ragdistill.reranker.config import RerankerConfig
 from ragdistill.reranker.lists import PAIR_TEMPLATE
@@ -47,16 +47,6 @@ class RerankerStage(Stage):
         with self.teacher(cfg) as teacher:
             return teach(cfg, teacher)
 
-    def train(self, cfg: Any) -> TrainResult:
-        from ragdistill.reranker.train import train
-
-        return train(cfg)
-
-    def export(self, cfg: Any) -> ExportResult:
-        from ragdistill.reranker.export import export
-
-        return export(cfg)
-
     def evaluate(self, cfg: Any) -> EvaluateResult:
         from ragdistill.reranker.evaluate import evaluate
 
@@ -75,11 +65,6 @@ class RerankerStage(Stage):
         from ragdistill.reranker.teachers import cached_teacher
 
         return cached_teacher(cfg)
-
-    def component(self, cfg: Any, variant: str) -> Any:
-        from ragdistill.reranker.component import component
-
-        return component(cfg, variant)
 
     def held_out(self, cfg: Any, n: int | None = None) -> list[Record]:
         """The held-out candidate lists evaluate reranks: ``{id, query, docs, doc_ids, qrels}``."""
