@@ -5,7 +5,7 @@
     ragdistill embedder train --help          config groups and the composed config
     ragdistill embedder train teacher=mpnet student=minilm-l6 data.max_queries=100
     ragdistill embedder evaluate -m student.model=minilm-l6,mpnet     (Hydra multirun)
-    ragdistill demo                           the default main job on the bundled data
+    ragdistill demo                           the default main job on the bundled data (a command of ragdistill-e2e)
 
 Errors in the user's input (data, config, missing artifacts) print one clear message and exit 2.
 """
@@ -82,8 +82,7 @@ def _usage() -> str:
     for s in load_stages().values():
         lines.append(f"  {s.name:<16} {s.description}")
         lines.append(f"  {'':<16} verbs: {', '.join(stage_verbs(s))}")
-    lines += ["", "commands:", "  demo             the default main job: every installed stage's teach -> train -> export -> evaluate",
-              "                   on the bundled data with the bundled models (conf/demo.yaml)"]
+    lines += ["", "commands:"]
     for name, (desc, _) in _commands().items():
         lines.append(f"  {name:<16} {desc}")
     return "\n".join(lines)
@@ -110,12 +109,6 @@ def main(argv: list[str] | None = None) -> None:
             print(_usage())
             return
         head, rest = argv[0], argv[1:]
-        if head == "demo":
-            from ragdistill.common.ops.demo import run_demo
-
-            setup_logging()
-            run_demo(rest)
-            return
         commands = _commands()
         if head in commands:
             commands[head][1](rest)

@@ -6,8 +6,9 @@
 - :func:`fold_queue` (``teach data.extra=queue``), :func:`next_round` and :func:`compare_rounds`
   (:mod:`.rounds`, :mod:`.failure_queue`);
 - :func:`export_labels` (:mod:`.labels`);
-- the commands beside the stages: ``ragdistill cost`` (:mod:`.cost`), ``cache`` (:mod:`.cache_cli`),
-  ``serve-openai`` (:mod:`.serve_openai`) and the demo (:mod:`.demo`).
+- the commands beside the stages: ``ragdistill cost`` (:mod:`.cost`), ``cache`` (:mod:`.cache_cli`)
+  and ``serve-openai`` (:mod:`.serve_openai`). (The demo runs stages and the e2e harness, so it
+  lives above both, in ``ragdistill.e2e.demo``.)
 
 Stages never import this package: it sits above them and calls their hooks.
 """

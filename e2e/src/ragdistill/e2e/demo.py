@@ -1,5 +1,7 @@
-"""The default main job: every installed stage, teach -> train -> export -> evaluate, on the
-bundled data with the bundled models, with the small-run overrides of ``conf/demo.yaml``."""
+"""``ragdistill demo``, the default main job: every installed stage, teach -> train -> export ->
+evaluate, on the bundled data with the bundled models, with the small-run overrides of
+``conf/demo.yaml``, then the e2e harness's pipelines and one comparison table. It lives beside the
+harness, the top layer: it runs the stages and the harness, and nothing imports it."""
 
 from __future__ import annotations
 
@@ -50,12 +52,9 @@ def run_demo(extra_overrides: list[str]) -> dict[str, float]:
 
 def _run_e2e(spec: DictConfig, extra_overrides: list[str]) -> None:
     """The e2e harness for each configured pipeline, then one comparison table."""
-    try:
-        from ragdistill.e2e.cli import run_e2e
-        from ragdistill.e2e.report import compare_runs
-    except ImportError:
-        log.warning("demo: ragdistill-e2e is not installed; skipping the end-to-end runs")
-        return
+    from ragdistill.e2e.cli import run_e2e
+    from ragdistill.e2e.report import compare_runs
+
     outs = []
     for run in spec.runs:
         overrides = [*spec.get("overrides", []), *run, *extra_overrides]
@@ -63,3 +62,15 @@ def _run_e2e(spec: DictConfig, extra_overrides: list[str]) -> None:
         outs.append(run_e2e(compose("e2e", overrides)))
     print("\n=== teacher vs student pipelines (retention and speed-up vs the all-teacher run)", flush=True)
     print(compare_runs(outs, outs[-1].parent / "demo-comparison"), flush=True)
+
+
+def demo_command(argv: list[str]) -> None:
+    """``ragdistill demo [overrides]``: the overrides (e.g. ``paths.work_dir=/tmp/w``) apply to every stage."""
+    from ragdistill.common.logging import setup_logging
+
+    setup_logging()
+    run_demo(argv)
+
+
+demo_command.description = ("the default main job: every installed stage's teach -> train -> export -> evaluate on the "
+                            "bundled data with the bundled models (conf/demo.yaml), then the e2e pipelines")
