@@ -3,7 +3,6 @@ and a run killed midway is resumed by a rerun that labels only what is missing."
 
 from __future__ import annotations
 
-import importlib
 import os
 import signal
 import sqlite3
@@ -149,16 +148,18 @@ def test_stage_teach_runs_on_ray_and_matches_the_local_run(runtime, tmp_path):
     small = ["run.report_to=[]", "teacher.model=minilm-l6", "teacher.max_length=32", "data.max_queries=4", "data.max_docs=16", "teacher.batch_size=8"]
     local = stage.teach(compose("embedder", [*small, f"paths.work_dir={tmp_path / 'local'}"]))
     on_ray = stage.teach(compose("embedder", [*small, f"paths.work_dir={tmp_path / 'ray'}", "run.launcher=ray", "ray.num_workers=2"]))
-    assert on_ray["teacher_id"] == local["teacher_id"] and on_ray["n_docs"] == local["n_docs"] == 16
+    assert on_ray.details["teacher_id"] == local.details["teacher_id"] and on_ray.details["n_docs"] == local.details["n_docs"] == 16
+    # every text read or labelled once, on Ray as locally
+    assert (on_ray.teacher_calls, on_ray.cached) == (local.teacher_calls, local.cached) and local.teacher_calls + local.cached == local.n_items
     with np.load(tmp_path / "local/embedder/teach/teacher_embeddings.npz") as a, np.load(tmp_path / "ray/embedder/teach/teacher_embeddings.npz") as b:
         assert list(a["doc_ids"]) == list(b["doc_ids"])
         assert np.allclose(a["doc_emb"], b["doc_emb"], atol=1e-5) and np.allclose(a["query_emb"], b["query_emb"], atol=1e-5)
 
 
 TINY_GEN = ["teacher.model=smollm2-135m-instruct", "teacher.batch_size=2", "run.torch_threads=1", "ray.num_workers=1"]
-GENERATOR = [*TINY_GEN, "teacher.max_new_tokens=8", "generator.teach.labels_files=[]", "generator.teach.max_train_questions=3",
-             "generator.retrieval.top_k=1", "generator.prompt.max_context_chars=200", "generator.filters.min_grounding=0.0"]
-REWRITER = [*TINY_GEN, "query_rewriter.teach.import_labels=[]", "query_rewriter.teach.rewrite_records=2", "query_rewriter.teach.expansion_data=[scifact]",
+GENERATOR = [*TINY_GEN, "teacher.max_new_tokens=8", "generator.teach.shipped_labels=[]", "generator.teach.max_train_questions=3",
+             "generator.retrieval.top_k=1", "generator.prompt.max_context_chars=200", "generator.teach.filters.min_grounding=0.0"]
+REWRITER = [*TINY_GEN, "query_rewriter.teach.shipped_labels=[]", "query_rewriter.teach.rewrite_records=2", "query_rewriter.teach.expansion_data=[scifact]",
             "query_rewriter.teach.expansion_queries=1", "query_rewriter.teach.rewrite_max_new_tokens=16", "query_rewriter.teach.expansion_max_new_tokens=8"]
 
 
@@ -175,62 +176,45 @@ def test_generation_stage_teach_labels_the_same_locally_and_on_ray(runtime, tmp_
     answers on a Ray worker, which builds the rewriter's few-shot prompts itself (``prepare``), and the
     cache ends up with the same keys, teacher ids and replies as a local run."""
     from ragdistill.common.config import compose
-    from ragdistill.generator.teach import teach as generator_teach
-    from ragdistill.query_rewriter.teach import teach as rewriter_teach
+    from ragdistill.common.stage import get_stage
 
-    teach, small = (generator_teach, GENERATOR) if stage == "generator" else (rewriter_teach, REWRITER)
+    teach, small = get_stage(stage).teach, (GENERATOR if stage == "generator" else REWRITER)
     reports = {}
     for launcher in ("local", "ray"):
         cfg = compose(stage, [*small, f"paths.work_dir={tmp_path / launcher}", f"run.launcher={launcher}"])
         reports[launcher] = teach(cfg)
-    labels = reports["ray"]["teacher_labels"]
+    labels = reports["ray"].details["teacher_labels"]
     if stage == "generator":
         assert labels == {"launcher": "ray", "cached": 0, "labelled": 3}
     else:
         assert labels == {"rewrite": {"launcher": "ray", "cached": 0, "labelled": 2}, "expansion": {"launcher": "ray", "cached": 0, "labelled": 1}}
+    assert (reports["ray"].teacher_calls, reports["ray"].cached) == (reports["local"].teacher_calls, reports["local"].cached) == (3, 0)
     local, on_ray = _rows(tmp_path / "local/cache/labels.sqlite"), _rows(tmp_path / "ray/cache/labels.sqlite")
     assert len(local) == 3 and on_ray == local  # same keys, the stage's teacher id in the rows, the same greedy replies
 
     # a rerun on Ray finds every label cached: no Ray job, no teacher load
     again = teach(compose(stage, [*small, f"paths.work_dir={tmp_path / 'ray'}", "run.launcher=ray"]))
-    assert all(r["labelled"] == 0 for r in ([again["teacher_labels"]] if stage == "generator" else again["teacher_labels"].values()))
-
-
-class _NoLoad:
-    """A teacher whose model must never be needed: every label has to come from the shipped files."""
-
-    teacher_id = "must-not-load"
-
-    def generate(self, conversations, **overrides):
-        raise AssertionError(f"a shipped label missed the cache: {len(conversations)} conversations were sent to the teacher")
+    assert (again.teacher_calls, again.cached) == (0, 3)
+    assert all(r["labelled"] == 0 for r in ([again.details["teacher_labels"]] if stage == "generator" else again.details["teacher_labels"].values()))
 
 
 def test_shipped_generation_labels_still_hit_with_the_demo_settings(tmp_path):
     """data/labels/{generator,query_rewriter}.jsonl were made before run_labelling: with conf/demo.yaml's
-    settings every teach label is found under the same key (counted as cached, none relabelled)."""
+    settings every teach label is found under the same key (counted as cached, none relabelled, so no
+    teacher is ever loaded), with the local launcher and with Ray (a fully cached Ray run starts no runtime)."""
     from omegaconf import OmegaConf
 
     from ragdistill.common.config import compose
     from ragdistill.common.paths import project_home
-    from ragdistill.generator.examples import load_examples
-    from ragdistill.generator.teachers import LazyTeacher
-    from ragdistill.generator.teachers import open_cache as generator_cache
-
-    gen = importlib.import_module("ragdistill.generator.teach")  # the packages export a function named teach
-    qr = importlib.import_module("ragdistill.query_rewriter.teach")
+    from ragdistill.common.stage import get_stage
 
     demo = OmegaConf.load(project_home() / "conf/demo.yaml").overrides
-    base = [f"paths.work_dir={tmp_path}", "run.report_to=[]"]
-    cfg = compose("query_rewriter", [*base, *demo.query_rewriter])
-    examples = qr.training_examples(cfg)
-    teacher = qr.LazyTeacher(cfg.teacher)
-    teacher._t = _NoLoad()  # type: ignore[assignment]
-    _, runs = qr.teacher_label_runs(cfg, examples, qr.open_cache(cfg), teacher)
-    assert {t: (r.total, r.cached, r.labelled) for t, r in runs.items()} == {"rewrite": (16, 16, 0), "expansion": (2, 2, 0)}
-
-    cfg = compose("generator", [*base, *demo.generator])
-    examples = load_examples(cfg, cfg.data.train_split, cfg.generator.teach.max_train_questions)
-    for launcher in ("local", "ray"):  # a fully cached Ray run starts no runtime
-        cfg.run.launcher = launcher
-        run = gen.teacher_answer_run(cfg, examples, LazyTeacher(cfg.teacher, factory=_NoLoad), generator_cache(cfg))
-        assert (run.launcher, run.total, run.cached, run.labelled) == (launcher, 64, 64, 0)
+    for launcher in ("local", "ray"):
+        base = [f"paths.work_dir={tmp_path / launcher}", "run.report_to=[]", f"run.launcher={launcher}"]
+        res = get_stage("query_rewriter").teach(compose("query_rewriter", [*base, *demo.query_rewriter]))
+        assert res.details["teacher_labels"] == {"rewrite": {"launcher": launcher, "cached": 16, "labelled": 0},
+                                                 "expansion": {"launcher": launcher, "cached": 2, "labelled": 0}}
+        assert (res.teacher_calls, res.cached) == (0, 18)
+        res = get_stage("generator").teach(compose("generator", [*base, *demo.generator]))
+        assert res.details["teacher_labels"] == {"launcher": launcher, "cached": 64, "labelled": 0}
+        assert (res.teacher_calls, res.cached) == (0, 64)
