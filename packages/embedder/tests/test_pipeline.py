@@ -24,7 +24,8 @@ SMALL = [
     "run.report_to=[]", "data.max_queries=6", "data.max_docs=24", "teacher.max_length=32", "student.max_length=32",
     "embedder.teach.negatives_per_query=2", "embedder.train.args.per_device_train_batch_size=4",
     "embedder.train.args.max_steps=2", "embedder.train.args.eval_steps=1", "embedder.train.val_fraction=0.34",
-    "embedder.train.matryoshka=[384,96]", "embedder.train.losses=[mse,mnrl,margin_mse]", "embedder.export.parity_texts=8",
+    "embedder.train.matryoshka=[384,96]", "embedder.train.losses=[mse,mnrl,margin_mse]", "embedder.train.mse_corpus_docs=0",
+    "embedder.export.parity_texts=8",
     "embedder.evaluate.speed_texts=8", "embedder.evaluate.latency_queries=4",
 ]
 VERBS = stage_verbs(stage)

@@ -44,6 +44,9 @@ class TeacherConfig:
     model: str = ""
     batch_size: int = 32
     max_length: int | None = None
+    # backend=sentence_transformer: run the same weights as fp32 ONNX (onnxruntime; exported once into the
+    # model cache). Parity with torch is tested (cosine >= 0.999), so the labels keep torch's key
+    onnx: bool = False
     max_new_tokens: int = 128
     temperature: float = 0.0
     base_url: str | None = None

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from ragdistill.common.config import EvaluateConfig, ExportConfig, StageConfig, TeachConfig, TrainConfig
+from ragdistill.common.config import EvaluateConfig, ExportConfig, StageConfig, TeachConfig, TeacherConfig, TrainConfig
 
 
 class Loss(Enum):
@@ -94,6 +94,15 @@ class EmbedderTrainConfig(TrainConfig):
     val_fraction: float = 0.1  # training queries held out for the in-training evaluator (never the test split)
     val_max_docs: int = 1000  # corpus size the in-training evaluator ranks (val positives always kept)
     early_stopping_patience: int = 2  # evaluations without NDCG@10 gain before stopping; 0 = off
+    negatives_per_query: int | None = None  # the first (hardest) n of each query's mined negatives; None = all teach mined
+    # feature distillation without queries: corpus documents trained by MSE alone on their teacher embeddings
+    # (teach already has them). None = every document, 0 = none, n = a seeded sample of n
+    mse_corpus_docs: int | None = None
+    # margin_mse's target from another teacher's (query, document) scores instead of the embedding teacher's
+    # cosines: a scoring teacher config, e.g. the reranker's `teacher@embedder.train.margin_teacher=hybrid-mpnet-bm25`.
+    # Its scores are labelled through the label cache under the reranker's keys (one cache serves both stages)
+    margin_teacher: TeacherConfig | None = None
+    margin_scale: float = 1.0  # the margin teacher's margins are multiplied by this (put them on the cosine scale)
 
 
 @dataclass
@@ -115,6 +124,9 @@ class EmbedderEvaluateConfig(EvaluateConfig):
     mteb: bool = True  # also score through MTEB's own retrieval evaluator (local task)
     speed_texts: int = 64  # queries encoded for throughput (batch = batch_size)
     latency_queries: int = 32  # single-query calls for p50/p95
+    # the work dir whose trained student and export are evaluated (None = paths.work_dir): score a student on
+    # data it never saw (data=squad) with the results written under this run's own work dir
+    models_from: str | None = None
 
 
 @dataclass

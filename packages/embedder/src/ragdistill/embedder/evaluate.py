@@ -29,7 +29,7 @@ from ragdistill.common.timing import measure
 from ragdistill.embedder.data import data_source, load_data
 from ragdistill.embedder.models import STAGE
 from ragdistill.embedder.retrieve import search
-from ragdistill.embedder.systems import NAMES, build_system
+from ragdistill.embedder.systems import NAMES, build_system, models_cfg
 
 log = get_logger(__name__)
 
@@ -58,6 +58,7 @@ def evaluate(cfg: Any) -> EvaluateResult:
     systems = list(dict.fromkeys(x.name for x in s.systems))
     if not systems:
         raise RagdistillError(f"embedder.evaluate.systems is empty; choose some of {', '.join(NAMES)}")
+    models_cfg(cfg)  # a wrong embedder.evaluate.models_from fails before any system is built
     data = load_data(cfg)
     queries, qrels = data.split(cfg.data.test_split)
     qids, doc_ids = list(queries), list(data.corpus)
@@ -106,8 +107,10 @@ def evaluate(cfg: Any) -> EvaluateResult:
                                                  "full_split": cfg.data.max_docs is None and cfg.data.max_queries is None},
         "speed": {"texts": len(speed_texts), "batch_size": int(s.batch_size), "latency_calls": min(len(speed_texts), int(s.latency_queries))},
     }
+    if s.get("models_from"):
+        details["models_from"] = str(s.models_from)
     for verb, file in (("train", "train.json"), ("export", "export.json")):
-        p = stage_dir(cfg, STAGE, verb) / file
+        p = stage_dir(models_cfg(cfg), STAGE, verb) / file
         if p.exists():
             details[verb] = read_json(p).get("details", {})
     table = comparison_table(results, title=f"[{STAGE}] teacher vs student, before and after distillation")

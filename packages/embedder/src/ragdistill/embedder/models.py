@@ -36,7 +36,8 @@ def load_sentence_transformer(model: str, max_length: int | None = None, backend
 
 
 def embedding_dim(st: Any) -> int:
-    dim = st.get_sentence_embedding_dimension()
+    get = getattr(st, "get_embedding_dimension", None) or st.get_sentence_embedding_dimension  # renamed in sentence-transformers 5.x
+    dim = get()
     if not dim:
         raise RagdistillError(f"model {st!r} does not report an embedding dimension; it needs a Pooling module")
     return int(dim)

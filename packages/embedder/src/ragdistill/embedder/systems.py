@@ -83,6 +83,22 @@ def _teacher_system(cfg: Any) -> System:
     return System("teacher", cached, raw, dim, size, folder, teacher.close, runs)
 
 
+def models_cfg(cfg: Any) -> Any:
+    """``cfg`` with ``paths.work_dir`` at ``embedder.evaluate.models_from`` when set: where the trained
+    student and its export are read from (the label cache and the outputs stay this run's)."""
+    src = cfg.embedder.evaluate.get("models_from")
+    if not src:
+        return cfg
+    if not Path(src).is_dir():
+        raise RagdistillError(f"embedder.evaluate.models_from={src}: no such work dir; give the paths.work_dir the student was trained in")
+    from omegaconf import OmegaConf, open_dict
+
+    other = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+    with open_dict(other):
+        other.paths.work_dir = str(src)
+    return other
+
+
 def build_system(cfg: Any, name: str) -> System:
     """The named system, or a RagdistillError saying which verb produces what it needs."""
     s = cfg.embedder.evaluate
@@ -92,8 +108,8 @@ def build_system(cfg: Any, name: str) -> System:
     if name == "student_base":
         return _st_system(name, cfg.student.model, ml, bs)
     if name == "student":
-        return _st_system(name, str(trained_student(cfg)), ml, bs)
+        return _st_system(name, str(trained_student(models_cfg(cfg))), ml, bs)
     if name in ("student_onnx", "student_onnx_int8"):
-        d = exported_model(cfg)
+        d = exported_model(models_cfg(cfg))
         return _st_system(name, str(d), ml, bs, backend="onnx", file_name=FP32_FILE if name == "student_onnx" else INT8_FILE)
     raise RagdistillError(f"embedder: unknown system {name!r}; choose from {', '.join(NAMES)}")

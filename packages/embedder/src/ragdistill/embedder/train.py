@@ -95,15 +95,41 @@ def split_validation(train_qids: list[str], fraction: float, seed: int) -> tuple
     return set(qids[n_val:]), set(qids[:n_val])
 
 
-def build_dataset(triples: list[Triple], data: RetrievalData, art: TeachArtifacts, targets: Any) -> Any:
+def cap_negatives(triples: list[Triple], n: int | None) -> list[Triple]:
+    """The first ``n`` triples of each query (teach writes a query's negatives hardest first); None = all."""
+    if n is None:
+        return list(triples)
+    if n < 1:
+        raise RagdistillError(f"embedder.train.negatives_per_query={n}: use 1 or more (null = every negative teach mined)")
+    seen: dict[str, int] = {}
+    out = []
+    for t in triples:
+        seen[t.query_id] = seen.get(t.query_id, 0) + 1
+        if seen[t.query_id] <= n:
+            out.append(t)
+    return out
+
+
+def corpus_sample(doc_ids: list[str], n: int | None, seed: int) -> list[str]:
+    """The corpus documents trained by MSE alone: all (None), none (0) or a seeded sample of ``n``."""
+    if n is None or n >= len(doc_ids):
+        return list(doc_ids)
+    if n < 0:
+        raise RagdistillError(f"embedder.train.mse_corpus_docs={n}: use 0 (off), a count, or null (the whole corpus)")
+    return sorted(random.Random(seed).sample(list(doc_ids), n))
+
+
+def build_dataset(triples: list[Triple], data: RetrievalData, art: TeachArtifacts, targets: Any,
+                  margins: np.ndarray | None = None) -> Any:
     """HF dataset (anchor, positive, negative, label) with :meth:`DistillationLoss.pack_labels` labels;
-    ``targets(x)`` maps teacher embeddings to the MSE targets (identity, or the PCA reduction)."""
+    ``targets(x)`` maps teacher embeddings to the MSE targets (identity, or the PCA reduction);
+    ``margins`` replaces the embedding teacher's cosine margins (a scoring teacher's, see ``margins.py``)."""
     from datasets import Dataset
 
     tq = targets(np.stack([art.query(t.query_id) for t in triples]))
     tp = targets(np.stack([art.doc(t.pos_id) for t in triples]))
     tn = targets(np.stack([art.doc(t.neg_id) for t in triples]))
-    margin = np.array([t.pos_score - t.neg_score for t in triples], dtype=np.float32)
+    margin = margins if margins is not None else np.array([t.pos_score - t.neg_score for t in triples], dtype=np.float32)
     labels = DistillationLoss.pack_labels(tq, tp, tn, margin)
     return Dataset.from_dict({
         "anchor": [data.queries[t.query_id] for t in triples],
@@ -163,6 +189,9 @@ def train(cfg: Any) -> TrainResult:
 
     s = cfg.embedder.train
     losses = parse_losses(s.losses, s.loss_weights)
+    if s.margin_teacher is not None and "margin_mse" not in losses:
+        raise RagdistillError(f"embedder.train.margin_teacher is set but embedder.train.losses={list(losses)} has no margin_mse, "
+                              "the loss its margins train; add margin_mse or unset the margin teacher")
     art = TeachArtifacts(cfg)
     data = load_data(cfg)
     _, qrels = data.split(cfg.data.train_split)
@@ -173,7 +202,7 @@ def train(cfg: Any) -> TrainResult:
             "data; rerun `ragdistill embedder teach` with the same data.* settings"
         )
     train_qids, val_qids = split_validation(sorted({t.query_id for t in art.triples}), s.val_fraction, cfg.run.seed)
-    train_triples = [t for t in art.triples if t.query_id in train_qids]
+    train_triples = cap_negatives([t for t in art.triples if t.query_id in train_qids], s.negatives_per_query)
     if not train_triples:
         raise RagdistillError(f"no training triples left after holding out embedder.train.val_fraction={s.val_fraction}; lower it or add queries")
     out = stage_dir(cfg, STAGE, "train")
@@ -198,7 +227,22 @@ def train(cfg: Any) -> TrainResult:
         y = x @ pca.T
         return y / np.maximum(np.linalg.norm(y, axis=1, keepdims=True), 1e-12)
 
-    dataset = build_dataset(train_triples, data, art, targets)
+    margins, margin_info, margin_run = None, None, None
+    if s.margin_teacher is not None:
+        from ragdistill.embedder.margins import margin_teacher, teacher_margins
+
+        with margin_teacher(cfg) as scorer:
+            margins, margin_run = teacher_margins(scorer, train_triples, data)
+            margin_info = {"teacher_id": scorer.teacher_id, "scale": float(s.margin_scale), "pairs": len(margin_run.labels),
+                           "cached": int(margin_run.cached), "labelled": int(margin_run.labelled)}
+        margins = margins * np.float32(s.margin_scale)
+        cos = np.array([t.pos_score - t.neg_score for t in train_triples], dtype=np.float32)
+        margin_info.update(mean=float(margins.mean()), std=float(margins.std()), cosine_margin_mean=float(cos.mean()),
+                           cosine_margin_std=float(cos.std()), corr_with_cosine=float(np.corrcoef(margins, cos)[0, 1]))
+        log.info("margin teacher %s: %d pairs (%d cached); margins %.3f +- %.3f (embedding teacher's cosine margins %.3f +- %.3f, "
+                 "correlation %.2f)", margin_info["teacher_id"], margin_info["pairs"], margin_info["cached"], margin_info["mean"],
+                 margin_info["std"], margin_info["cosine_margin_mean"], margin_info["cosine_margin_std"], margin_info["corr_with_cosine"])
+    dataset = build_dataset(train_triples, data, art, targets, margins)
     evaluator = build_evaluator(val_qids, art.triples, data, qrels, s.val_max_docs, cfg.run.seed) if val_qids else None
 
     inner = DistillationLoss(student, losses, teacher_dim=sdim if pca is not None else tdim,
@@ -209,19 +253,23 @@ def train(cfg: Any) -> TrainResult:
     loss: Any = MatryoshkaLoss(student, inner, matryoshka, s.matryoshka_weights) if matryoshka else inner
     train_data: Any = dataset
     n_mse_texts = 0
-    if mse_texts and inner.mse is not None:
+    # single texts trained by MSE alone: corpus documents (no query needed) and folded-in queue texts
+    corpus_ids = [d for d in corpus_sample(art.doc_ids, s.mse_corpus_docs, int(cfg.run.seed)) if d in data.corpus]
+    texts = [data.corpus[d].full_text for d in corpus_ids] + mse_texts
+    vecs = np.concatenate([np.asarray([art.doc(d) for d in corpus_ids], dtype=np.float32).reshape(-1, tdim), mse_vecs])
+    if texts and inner.mse is not None:
         from datasets import Dataset, DatasetDict
 
         from ragdistill.embedder.losses import TextMSELoss
 
         text_loss = TextMSELoss(student, inner.mse, losses["mse"])
-        n_mse_texts = len(mse_texts)
-        train_data = DatasetDict({"triples": dataset, "mse_texts": Dataset.from_dict({"text": mse_texts, "label": targets(mse_vecs).tolist()})})
+        n_mse_texts = len(texts)
+        train_data = DatasetDict({"triples": dataset, "mse_texts": Dataset.from_dict({"text": texts, "label": targets(vecs).tolist()})})
         loss = {"triples": loss, "mse_texts": MatryoshkaLoss(student, text_loss, matryoshka, s.matryoshka_weights) if matryoshka else text_loss}
-        log.info("train: %d folded-in texts (%s) add MSE rows", n_mse_texts, MSE_TEXTS)
-    elif mse_texts:
-        log.warning("train: %d texts in %s are not used: they train the MSE loss, which embedder.train.losses=%s leaves out",
-                    len(mse_texts), MSE_TEXTS, list(losses))
+        log.info("train: %d corpus documents and %d folded-in texts (%s) add MSE rows", len(texts) - len(mse_texts), len(mse_texts), MSE_TEXTS)
+    elif texts:
+        log.warning("train: %d corpus documents and %d texts of %s are not used: they train the MSE loss, which "
+                    "embedder.train.losses=%s leaves out", len(texts) - len(mse_texts), len(mse_texts), MSE_TEXTS, list(losses))
 
     has_eval = evaluator is not None
     callbacks = [EarlyStoppingCallback(early_stopping_patience=int(s.early_stopping_patience))] if has_eval and s.early_stopping_patience > 0 else []
@@ -233,7 +281,7 @@ def train(cfg: Any) -> TrainResult:
         history.append({"step": 0, "epoch": 0.0, "val_ndcg@10": float(base["val_cosine_ndcg@10"])})
         log.info("val NDCG@10 before training: %.4f", history[0]["val_ndcg@10"])
     resume = _last_checkpoint(out / "checkpoints")
-    result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    trained = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     for h in trainer.state.log_history:
         if METRIC in h:
             history.append({"step": int(h["step"]), "epoch": float(h.get("epoch", 0)), "val_ndcg@10": float(h[METRIC])})
@@ -253,14 +301,19 @@ def train(cfg: Any) -> TrainResult:
     details = {
         "student": cfg.student.model, "teacher_id": art.manifest.get("teacher_id"), "student_dim": sdim, "teacher_dim": tdim,
         "losses": losses, "projection": ("learned" if project else "pca" if pca is not None else "none"),
-        "matryoshka": matryoshka, "n_train_rows": len(dataset), "n_mse_texts": n_mse_texts, "n_train_queries": len(train_qids),
-        "n_val_queries": len(val_qids), "train_loss": float(result.training_loss), "history": history, "best": best,
+        "matryoshka": matryoshka, "n_train_rows": len(dataset), "n_mse_texts": n_mse_texts,
+        "n_mse_corpus_docs": n_mse_texts - len(mse_texts) if n_mse_texts else 0, "margin_teacher": margin_info,
+        "negatives_per_query": s.negatives_per_query, "n_train_queries": len(train_qids),
+        "n_val_queries": len(val_qids), "train_loss": float(trained.training_loss), "history": history, "best": best,
     }
     if best is not None:
         log.info("train: best val NDCG@10 %.4f at step %d (before training %.4f); student -> %s",
                  best["val_ndcg@10"], best["step"], history[0]["val_ndcg@10"] if history else float("nan"), dest)
-    return TrainResult(STAGE, n_items=len(dataset) + n_mse_texts, train_steps=int(trainer.state.global_step), student=str(dest),
-                       details=details)
+    result = TrainResult(STAGE, n_items=len(dataset) + n_mse_texts, train_steps=int(trainer.state.global_step), student=str(dest),
+                         details=details)
+    if margin_run is not None:
+        result.count_labels(margin_run)
+    return result
 
 
 def _init_projection(inner: DistillationLoss, student: Any, dataset: Any, tdim: int, n: int = 512) -> float:

@@ -30,7 +30,7 @@ def build_teacher(cfg: Any) -> Teacher:
     if backend == "sentence_transformer":
         from ragdistill.common.teachers.local import SentenceTransformerTeacher
 
-        return SentenceTransformerTeacher(model, batch_size=get("batch_size", 32), max_length=get("max_length"))
+        return SentenceTransformerTeacher(model, batch_size=get("batch_size", 32), max_length=get("max_length"), onnx=bool(get("onnx", False)))
     if backend == "cross_encoder":
         from ragdistill.common.teachers.local import CrossEncoderTeacher
 

@@ -37,6 +37,12 @@ from ragdistill.common.teachers.base import Messages
 log = get_logger(__name__)
 
 
+# The template of a (query text, document text) score: every stage that labels pairs with a scoring
+# teacher keys them under it (the reranker's lists, the embedder's margin_mse targets), so a pair one
+# stage's teacher scored is a cache hit for the other's.
+PAIR_TEMPLATE = "rerank-pair:v1"
+
+
 @dataclass(frozen=True)
 class TemplateCall:
     """How the teacher is asked for labels of one template: ``prepare`` (picklable: a module-level

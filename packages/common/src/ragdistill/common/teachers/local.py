@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -11,15 +12,53 @@ from ragdistill.common.models import resolve_model
 from ragdistill.common.teachers.base import Messages
 
 
+def onnx_export_dir(model: str) -> Path:
+    """Where the fp32 ONNX export of ``model`` (a packaged name, folder or hub id) is kept: the
+    model cache, once per resolved source (so the export, tens of seconds for mpnet, is paid once)."""
+    import hashlib
+
+    from ragdistill.common.paths import model_cache_dir
+
+    src = resolve_model(model)
+    tag = "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(src).name)[:60]
+    return model_cache_dir() / "onnx" / f"{tag}-{hashlib.sha256(src.encode()).hexdigest()[:10]}"
+
+
+def load_onnx_sentence_transformer(model: str, device: str | None = None) -> Any:
+    """``model`` as a ``SentenceTransformer`` on onnxruntime (fp32, CPU): exported by optimum into
+    :func:`onnx_export_dir` the first time (one process at a time), loaded from there afterwards."""
+    from sentence_transformers import SentenceTransformer
+
+    from ragdistill.common.models import build_once
+
+    onnx_file = "onnx/model.onnx"
+
+    def build(tmp: Path) -> None:
+        st = SentenceTransformer(resolve_model(model), device="cpu", backend="onnx",
+                                 model_kwargs={"export": True, "provider": "CPUExecutionProvider"})
+        st.save_pretrained(str(tmp))
+
+    folder = build_once(onnx_export_dir(model), lambda t: (t / onnx_file).is_file(), build)
+    provider = "CUDAExecutionProvider" if device and device.startswith("cuda") else "CPUExecutionProvider"
+    return SentenceTransformer(str(folder), device=device or "cpu", backend="onnx",
+                               model_kwargs={"file_name": onnx_file, "provider": provider})
+
+
 class SentenceTransformerTeacher:
-    """Embeds texts with a ``SentenceTransformer`` (normalised by default)."""
+    """Embeds texts with a ``SentenceTransformer`` (normalised by default).
+
+    ``onnx=True`` runs the same weights exported to fp32 ONNX (onnxruntime): the embeddings match
+    torch's (cosine >= 0.999, tested), so the labels keep torch's key (``teacher_id``) and either
+    backend reads and fills the same label cache (``bench/embedder_labelling.py`` times the two on CPU)."""
 
     MEMO_MAX = 200_000  # texts whose vectors ``score`` keeps (about 600 MB at 768 dims)
 
-    def __init__(self, model: str, batch_size: int = 32, normalize: bool = True, max_length: int | None = None, device: str | None = None) -> None:
+    def __init__(self, model: str, batch_size: int = 32, normalize: bool = True, max_length: int | None = None, device: str | None = None,
+                 onnx: bool = False) -> None:
         from sentence_transformers import SentenceTransformer
 
-        self.model = SentenceTransformer(resolve_model(model), device=device)
+        self.onnx = bool(onnx)
+        self.model = load_onnx_sentence_transformer(model, device) if self.onnx else SentenceTransformer(resolve_model(model), device=device)
         if max_length:
             self.model.max_seq_length = max_length
         self.batch_size, self.normalize = batch_size, normalize
