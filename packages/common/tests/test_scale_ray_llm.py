@@ -128,8 +128,8 @@ def test_ray_data_llm_processor_labels_squad_prompts_with_vllm(tmp_path):
 
 
 GENERATOR = ["teacher=vllm", "teacher.model=smollm2-135m-instruct", "teacher.batch_size=2", "teacher.max_new_tokens=8", "run.torch_threads=1",
-             "generator.teach.labels_files=[]", "generator.teach.max_train_questions=3", "generator.retrieval.top_k=1",
-             "generator.prompt.max_context_chars=200", "generator.filters.min_grounding=0.0", "run.launcher=ray", "ray.num_workers=1",
+             "generator.teach.shipped_labels=[]", "generator.teach.max_train_questions=3", "generator.retrieval.top_k=1",
+             "generator.prompt.max_context_chars=200", "generator.teach.filters.min_grounding=0.0", "run.launcher=ray", "ray.num_workers=1",
              f"ray.python={VLLM_PY}", "ray.llm_processor=true", "ray.max_model_len=1024", "ray.local_num_cpus=2",
              "+ray.engine_kwargs.dtype=float32", "+ray.engine_kwargs.enforce_eager=true"]
 
@@ -150,11 +150,12 @@ def ray_runtime_env(monkeypatch):
 def test_generator_teach_on_ray_data_llm_processor_with_vllm_in_its_own_venv(make_cfg, tmp_path, ray_runtime_env):
     """``ragdistill generator teach teacher=vllm run.launcher=ray ray.python=.venv-vllm/bin/python``: the
     driver is this process (the project venv, no vLLM); the vLLM engines run in the vLLM venv."""
-    from ragdistill.generator.teach import teach
+    from ragdistill.common.stage import get_stage
 
+    teach = get_stage("generator").teach
     pytest.importorskip("ray.data.llm")
     report = teach(make_cfg("generator", GENERATOR))
-    assert report["teacher_labels"] == {"launcher": "ray", "cached": 0, "labelled": 3}
+    assert report.details["teacher_labels"] == {"launcher": "ray", "cached": 0, "labelled": 3} and report.teacher_calls == 3
     path = tmp_path / "work/cache/labels.sqlite"
     rows = _rows(path)
     assert len(rows) == 3 and {t for t, _ in rows.values()} == {"gen:vllm:smollm2-135m-instruct:T=0.0:max=8"}
@@ -162,7 +163,7 @@ def test_generator_teach_on_ray_data_llm_processor_with_vllm_in_its_own_venv(mak
     answers = [json.loads(line)["messages"][-1]["content"] for line in train]
     assert len(answers) == 3 and all(isinstance(a, str) and a for a in answers)
     again = teach(make_cfg("generator", GENERATOR))  # every label cached: no Ray job, no engine
-    assert again["teacher_labels"] == {"launcher": "ray", "cached": 3, "labelled": 0} and _rows(path) == rows
+    assert again.details["teacher_labels"] == {"launcher": "ray", "cached": 3, "labelled": 0} and _rows(path) == rows
 
 
 def test_llm_processor_settings_and_errors(make_cfg, tmp_path):
