@@ -17,10 +17,14 @@ import pytest
 
 import ragdistill.e2e.config  # noqa: F401  (registers the e2e schema)
 from ragdistill.common.config import compose
+from ragdistill.common.ops.cost import slot_stages
+from ragdistill.common.ops.verbs import stage_verbs
 from ragdistill.common.stage import get_stage
 from ragdistill.e2e.cli import run_e2e
 from ragdistill.e2e.report import compare_runs
-from ragdistill.e2e.runner import SLOTS
+
+# pipeline slot -> the stage filling it, as the harness finds them (Stage.slot of the installed stages)
+SLOTS = {slot: stage.name for slot, stage in slot_stages().items()}
 
 # per stage: the overrides its verbs and its pipeline component share (tiny; from each stage's tests)
 STAGE_SETTINGS: dict[str, list[str]] = {
@@ -66,6 +70,7 @@ def _list(items: list[str]) -> str:
 @pytest.fixture(scope="module")
 def artifacts(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, list[str]]]:
     """One work dir holding every stage's train and export output; returns it and each slot's overrides."""
+    assert SLOTS == {"rewriter": "query_rewriter", "embedder": "embedder", "reranker": "reranker", "generator": "generator"}
     work = tmp_path_factory.mktemp("e2e_work")
     base = [f"paths.work_dir={work}", "run.report_to=[]"]
     reranker = get_stage("reranker")
@@ -74,8 +79,9 @@ def artifacts(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str,
     settings["reranker"] = ["teacher.backend=cross_encoder", f"teacher.model={ce}", *settings["reranker"]]
     for name, overrides in settings.items():
         stage, cfg = get_stage(name), compose(name, [*base, *overrides])
+        verbs = stage_verbs(stage)
         for verb in ("teach", "train", "export"):
-            stage.verbs[verb](cfg)
+            verbs[verb](cfg)
     per_slot = {slot: [*settings[stage], *PIPELINE_ONLY.get(stage, [])] for slot, stage in SLOTS.items()}
     return work, per_slot
 

@@ -49,13 +49,13 @@ def ragas_scores(cfg: DictConfig, answers: list[dict[str, Any]]) -> dict[str, An
     ``cfg.ragas.judge_overrides`` picks another (e.g. an API judge)."""
     try:
         from ragdistill.generator.ragas_judge import ANSWER_METRICS, CONTEXT_METRICS, build_metrics, score_ragas
-        from ragdistill.generator.teachers import LazyTeacher
+        from ragdistill.generator.teachers import judge_backend
     except ImportError as e:
         raise RagdistillError(f"ragas.enabled=true needs the generator package (pip install -e packages/generator): {e}") from e
     rc = cfg.ragas
     gcfg = compose("generator", [f"paths.work_dir={cfg.paths.work_dir}", "run.report_to=[]",
                                  *cfg.stage_overrides.get("generator", []), *rc.judge_overrides])
-    judge = LazyTeacher(gcfg.generator.evaluate.ragas.teacher or gcfg.teacher)
+    judge = judge_backend(gcfg, gcfg.generator.evaluate.ragas.teacher or gcfg.teacher)
     metrics, llm = build_metrics(list(rc.metrics), judge, rc.embeddings)
     llm.max_new_tokens, llm.retries = int(rc.max_new_tokens), int(rc.retries)
     rows = [{"question": a["question"], "answer": a["answer"], "contexts": a["contexts"],
