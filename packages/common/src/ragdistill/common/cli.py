@@ -32,7 +32,8 @@ def _interrupted(cfg: Any) -> None:
     committed batch by batch and checkpoints are written atomically, so a rerun resumes."""
     import os
 
-    sys.stderr.write(f"\nragdistill: interrupted. Teacher labels made so far are kept in {cfg.paths.label_cache}; rerun the same "
+    where = f" in {cfg.paths.label_cache}" if cfg is not None else ""
+    sys.stderr.write(f"\nragdistill: interrupted. Teacher labels made so far are kept{where}; rerun the same "
                      "command to resume (only the missing labels are made).\n")
     sys.stderr.flush()
     os._exit(130)  # at once: no library shutdown hooks printing their own tracebacks
@@ -130,6 +131,8 @@ def main(argv: list[str] | None = None) -> None:
         run_verb(stage.name, verbs[verb], overrides, f"{stage.name}.{verb}")
     except RagdistillError as e:
         _fail(str(e))
+    except KeyboardInterrupt:  # before a verb started (imports, composition): nothing to keep yet
+        _interrupted(None)
 
 
 if __name__ == "__main__":

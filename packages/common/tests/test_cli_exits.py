@@ -1,0 +1,82 @@
+"""The CLI's exit codes a user and a script rely on: a config error is one line and exit 2 (even a
+typo added with Hydra's ``+``), Ctrl-C during ``teach`` is one line and exit 130 and keeps the labels."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled"}
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "ragdistill.common.cli", *args], capture_output=True, text=True, env=_env(), timeout=300)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        # Hydra's own hint for a typo is to add it with '+': the key would then be silently ignored
+        (["+embedder.teach.negatives_per_qury=2"], r"embedder\.teach\.negatives_per_qury is not a setting; did you mean embedder\.teach\.negatives_per_query\?"),
+        (["teacher.modle=x"], r"Key 'modle' not in 'TeacherConfig'"),
+        (["data.max_queries=many"], r"could not be converted to Integer"),
+        # a multirun is checked before its first job starts
+        (["-m", "teacher.modle=a,b"], r"Key 'modle' not in 'TeacherConfig'"),
+    ],
+)
+def test_config_errors_are_one_message_and_exit_2(tmp_path, overrides, message):
+    import re
+
+    r = _cli("embedder", "train", f"paths.work_dir={tmp_path}", *overrides)
+    assert r.returncode == 2, r.stderr
+    assert re.search(message, r.stderr), r.stderr
+    assert "Traceback" not in r.stderr
+    assert not (tmp_path / "embedder").exists()  # nothing ran
+
+
+def _rows(db: Path) -> int:
+    if not db.exists():
+        return 0
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as con:
+            return con.execute("SELECT COUNT(*) FROM labels").fetchone()[0]
+    except sqlite3.OperationalError:  # the table is not created yet
+        return 0
+
+
+def test_ctrl_c_during_teach_is_one_line_exit_130_and_keeps_the_labels(tmp_path):
+    work = tmp_path / "work"
+    db = work / "cache" / "labels.sqlite"
+    # far more labelling than the test waits for (the whole SciFact corpus, no shipped labels): the
+    # interrupt lands mid-run however fast the machine is
+    cmd = [sys.executable, "-m", "ragdistill.common.cli", "embedder", "teach", f"paths.work_dir={work}", "run.report_to=[]",
+           "embedder.teach.shipped_labels=[]", "teacher.batch_size=4"]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
+    try:
+        # the child's signal that it has committed labels: the first batch in the cache (the limit is a guard only)
+        guard = time.monotonic() + 900
+        while _rows(db) == 0:
+            assert p.poll() is None, p.communicate()[1][-3000:]
+            assert time.monotonic() < guard, "no label committed in 900 s"
+            time.sleep(0.5)
+        p.send_signal(signal.SIGINT)
+        _, err = p.communicate(timeout=300)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 130, err[-3000:]
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err[-3000:]
+    lines = [ln for ln in err.splitlines() if "interrupted" in ln]
+    assert lines == [f"ragdistill: interrupted. Teacher labels made so far are kept in {db}; rerun the same command to resume "
+                     "(only the missing labels are made)."], err[-3000:]
+    assert _rows(db) >= 1  # what was committed before the interrupt is still there
+    assert not (work / "embedder" / "teach" / "teach.json").exists()  # no result claims a finished teach
