@@ -4,7 +4,7 @@
     ragdistill embedder --help                the stage's verbs
     ragdistill embedder train --help          config groups and the composed config
     ragdistill embedder train teacher=mpnet student=minilm-l6 data.max_queries=100
-    ragdistill embedder evaluate -m student.model=minilm-l6,mpnet     (Hydra multirun)
+    ragdistill embedder train -m embedder.train.args.learning_rate=1e-5,3e-5   (Hydra multirun: a folder per job)
     ragdistill demo                           the default main job on the bundled data (a command of ragdistill-e2e)
 
 Errors in the user's input (data, config, missing artifacts) print one clear message and exit 2.
@@ -47,9 +47,12 @@ def run_verb(config_name: str, fn: Callable[[Any], Any], argv: list[str], job_na
     from ragdistill.common.config import apply_run_settings
     from ragdistill.common.paths import conf_dir
 
+    sweeps: list[str] = []
+
     def task(cfg: DictConfig) -> Any:
         OmegaConf.resolve(cfg)
         setup_logging(cfg.run.log_level)
+        _job_work_dir(cfg, sweeps, job_name)
         apply_run_settings(cfg)
         try:
             return fn(cfg)
@@ -63,6 +66,7 @@ def run_verb(config_name: str, fn: Callable[[Any], Any], argv: list[str], job_na
     if not any(a in ("-h", "--help", "--hydra-help", "-c", "--cfg", "--info") for a in argv):
         # the config checked before Hydra runs: an error is one line and exit 2, as for every user error
         compose(config_name, first_of_sweeps([a for a in argv if not a.startswith(("-", "hydra.", "hydra/"))]))
+        sweeps[:] = _swept_keys(argv)
     extra = [a for a in argv]
     if not any(a.startswith("hydra.run.dir=") for a in argv):
         extra.append(f"hydra.run.dir=${{paths.work_dir}}/logs/{job_name}/${{now:%Y-%m-%d_%H-%M-%S}}")
@@ -71,6 +75,58 @@ def run_verb(config_name: str, fn: Callable[[Any], Any], argv: list[str], job_na
     extra += [f"hydra.job.name={job_name}", "hydra.job.chdir=False"]
     sys.argv = [f"ragdistill {job_name.replace('.', ' ')}", *extra]
     hydra.main(version_base=None, config_path=str(conf_dir()), config_name=config_name)(task)()
+
+
+def _swept_keys(argv: list[str]) -> list[str]:
+    """The keys a multirun sweeps (``a=1,2``, ``range(...)``, ``choice(...)``), in command-line order;
+    none when a sweep of its own already gives each job a work dir (``paths.work_dir`` swept or
+    interpolated from a swept key)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    if not any(a in ("-m", "--multirun") for a in argv):
+        return []
+    parsed = OverridesParser.create().parse_overrides([a for a in argv if not a.startswith("-")])
+    keys = [o.key_or_group for o in parsed if o.is_sweep_override()]
+    own = [o for o in parsed if o.key_or_group == "paths.work_dir"]
+    if any(o.is_sweep_override() or "${" in o.input_line for o in own):
+        return []
+    return keys
+
+
+def _job_work_dir(cfg: Any, sweeps: list[str], job_name: str) -> None:
+    """In a multirun, each job works in ``<work_dir>/multirun/<swept key=value,...>``, so jobs never
+    overwrite each other's outputs (the label cache stays the shared one, resolved before). The
+    folders of the stage's earlier verbs that the job lacks are linked from ``<work_dir>``: teach
+    once, then ``train -m ...`` and ``evaluate -m ...`` with the same sweep find each job's own
+    student. Naming the same sweep again reuses the same folders."""
+    import re
+    from pathlib import Path
+
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    from ragdistill.common.stage import VERBS
+
+    if not sweeps or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return
+    values = {}
+    for o in HydraConfig.get().overrides.task:
+        key, _, value = o.partition("=")
+        values[key.lstrip("+~")] = value
+    name = ",".join(f"{k}={values.get(k, '')}" for k in sweeps)
+    name = re.sub(r"[^A-Za-z0-9._=,@+-]", "_", name)[:200]
+    base = Path(cfg.paths.work_dir).resolve()
+    job = base / "multirun" / name
+    stage, verb = job_name.split(".", 1)
+    upstream = VERBS[: VERBS.index(verb)] if verb in VERBS else VERBS
+    for u in upstream:
+        src, dst = base / stage / u, job / stage / u
+        if src.is_dir() and not dst.exists():
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            dst.symlink_to(src, target_is_directory=True)
+    job.mkdir(parents=True, exist_ok=True)
+    cfg.paths.work_dir = str(job)
+    log.info("multirun job %s: work dir %s (label cache %s)", HydraConfig.get().job.num, job, cfg.paths.label_cache)
 
 
 def _usage() -> str:
