@@ -50,7 +50,13 @@ def run_verb(config_name: str, fn: Callable[[Any], Any], argv: list[str], job_na
     sweeps: list[str] = []
 
     def task(cfg: DictConfig) -> Any:
+        from hydra.core.hydra_config import HydraConfig
+
+        from ragdistill.common.config import user_overrides
+
         OmegaConf.resolve(cfg)
+        if "overrides" in (cfg.get("run") or {}):
+            cfg.run.overrides = user_overrides(list(HydraConfig.get().overrides.task))
         setup_logging(cfg.run.log_level)
         _job_work_dir(cfg, sweeps, job_name)
         apply_run_settings(cfg)

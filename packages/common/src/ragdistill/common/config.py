@@ -90,6 +90,9 @@ class RunConfig:
     torch_threads: int | None = None
     shard: str | None = None  # "i/n": label 1/n of the inputs into a shard cache
     launcher: str = "local"  # how teach labels: local (this process) | ray (Ray Data) | shards (job array, needs shard)
+    # the overrides this config was composed with (filled in by the CLI and compose(); model cards
+    # print them as the command that reproduces a run)
+    overrides: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -313,4 +316,11 @@ def compose(config_name: str, overrides: list[str] | None = None) -> DictConfig:
         cause = f"\n{e.__cause__}" if e.__cause__ is not None else ""
         raise RagdistillError(f"config error in {config_name!r}: {e}{cause}") from e
     check_keys(config_name, cfg)
+    if "overrides" in (cfg.get("run") or {}):
+        cfg.run.overrides = user_overrides(overrides or [])
     return cfg
+
+
+def user_overrides(overrides: list[str]) -> list[str]:
+    """The overrides a user gave, without Hydra's own settings and this record itself."""
+    return [str(o) for o in overrides if not str(o).lstrip("+~").startswith(("hydra.", "hydra/", "run.overrides"))]

@@ -112,6 +112,23 @@ def resolve_model(name_or_path: str) -> str:
     return name_or_path
 
 
+def portable_name(name_or_path: str) -> str:
+    """The name another machine loads the same model by: a packaged short name, or its folder in this
+    machine's model cache -> its hub id (``smollm2-135m-instruct`` -> ``HuggingFaceTB/SmolLM2-135M-Instruct``);
+    anything else as is. What exports and model cards write instead of a local path."""
+    key = ALIASES.get(name_or_path, name_or_path)
+    if key in PACKAGED:
+        return PACKAGED[key].hub_id
+    try:
+        p = Path(name_or_path).expanduser().resolve()
+    except (OSError, RuntimeError):
+        return name_or_path
+    for m in PACKAGED.values():
+        if p == (model_cache_dir() / m.name).resolve():
+            return m.hub_id
+    return name_or_path
+
+
 def resolve_tokenizer(name_or_path: str) -> str:
     """Like :func:`resolve_model`, but a packaged GGUF model that is not converted yet yields a folder
     holding only its tokenizer (and generation config), read from the GGUF's metadata: comparing

@@ -107,6 +107,12 @@ class Stage:
     def export_dir(self, cfg: Any) -> Path:
         return export_dir(cfg, self.name)
 
+    def export_files(self, cfg: Any) -> dict[str, Any]:
+        """JSON files (name -> content) shipped inside every exported model folder, written after
+        ``export`` before its model card: what a caller needs beside the weights to use them (e.g. the
+        prompt the student was trained on). None by default."""
+        return {}
+
     def held_out(self, cfg: Any, n: int | None = None) -> list[Record]:
         """The first ``n`` held-out inputs evaluate scores, as records (the component's keyword
         arguments, plus what quality() needs: references, qrels); also the monitor's log format."""

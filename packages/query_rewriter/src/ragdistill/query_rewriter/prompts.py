@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 from ragdistill.common.data import RewriteRecord
 from ragdistill.common.errors import RagdistillError
@@ -205,3 +206,21 @@ def student_messages(ex: Example) -> Messages:
 def seq2seq_input(ex: Example) -> str:
     """The plain-text input of an encoder-decoder student (T5-style task prefix)."""
     return f"{ex.task}: {ex.source}" if ex.task == "rewrite" else f"expand query: {ex.source}"
+
+
+def prompt_spec(teach: Any, example: Example) -> dict[str, Any]:
+    """What the exported student reads, as data (``prompt.json`` beside the weights): the chat messages
+    of each task, how a conversation becomes text, the decoding settings, and one example rendered."""
+    return {
+        "format": "chat messages through the tokenizer's chat template (add_generation_prompt=True), greedy decoding; "
+                  "a seq2seq student reads seq2seq_input instead",
+        "system": dict(STUDENT_INSTRUCTIONS),
+        "user": {"rewrite": "{conversation}", "expansion": "Query: {query}"},
+        "conversation": "Topic: <title> - <section>\nQ: <question>\nA: <answer>\n...\nFollow-up question: <question>",
+        "max_turns": int(teach.max_turns),  # the last Q/A turns shown; older ones dropped
+        "max_answer_chars": int(teach.max_answer_chars),  # longer answers cut at a word, then ' ...'
+        "max_new_tokens": {"rewrite": int(teach.rewrite_max_new_tokens), "expansion": int(teach.expansion_max_new_tokens)},
+        "expansion_separator": SEPARATOR,
+        "seq2seq_input": {"rewrite": "rewrite: {conversation}", "expansion": "expand query: {query}"},
+        "example": {"task": example.task, "messages": student_messages(example)},
+    }

@@ -42,6 +42,14 @@ class QueryRewriterStage(Stage):
 
         return cached_teacher(cfg)
 
+    def export_files(self, cfg: Any) -> dict[str, Any]:
+        """``prompt.json`` in the exported folders: the input format the student was trained on (a caller
+        cannot rebuild it from the ONNX graph), with a real held-out example rendered."""
+        from ragdistill.query_rewriter.examples import test_set
+        from ragdistill.query_rewriter.prompts import prompt_spec
+
+        return {"prompt.json": prompt_spec(cfg.query_rewriter.teach, test_set(cfg).examples[0])}
+
     def predictor(self, cfg: Any, variant: str) -> Predictor:
         from ragdistill.query_rewriter.component import predictor
 

@@ -3,6 +3,7 @@
 - :func:`calibrate` (``ragdistill <stage> calibrate``) and :func:`routed` (the ``routed`` pipeline
   variant): confidence routing between the student and the teacher (:mod:`.routing`, :mod:`.router`);
 - :func:`write_monitor_baseline` (every ``export``) and ``ragdistill monitor`` (:mod:`.monitor`);
+- :func:`write_cards` (every ``export`` and ``evaluate``): a model card in each exported folder (:mod:`.cards`);
 - :func:`fold_queue` (``teach data.extra=queue``), :func:`next_round` and :func:`compare_rounds`
   (:mod:`.rounds`, :mod:`.failure_queue`);
 - :func:`export_labels` (:mod:`.labels`);
@@ -34,6 +35,12 @@ def write_monitor_baseline(stage: Any, cfg: Any, result: Any = None) -> Any:
     from ragdistill.common.ops.monitor import write_monitor_baseline as _write
 
     return _write(stage, cfg, result)
+
+
+def write_cards(stage: Any, cfg: Any, verb: str) -> Any:
+    from ragdistill.common.ops.cards import write_cards as _write
+
+    return _write(stage, cfg, verb)
 
 
 def fold_queue(stage: Any, cfg: Any, result: Any) -> Any:

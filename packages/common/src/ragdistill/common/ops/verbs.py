@@ -3,8 +3,8 @@
 :func:`stage_verbs` maps every CLI verb name to a callable ``fn(cfg)``. The four verbs run through
 :func:`run_verb`, which times them, writes their result (``teach.json``, ``train.json``,
 ``export.json``, ``results.json``) and the config they ran with (``config.yaml``) beside it, folds
-the failure queue after ``teach`` (``data.extra``) and measures the monitor baseline after
-``export``. ``calibrate`` (routable stages), ``next-round``, ``compare-rounds`` and
+the failure queue after ``teach`` (``data.extra``), measures the monitor baseline after
+``export`` and writes the model card of each exported folder after ``export`` and ``evaluate``. ``calibrate`` (routable stages), ``next-round``, ``compare-rounds`` and
 ``export-labels`` come from the stage's hooks; a stage's ``extra_verbs`` are its own methods.
 """
 
@@ -74,6 +74,8 @@ def _run(stage: Stage, verb: str, cfg: Any, rank0: bool) -> VerbResult:
     if rank0:
         result.write(cfg)
         save_config(cfg, stage_dir(cfg, stage.name, verb))
+        if verb in ("export", "evaluate"):
+            ops.write_cards(stage, cfg, verb)  # a card in each exported folder; evaluate refreshes its figures
     return result
 
 
