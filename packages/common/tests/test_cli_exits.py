@@ -80,3 +80,12 @@ def test_ctrl_c_during_teach_is_one_line_exit_130_and_keeps_the_labels(tmp_path)
                      "(only the missing labels are made)."], err[-3000:]
     assert _rows(db) >= 1  # what was committed before the interrupt is still there
     assert not (work / "embedder" / "teach" / "teach.json").exists()  # no result claims a finished teach
+
+
+def test_an_unknown_teacher_model_says_what_names_work(tmp_path):
+    r = _cli("embedder", "teach", f"paths.work_dir={tmp_path}", "run.report_to=[]", "teacher.model=mpnet-base-v9",
+             "embedder.teach.shipped_labels=[]", "data.max_queries=2", "data.max_docs=4")
+    assert r.returncode == 2, r.stderr[-3000:]
+    assert "Traceback" not in r.stderr
+    assert "model 'mpnet-base-v9' is neither a packaged short name (minilm-l6, mpnet," in r.stderr
+    assert "nor an existing local folder" in r.stderr and "a hub id (org/name) needs the network" in r.stderr

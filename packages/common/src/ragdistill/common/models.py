@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import importlib.metadata as md
+import os
 import shutil
 import zipfile
 from collections.abc import Callable, Iterator
@@ -110,6 +111,49 @@ def resolve_model(name_or_path: str) -> str:
             f"(org/name) or a packaged name: {', '.join(PACKAGED)}"
         )
     return name_or_path
+
+
+def resolve_loadable(name_or_path: str) -> str:
+    """:func:`resolve_model` for a model about to be loaded: a hub id that is neither in the Hugging
+    Face cache nor reachable is a clear error here (:func:`check_hub_id`), not a library's traceback."""
+    out = resolve_model(name_or_path)
+    if out == name_or_path and not Path(out).exists():
+        check_hub_id(out)
+    return out
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def check_hub_id(name: str) -> None:
+    """A name that is neither packaged nor a local folder is a hub id: it loads from the Hugging Face
+    cache, or needs the network. Say so at once instead of the hub client's long traceback."""
+    from huggingface_hub import try_to_load_from_cache
+
+    for f in ("config.json", "modules.json", "adapter_config.json"):
+        try:
+            if isinstance(try_to_load_from_cache(name, f), str):
+                return  # in the local Hugging Face cache
+        except Exception:  # an invalid repo id: checked below
+            break
+    what = (f"model {name!r} is neither a packaged short name ({', '.join(PACKAGED)}; aliases {', '.join(ALIASES)}) "
+            "nor an existing local folder")
+    if _offline():
+        raise RagdistillError(f"{what}, and it is not in the Hugging Face cache: a hub id (org/name) needs the network, and "
+                              "HF_HUB_OFFLINE=1 is set here (unset it where the hub is reachable); check the spelling of teacher.model / "
+                              "student.model")
+    from huggingface_hub import model_info
+    from huggingface_hub.errors import HFValidationError, RepositoryNotFoundError
+
+    try:
+        model_info(name)
+    except (RepositoryNotFoundError, HFValidationError):
+        raise RagdistillError(f"{what}, and the Hugging Face hub has no model of that id; check the spelling of teacher.model / "
+                              "student.model") from None
+    except Exception as e:  # no network, a proxy, a gated repo: the load would fail the same way
+        raise RagdistillError(f"{what}; as a hub id it needs the network, and the hub could not be reached ({type(e).__name__}: "
+                              f"{str(e).splitlines()[0][:200]})") from None
 
 
 def portable_name(name_or_path: str) -> str:

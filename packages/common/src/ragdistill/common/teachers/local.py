@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ragdistill.common.models import resolve_model
+from ragdistill.common.models import resolve_loadable as resolve_model
 from ragdistill.common.teachers.base import Messages
 
 
