@@ -69,6 +69,9 @@ def run_verb(config_name: str, fn: Callable[[Any], Any], argv: list[str], job_na
 
     from ragdistill.common.config import compose, first_of_sweeps
 
+    if any(a in ("-h", "--help") for a in argv):
+        print(verb_help(config_name, job_name, [a for a in argv if a not in ("-h", "--help")]))
+        return
     if not any(a in ("-h", "--help", "--hydra-help", "-c", "--cfg", "--info") for a in argv):
         # the config checked before Hydra runs: an error is one line and exit 2, as for every user error
         compose(config_name, first_of_sweeps([a for a in argv if not a.startswith(("-", "hydra.", "hydra/"))]))
@@ -133,6 +136,44 @@ def _job_work_dir(cfg: Any, sweeps: list[str], job_name: str) -> None:
     job.mkdir(parents=True, exist_ok=True)
     cfg.paths.work_dir = str(job)
     log.info("multirun job %s: work dir %s (label cache %s)", HydraConfig.get().job.num, job, cfg.paths.label_cache)
+
+
+def config_groups(config_name: str) -> dict[str, list[str]]:
+    """The config groups a stage's verbs take (``group=option``) and their options: the groups its
+    primary config's defaults pick, ``routing`` and the stage's own folder, each option a YAML file
+    (not Hydra's structured ``*_schema`` entries, not the accelerate files under ``conf/launcher``)."""
+    from omegaconf import OmegaConf
+
+    from ragdistill.common.paths import conf_dir
+
+    conf = conf_dir()
+    names: list[str] = []
+    primary = conf / f"{config_name}.yaml"
+    defaults = OmegaConf.to_container(OmegaConf.load(primary)).get("defaults") or [] if primary.is_file() else []  # type: ignore[union-attr]
+    for d in defaults:
+        key = next(iter(d)) if isinstance(d, dict) else str(d)
+        key = key.removeprefix("override ").split("@", 1)[0].strip()
+        if key and not key.startswith(("hydra", "_self_")) and (conf / key).is_dir():
+            names.append(key)
+    names += [g for g in ("routing", config_name) if (conf / g).is_dir()]
+    return {g: sorted(p.stem for p in (conf / g).glob("*.yaml") if not p.stem.endswith("_schema")) for g in dict.fromkeys(names)}
+
+
+def verb_help(config_name: str, job_name: str, overrides: list[str]) -> str:
+    """``ragdistill <stage> <verb> --help``: the verb, its config groups and the composed config."""
+    from omegaconf import OmegaConf
+
+    from ragdistill.common.config import compose
+
+    stage, _, verb = job_name.partition(".")
+    lines = [f"usage: ragdistill {stage} {verb} [group=option ...] [key=value ...]   (-m a=1,2 sweeps: a folder per job)", "",
+             "== Configuration groups ==", "Compose your configuration from those groups (group=option)", ""]
+    lines += [f"{g}: {', '.join(opts)}" for g, opts in config_groups(config_name).items()]
+    cfg = compose(config_name, overrides)
+    cfg.run.overrides = []
+    lines += ["", "== Config ==", "Override anything in the config (foo.bar=value)", "", OmegaConf.to_yaml(cfg).rstrip(), "",
+              "A config error exits 2; Ctrl-C exits 130 keeping every label made. `--hydra-help`: Hydra's own options."]
+    return "\n".join(lines)
 
 
 def _usage() -> str:
