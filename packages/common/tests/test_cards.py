@@ -40,10 +40,18 @@ def snippet(card_text: str) -> str:
 def test_embedder_export_card_has_the_run_and_loads(work_dir):
     stage = load_stages()["embedder"]
     verbs = stage_verbs(stage)
-    cfg = compose("embedder", [f"paths.work_dir={work_dir}", *TINY])
+    cfg = compose("embedder", [f"paths.work_dir={work_dir}", *TINY, "embedder.export.push_to_hub=me/minilm-scifact"])
     for verb in ("teach", "train", "export"):
         verbs[verb](cfg)
     path = stage_dir(cfg, "embedder", "export") / "model" / "README.md"
+    # offline here, so push_to_hub is a dry run: the plan is what upload_folder would send
+    plan = read_json(stage_dir(cfg, "embedder", "export") / "push_plan.json")
+    files = {f["path"]: f["bytes"] for u in plan["uploads"] for f in u["files"]}
+    assert plan["repo_id"] == "me/minilm-scifact" and plan["dry_run"] and plan["uploads"][0]["path_in_repo"] == ""  # the model at the root
+    assert {"README.md", "modules.json", "config.json", "tokenizer.json", "onnx/model.onnx"} <= set(files)
+    assert any(f.startswith("onnx/model_qint8") for f in files)  # the int8 variant (its file is named for the CPU)
+    assert files["README.md"] == path.stat().st_size and plan["n_files"] == len(files)
+    assert not any(f.endswith(".lock") or f.startswith(".") for f in files)
     card = ModelCard.load(path)
     assert card.data.base_model == "sentence-transformers/all-MiniLM-L6-v2"  # the portable name, not the cache path
     assert card.data.library_name == "sentence-transformers" and "ragdistill" in card.data.tags
@@ -62,6 +70,9 @@ def test_embedder_export_card_has_the_run_and_loads(work_dir):
     ndcg = results.results["student"]["ndcg@10"]
     assert re.search(r"\| ndcg@10 \| [0-9.]+ \| [0-9.]+ \| " + re.escape(f"{ndcg:.4g}") + r" \|", card.text)
     assert any(r.metric_type == "ndcg@10" and r.metric_value == pytest.approx(ndcg) for r in card.data.eval_results)
+
+    plan = read_json(stage_dir(cfg, "embedder", "export") / "push_plan.json")
+    assert [f["path"] for u in plan["uploads"] for f in u["files"]] == ["README.md"]  # evaluate pushes the refreshed card only
 
     code = snippet(card.text)  # the snippet a user copies, run as written
     scope: dict = {}

@@ -164,6 +164,10 @@ class ExportConfig:
 
     min_parity: float = 0.99  # lossless variants (fp32 ONNX, the merged model)
     min_parity_quantized: float = 0.9  # int8 and other quantized variants
+    # push the export with its model cards to this Hugging Face Hub repo (<user or org>/<name>); see ops/hub.py
+    push_to_hub: str | None = None
+    push_dry_run: bool = False  # only write export/push_plan.json (what would be uploaded); also without network
+    push_private: bool = True  # a repo the push creates is private
 
 
 @dataclass

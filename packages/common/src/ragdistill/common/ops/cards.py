@@ -392,4 +392,7 @@ def write_cards(stage: Any, cfg: Any, verb: str) -> list[Path]:
     paths = [write_card(stage, cfg, m, fresh=verb == "export") for m in models]
     if paths:
         log.info("model cards: %s", ", ".join(str(p) for p in paths))
+    from ragdistill.common.ops.hub import push_export
+
+    push_export(stage, cfg, [m.folder for m in models], verb)  # <stage>.export.push_to_hub, when set
     return paths
