@@ -7,6 +7,7 @@ bad-input tests reuse its teach artifacts, the routing / monitor / rounds test a
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import numpy as np
@@ -133,12 +134,17 @@ def test_evaluate_reports_every_system_per_dim_with_mteb_json(run):
         assert r["mteb_ndcg@10"] == pytest.approx(r["ndcg@10"], abs=0.02), name
     assert results["teacher"]["dim"] == 768 and results["student"]["dim"] == 384
     assert evaluated.teacher_calls == 0 and evaluated.cached >= 24 + 6  # the teacher's vectors are teach's, from the cache
-    # SciFact is MTEB's own task: its definition scored on the bundled copy (a slice here, so not leaderboard-comparable)
-    mteb_file = json.loads((work / "embedder" / "evaluate" / "mteb" / "student" / "SciFact.json").read_text())
-    assert mteb_file["task_name"] == "SciFact" and "ndcg_at_10" in mteb_file["scores"]["test"][0]
+    # a slice of SciFact is never filed under MTEB's official task: a custom task named for what it is
     saved = read_json(work / "embedder" / "evaluate" / "results.json")
+    task = saved["details"]["mteb_task"]["name"]
+    assert re.fullmatch(r"ragdistill-scifact-test-slice-\d+q-\d+d", task)
+    assert saved["details"]["mteb_task"] == {"name": task, "standard": False, "full_split": False}
+    mteb_dir = work / "embedder" / "evaluate" / "mteb" / "student"
+    assert not (mteb_dir / "SciFact.json").exists()
+    mteb_file = json.loads((mteb_dir / f"{task}.json").read_text())
+    assert mteb_file["task_name"] == task and "ndcg_at_10" in mteb_file["scores"]["test"][0]
+    assert json.loads((mteb_dir / "model_meta.json").read_text())["name"] == "ragdistill/student"  # which model scored
     assert saved["verb"] == "evaluate" and saved["split"] == "test"
-    assert saved["details"]["mteb_task"] == {"name": "SciFact", "standard": True, "full_split": False}
     assert saved["details"]["export"]["parity"]["student_onnx"]["mean_cosine"] == out["export"].variants["student_onnx"].parity
     assert saved["results"]["student"]["ndcg@10"] == results["student"]["ndcg@10"]
     assert (work / "embedder" / "evaluate" / "results.txt").read_text().count("student_onnx_int8") == 1
@@ -151,9 +157,15 @@ def test_local_and_standard_mteb_tasks_load_no_data_and_a_wrong_task_name_is_cle
     corpus, queries, qrels = {"d1": Document("d1", "a text")}, {"q1": "a query"}, {"q1": {"d1": 1}}
     local = make_task("ragdistill-x-test", corpus, queries, qrels)
     assert local.metadata.name == "ragdistill-x-test" and local.data_loaded
-    std = make_task("ignored", corpus, queries, qrels, standard="SciFact")
-    assert std.metadata.name == "SciFact" and std.metadata.dataset["path"] == "mteb/scifact"
-    assert std.dataset["default"]["test"]["relevant_docs"] == {"q1": {"d1": 1}}
+    sliced = make_task("ragdistill-scifact-test", corpus, queries, qrels, standard="SciFact")  # not SciFact's split: a custom task
+    assert sliced.metadata.name == "ragdistill-scifact-test-slice-1q-1d" and "a slice of MTEB's SciFact" in sliced.metadata.description
+    assert sliced.metadata.dataset["path"] != "mteb/scifact" and sliced.dataset["default"]["test"]["relevant_docs"] == {"q1": {"d1": 1}}
+    from ragdistill.common.data import load_retrieval
+
+    full = load_retrieval("scifact")  # the bundled copy's full test split: MTEB's own task, official revision
+    fq, fqrels = full.split("test")
+    std = make_task("ignored", full.corpus, fq, fqrels, standard="SciFact")
+    assert std.metadata.name == "SciFact" and std.metadata.dataset["path"] == "mteb/scifact" and len(fq) == 300
     with pytest.raises(RagdistillError, match=r"data.mteb_task='SciFakt' is not an MTEB task"):
         make_task("x", corpus, queries, qrels, standard="SciFakt")
     with pytest.raises(RagdistillError, match=r"not retrieval on split 'train'"):

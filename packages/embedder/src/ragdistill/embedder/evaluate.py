@@ -102,7 +102,7 @@ def evaluate(cfg: Any) -> EvaluateResult:
     details: dict[str, Any] = {
         "data": data_source(cfg), "n_queries": len(qids), "n_docs": len(doc_ids), "dims": dims,
         "teacher": cfg.teacher.model, "student": cfg.student.model, "mteb_results": mteb_files,
-        "mteb_task": None if task is None else {"name": task.metadata.name, "standard": bool(standard),
+        "mteb_task": None if task is None else {"name": task.metadata.name, "standard": bool(standard) and task.metadata.name == standard,
                                                  # a slice scores MTEB's task definition, not the leaderboard's full split
                                                  "full_split": cfg.data.max_docs is None and cfg.data.max_queries is None},
         "speed": {"texts": len(speed_texts), "batch_size": int(s.batch_size), "latency_calls": min(len(speed_texts), int(s.latency_queries))},

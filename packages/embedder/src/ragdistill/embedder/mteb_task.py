@@ -8,6 +8,7 @@ Results are written in MTEB's own JSON format (``TaskResult.to_disk``).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,14 +23,24 @@ def make_task(name: str, corpus: dict[str, Document], queries: dict[str, str], q
               standard: str | None = None) -> Any:
     """A retrieval task over local data (documents as ``full_text``, title folded in), no download.
 
-    ``standard`` names MTEB's own task for this data (``SciFact`` for the bundled SciFact): its
-    definition (name, metadata, main score) is kept and only its data comes from here, so the
-    result file is MTEB's ``SciFact.json`` and, on the full split, comparable with the leaderboard.
-    Without it, a custom task called ``name`` is built."""
+    ``standard`` names MTEB's own task for this data (``SciFact`` for the bundled SciFact). Only the
+    full official split may carry its name: when the local split has exactly the documents and queries
+    MTEB's own statistics count, its definition (name, revision, main score) is kept, the result file
+    is MTEB's ``SciFact.json`` and comparable with the leaderboard. Anything else (a slice, other
+    data) is a custom task named for what it is (``<name>-slice-<n>q-<n>d``, "a slice of SciFact" in
+    its description), so its score is never filed under the official task. Without ``standard``, a
+    custom task called ``name``."""
     from datasets import Dataset
     from mteb.abstasks.retrieval_dataset_loaders import RetrievalSplitData
 
-    task = standard_task(standard, split) if standard else local_task(name, split)
+    if standard:
+        task = standard_task(standard, split)
+        if not is_official_split(task, split, corpus, queries):
+            n_q, n_d = len(queries), len(corpus)
+            task = local_task(f"{name}-slice-{n_q}q-{n_d}d", split,
+                              f"a slice of MTEB's {standard} split {split!r} ({n_q} queries, {n_d} documents); not comparable with its leaderboard")
+    else:
+        task = local_task(name, split)
     task.dataset = {"default": {split: RetrievalSplitData(
         corpus=Dataset.from_list([{"id": d, "title": "", "text": doc.full_text} for d, doc in corpus.items()]),
         queries=Dataset.from_list([{"id": q, "text": t} for q, t in queries.items()]),
@@ -53,12 +64,21 @@ def standard_task(standard: str, split: str) -> Any:
     return task
 
 
-def local_task(name: str, split: str) -> Any:
+def is_official_split(task: Any, split: str, corpus: dict[str, Document], queries: dict[str, str]) -> bool:
+    """The local split has the document and query counts of MTEB's own statistics for the task."""
+    try:
+        stats = (task.metadata.descriptive_stats or {}).get(split) or {}
+    except Exception:  # no statistics shipped for the task: cannot show it is the full split
+        return False
+    return stats.get("num_documents") == len(corpus) and stats.get("num_queries") == len(queries)
+
+
+def local_task(name: str, split: str, description: str | None = None) -> Any:
     from mteb.abstasks.retrieval import AbsTaskRetrieval
     from mteb.abstasks.task_metadata import TaskMetadata
 
     metadata = TaskMetadata(
-        name=name, description=f"ragdistill held-out retrieval split {split!r} of local data {name!r}",
+        name=name, description=description or f"ragdistill held-out retrieval split {split!r} of local data {name!r}",
         dataset={"path": f"local/{name}", "revision": "1"}, reference=None, type="Retrieval", category="t2t",
         modalities=["text"], eval_splits=[split], eval_langs=["eng-Latn"], main_score="ndcg_at_10",
         date=None, domains=None, task_subtypes=None, license=None, annotations_creators=None, dialect=None,
@@ -117,6 +137,16 @@ def run_mteb(task: Any, encoder: PrecomputedEncoder, out_dir: Path) -> dict[str,
     task_result = result.task_results[0]
     out_dir.mkdir(parents=True, exist_ok=True)
     task_result.to_disk(out_dir / f"{task.metadata.name}.json")
+    write_model_meta(encoder, out_dir)
     scores = task_result.scores[task.metadata.eval_splits[0]][0]
     return {"mteb_ndcg@10": float(scores["ndcg_at_10"]), "mteb_mrr@10": float(scores["mrr_at_10"]),
             "mteb_recall@100": float(scores["recall_at_100"])}
+
+
+def write_model_meta(encoder: PrecomputedEncoder, out_dir: Path) -> Path:
+    """``model_meta.json`` beside the results, as MTEB's result folders keep it: which model scored."""
+    from ragdistill.common.io import write_text_atomic
+
+    meta = encoder.mteb_model_meta
+    text = meta.model_dump_json(indent=2, warnings=False) if hasattr(meta, "model_dump_json") else json.dumps(meta.to_dict(), indent=2, default=str)
+    return write_text_atomic(out_dir / "model_meta.json", text + "\n")
