@@ -297,3 +297,17 @@ def test_a_second_run_on_the_same_work_dir_and_stage_is_refused(toy, work_dir):
         with pytest.raises(RagdistillError, match=r"toy: ragdistill toy teach \(pid \d+\) is running there now; wait for it"):
             stage_verbs(toy)["train"](cfg)
     assert stage_verbs(toy)["teach"](cfg).n_items == 2  # free again once it ends
+
+
+def test_every_result_records_its_config_and_versions(toy, work_dir):
+    """run_verb writes the provenance of each result: the resolved config, library versions, git commit."""
+    from ragdistill.common.results import mismatches
+
+    cfg = compose("toy_schema", [f"paths.work_dir={work_dir}", "run.report_to=[]", "toy.teach.queries=2"])
+    stage_verbs(toy)["teach"](cfg)
+    prov = read_json(stage_dir(cfg, "toy", "teach") / "teach.json")["provenance"]
+    assert prov["config"]["toy"]["teach"]["queries"] == 2 and prov["config"]["data"]["name"] == "scifact"
+    assert "torch" in prov["versions"] and "ragdistill-common" in prov["versions"] and "git_commit" in prov
+    other = {**prov, "config": {**prov["config"], "data": {**prov["config"]["data"], "max_queries": 7}}}
+    assert mismatches(prov, prov) == [] and mismatches(prov, other) == ["data.max_queries: 7 vs None"]
+    assert mismatches(prov, {}) == ["no config recorded (a result from before provenance was written): rerun the verb"]

@@ -7,9 +7,8 @@ import json
 
 import pytest
 
-from ragdistill.common.data import Document, RewriteRecord, load_rewrites
+from ragdistill.common.data import Document, RewriteRecord, answer_spans, derive_answer_corpus, load_rewrites
 from ragdistill.common.errors import RagdistillError
-from ragdistill.query_rewriter.canard_corpus import answer_spans, derive_answer_corpus
 from ragdistill.query_rewriter.filters import FilterConfig, clean_output, filter_outputs, normalize, parse_expansions
 from ragdistill.query_rewriter.prompts import expansion_example, format_conversation, rewrite_example
 from ragdistill.query_rewriter.retrieval import RRF_K, BM25Retriever

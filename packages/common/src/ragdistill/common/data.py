@@ -1,17 +1,22 @@
 """Data schemas and loaders shared by every stage.
 
 Retrieval data follows the BEIR layout (``corpus.jsonl``, ``queries.jsonl``, ``qrels/{split}.tsv``)
-and loads from a local directory, a bundled dataset name (``scifact``, ``squad``) or a Hugging Face
-``datasets`` id (``BeIR/scifact``). QA records (SQuAD) and conversational rewrite records (CANARD)
-have their own small schemas. Every loader validates what it reads and names file and line on error.
+and loads from a local directory, a bundled dataset name (``scifact``, ``squad``, ``canard``) or a
+Hugging Face ``datasets`` id (``BeIR/scifact``). A RAG set (retrieval data plus QA records with
+reference answers, optionally a conversation ``history``) loads through :func:`load_rag` from SQuAD
+JSON, generic QA JSONL (``{"id", "question", "answers", "contexts", "history"?, "split"?}``), a BEIR
+folder with an ``answers.jsonl``, or CANARD (each follow-up question, its history, and the answer
+span that answers it as its passage and reference). Every loader validates what it reads and names
+file and line on error.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import random
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ragdistill.common.errors import RagdistillError
@@ -45,9 +50,7 @@ class RetrievalData:
     def split(self, split: str) -> tuple[dict[str, str], Qrels]:
         """Queries and qrels of one split (only queries that have judgments)."""
         if split not in self.qrels:
-            raise RagdistillError(
-                f"dataset {self.name!r} has no split {split!r}; available: {sorted(self.qrels)}"
-            )
+            raise RagdistillError(missing_split(self.name, split, sorted(self.qrels)))
         qrels = self.qrels[split]
         return {q: self.queries[q] for q in qrels}, qrels
 
@@ -78,6 +81,7 @@ class QARecord:
     answers: list[str]
     contexts: list[str] = field(default_factory=list)
     gold_doc_ids: list[str] = field(default_factory=list)
+    history: list[str] = field(default_factory=list)  # earlier turns of a conversation (CANARD: title, section, q1, a1, ...)
 
 
 @dataclass
@@ -109,6 +113,15 @@ class Triple:
     neg_id: str
     pos_score: float | None = None
     neg_score: float | None = None
+
+
+def missing_split(source: str, split: str, available: list[str]) -> str:
+    """The message for a split the data lacks: which verbs need it and the two ways out."""
+    role = ("verbs that train (teach, train) read it: data.train_split" if split == "train"
+            else "every verb evaluates on it: data.test_split" if split == "test" else "data.train_split / data.test_split")
+    return (f"dataset {source!r} has no split {split!r} (available: {available}); {role}. Add that split (BEIR: "
+            f"qrels/{split}.tsv; QA JSONL: \"split\": \"{split}\" on records) or point the setting at an available split. "
+            "Verbs that only evaluate (evaluate, calibrate, e2e) need the test split alone.")
 
 
 # --------------------------------------------------------------------------------------- BEIR
@@ -242,6 +255,96 @@ def load_squad(path: str | Path) -> tuple[RetrievalData, dict[str, list[QARecord
     return RetrievalData("squad", corpus, queries, qrels), records
 
 
+# ----------------------------------------------------------------------------- generic QA records
+
+
+def _str_list(obj: dict, key: str, file: Path, lineno: int, fix: str, allow_empty: bool = True) -> list[str]:
+    """``obj[key]`` as a list of strings; anything else is an error naming file:line and the fix."""
+    v = obj.get(key, [])
+    if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+        raise RagdistillError(f"{file}:{lineno}: {key!r} must be a list of strings, got {type(v).__name__}; {fix}")
+    if not allow_empty and not [x for x in v if x.strip()]:
+        raise RagdistillError(f"{file}:{lineno}: {key!r} is empty; {fix}")
+    return [x for x in v if x.strip()] if not allow_empty else v
+
+
+def context_doc_id(text: str) -> str:
+    """A passage's document id in a QA JSONL corpus: the hash of its text, so the same passage under
+    several questions is one document, and ids stay put when records are added or reordered."""
+    return "ctx-" + hashlib.sha1(" ".join(text.split()).encode()).hexdigest()[:16]
+
+
+def load_qa_jsonl(path: str | Path) -> tuple[RetrievalData, dict[str, list[QARecord]]]:
+    """Generic QA JSONL, one record a line::
+
+        {"id": "q1", "question": "...", "answers": ["..."], "contexts": ["passage", ...],
+         "history": ["earlier question", "its answer", ...], "split": "test"}
+
+    ``history`` (a conversation's earlier turns) and ``split`` (default ``test``) are optional. The
+    contexts of all records are the corpus (one document per distinct passage); a record's own
+    contexts are its relevant documents."""
+    path = Path(path)
+    corpus: dict[str, Document] = {}
+    queries: dict[str, str] = {}
+    qrels: dict[str, Qrels] = {}
+    records: dict[str, list[QARecord]] = {}
+    for lineno, obj in iter_jsonl(path):
+        if not isinstance(obj, dict):
+            raise RagdistillError(f"{path}:{lineno}: each line must be a JSON object with \"id\", \"question\", \"answers\", \"contexts\"")
+        rid = str(obj.get("id", "")).strip()
+        if not rid:
+            raise RagdistillError(f"{path}:{lineno}: the record has no \"id\"; give every record a unique id")
+        if rid in queries:
+            raise RagdistillError(f"{path}:{lineno}: duplicate id {rid!r}; ids must be unique")
+        question = obj.get("question")
+        if not isinstance(question, str) or not question.strip():
+            raise RagdistillError(f"{path}:{lineno}: record {rid!r} has no \"question\"; each record needs the question text")
+        answers = _str_list(obj, "answers", path, lineno, "give at least one reference answer, e.g. \"answers\": [\"Paris\"]", allow_empty=False)
+        contexts = _str_list(obj, "contexts", path, lineno, "give the passage(s) the question is answered from", allow_empty=False)
+        history = _str_list(obj, "history", path, lineno, "history is the earlier turns as a list, e.g. [\"first question\", \"its answer\"]")
+        split = str(obj.get("split", "test"))
+        gold = []
+        for c in contexts:
+            did = context_doc_id(c)
+            corpus.setdefault(did, Document(did, " ".join(c.split())))
+            gold.append(did)
+        gold = list(dict.fromkeys(gold))
+        queries[rid] = question
+        qrels.setdefault(split, {})[rid] = {d: 1 for d in gold}
+        records.setdefault(split, []).append(QARecord(rid, question, answers, contexts, gold, history))
+    if not queries:
+        raise RagdistillError(f"{path}: no QA records; each line needs {{\"id\", \"question\", \"answers\": [...], \"contexts\": [...]}}")
+    return RetrievalData(path.stem, corpus, queries, qrels), records
+
+
+ANSWERS_FILE = "answers.jsonl"
+
+
+def load_beir_qa(path: str | Path, name: str | None = None) -> tuple[RetrievalData, dict[str, list[QARecord]]]:
+    """A BEIR folder plus ``answers.jsonl`` (``{"_id": <query id>, "answers": [...], "history"?: [...]}``
+    a line): the QA records of each split are its judged queries that have answers, their relevant
+    documents the contexts."""
+    data = load_beir_dir(path, name)
+    file = Path(path) / ANSWERS_FILE
+    if not file.is_file():
+        raise RagdistillError(f"{file}: not found; a BEIR folder answers questions only with {ANSWERS_FILE} beside queries.jsonl, "
+                              "one {\"_id\": <query id>, \"answers\": [\"...\"]} a line")
+    answers: dict[str, tuple[list[str], list[str]]] = {}
+    for lineno, obj in iter_jsonl(file):
+        qid = str(obj.get("_id", obj.get("id", ""))) if isinstance(obj, dict) else ""
+        if not qid:
+            raise RagdistillError(f"{file}:{lineno}: each line needs \"_id\" (the query id in queries.jsonl) and \"answers\"")
+        if qid not in data.queries:
+            raise RagdistillError(f"{file}:{lineno}: query id {qid!r} is not in queries.jsonl; add the query or drop the line")
+        if qid in answers:
+            raise RagdistillError(f"{file}:{lineno}: duplicate query id {qid!r}; one line per query")
+        answers[qid] = (_str_list(obj, "answers", file, lineno, "give at least one reference answer", allow_empty=False),
+                        _str_list(obj, "history", file, lineno, "history is the earlier turns as a list of strings"))
+    records = {split: [QARecord(q, data.queries[q], answers[q][0], doc_texts(data.corpus, rel), list(rel), answers[q][1])
+                       for q, rel in qrels.items() if q in answers] for split, qrels in data.qrels.items()}
+    return data, records
+
+
 # ------------------------------------------------------------------------------------- CANARD
 
 
@@ -260,9 +363,84 @@ def load_canard(path: str | Path) -> list[RewriteRecord]:
             raise RagdistillError(
                 f"{path}: record {i} has no 'Question'; each conversation record needs the follow-up question"
             )
+        if not isinstance(r.get("History", []), list):
+            raise RagdistillError(f"{path}: record {i}: 'History' must be a list (title, section, then question / answer turns)")
         rid = f"{r.get('QuAC_dialog_id', path.stem)}#{r.get('Question_no', i)}" if "QuAC_dialog_id" in r else f"{path.stem}-{i}"
         out.append(RewriteRecord(rid, [str(h) for h in r.get("History", [])], str(r["Question"]), r.get("Rewrite")))
     return out
+
+
+# CANARD ships no passages, but each record's ``History`` ends with the answer to the previous
+# question of the same dialog. Two consecutive records belong to one dialog when the later history is
+# the earlier one plus (the earlier question, its answer): ``h[j] == h[i] + [q_i, a_i]``. That rule
+# needs no dialog id, so it works on the test split, which has none. The answer spans (taken from the
+# Wikipedia section being discussed) are the corpus; each question's own answer span is its one
+# relevant document and its reference answer. Unanswerable turns (QuAC's ``I don't know.``) and the
+# last question of each dialog (its answer is never shown) are left out. Identical span texts are
+# merged into one document, since no retriever can tell them apart.
+
+NO_ANSWER = {"i don't know.", "cannotanswer"}
+
+
+def answer_spans(records: list[RewriteRecord]) -> dict[int, str]:
+    """Index of a record -> the answer to its question, read from the next record of its dialog."""
+    spans: dict[int, str] = {}
+    for i in range(len(records) - 1):
+        h, nxt = records[i].history, records[i + 1].history
+        if len(nxt) == len(h) + 2 and nxt[: len(h)] == h and nxt[-2].strip() == records[i].question.strip():
+            spans[i] = nxt[-1]
+    return spans
+
+
+def derive_answer_corpus(records: list[RewriteRecord], split: str = "test", name: str = "canard") -> tuple[RetrievalData, list[RewriteRecord]]:
+    """(the answer-span corpus with one qrel per answerable question, those records with
+    ``gold_doc_ids`` set). Query ids are the record ids."""
+    if not records:
+        raise RagdistillError(f"{name}/{split}: no CANARD records to derive a corpus from")
+    corpus: dict[str, Document] = {}
+    by_text: dict[str, str] = {}
+    queries: dict[str, str] = {}
+    qrels: Qrels = {}
+    judged: list[RewriteRecord] = []
+    ids = [r.id for r in records]
+    if len(set(ids)) != len(ids):
+        raise RagdistillError(f"{name}/{split}: record ids are not unique; each CANARD record needs its own id")
+    for i, span in answer_spans(records).items():
+        text = " ".join(span.split())
+        if not text or text.lower() in NO_ANSWER:
+            continue
+        did = by_text.get(text)
+        if did is None:
+            did = by_text[text] = f"{records[i].id}:answer"
+            corpus[did] = Document(did, text)
+        rec = records[i]
+        queries[rec.id] = rec.question
+        qrels[rec.id] = {did: 1}
+        judged.append(replace(rec, gold_doc_ids=[did]))
+    if not corpus:
+        raise RagdistillError(
+            f"{name}/{split}: no answer spans found; consecutive records of one dialog must extend the history "
+            "by (previous question, its answer), as CANARD's do"
+        )
+    return RetrievalData(f"{name}-{split}-answers", corpus, queries, {split: qrels}), judged
+
+
+def load_canard_rag(path_or_name: str = "canard") -> tuple[RetrievalData, dict[str, list[QARecord]]]:
+    """CANARD as a conversational RAG set: per split, each answerable follow-up question with its
+    history, its answer span as relevant document and reference answer. The corpus is the answer
+    spans of every split (the other split's spans are distractors from other dialogs)."""
+    corpus: dict[str, Document] = {}
+    queries: dict[str, str] = {}
+    qrels: dict[str, Qrels] = {}
+    records: dict[str, list[QARecord]] = {}
+    for split, recs in load_rewrites(path_or_name).items():
+        data, judged = derive_answer_corpus(recs, split, name=Path(path_or_name).name)
+        corpus.update(data.corpus)
+        queries.update(data.queries)
+        qrels[split] = data.qrels[split]
+        records[split] = [QARecord(r.id, r.question, [data.corpus[r.gold_doc_ids[0]].text], [data.corpus[r.gold_doc_ids[0]].text],
+                                   list(r.gold_doc_ids), list(r.history)) for r in judged]
+    return RetrievalData("canard" if path_or_name == "canard" else Path(path_or_name).name, corpus, queries, qrels), records
 
 
 # ------------------------------------------------------------------------------ by name or path
@@ -270,8 +448,7 @@ def load_canard(path: str | Path) -> list[RewriteRecord]:
 BUNDLED = {"scifact": "scifact", "squad": "squad/dev-v1.1.json", "canard": "canard"}
 
 
-def load_retrieval(path_or_name: str, max_queries: int | None = None, max_docs: int | None = None) -> RetrievalData:
-    """Retrieval data by bundled name (``scifact``, ``squad``), local BEIR folder or HF id."""
+def _resolve(path_or_name: str) -> Path:
     p = Path(path_or_name)
     if path_or_name in BUNDLED:
         p = data_dir() / BUNDLED[path_or_name]
@@ -279,15 +456,59 @@ def load_retrieval(path_or_name: str, max_queries: int | None = None, max_docs: 
             raise RagdistillError(
                 f"bundled dataset {path_or_name!r} not found at {p}; set RAGDISTILL_DATA to the folder holding it"
             )
+    return p
+
+
+def _is_canard_dir(p: Path) -> bool:
+    return p.is_dir() and not (p / "corpus.jsonl").exists() and any(p.glob("*.json"))
+
+
+def load_rag(path_or_name: str, max_queries: int | None = None, max_docs: int | None = None,
+             require_answers: bool = True) -> tuple[RetrievalData, dict[str, list[QARecord]]]:
+    """Retrieval data and QA records per split, from: bundled ``squad`` / ``canard``, a SQuAD JSON
+    file, a QA JSONL file, a BEIR folder with ``answers.jsonl`` or a folder of CANARD ``<split>.json``.
+    A slice keeps the records of the queries it keeps. ``require_answers=False``: retrieval data
+    without answers (a plain BEIR folder, a HF id) comes back with no records instead of an error."""
+    p = _resolve(path_or_name)
+    name = path_or_name if path_or_name in BUNDLED else None
+    if p.is_file() and p.suffix == ".json":
+        data, records = load_squad(p)
+    elif p.is_file() and p.suffix in (".jsonl", ".gz"):
+        data, records = load_qa_jsonl(p)
+    elif _is_canard_dir(p):
+        data, records = load_canard_rag(path_or_name)
+    elif p.is_dir() and (require_answers or (p / ANSWERS_FILE).is_file()):
+        data, records = load_beir_qa(p, name)
+    elif not require_answers:
+        return load_retrieval(path_or_name, max_queries, max_docs), {}
+    else:
+        raise RagdistillError(
+            f"{path_or_name}: no QA data here; use a bundled name (squad, canard), a SQuAD JSON file, a QA JSONL file "
+            f"({{\"id\", \"question\", \"answers\", \"contexts\"}} a line) or a BEIR folder with {ANSWERS_FILE}"
+        )
+    if max_queries or max_docs:
+        data = data.slice(max_queries, max_docs)
+        records = {s: [r for r in rs if r.id in data.qrels.get(s, {})] for s, rs in records.items()}
+    return data, records
+
+
+def load_retrieval(path_or_name: str, max_queries: int | None = None, max_docs: int | None = None) -> RetrievalData:
+    """Retrieval data by bundled name (``scifact``, ``squad``, ``canard``), local BEIR folder, SQuAD
+    JSON or QA JSONL file, folder of CANARD ``<split>.json`` files, or HF id."""
+    p = _resolve(path_or_name)
     if p.is_file() and p.suffix == ".json":
         data = load_squad(p)[0]
+    elif p.is_file() and p.suffix in (".jsonl", ".gz"):
+        data = load_qa_jsonl(p)[0]
+    elif _is_canard_dir(p):
+        data = load_canard_rag(path_or_name)[0]
     elif p.is_dir():
         data = load_beir_dir(p, name=path_or_name if path_or_name in BUNDLED else None)
     elif "/" in path_or_name and not p.exists() and not path_or_name.startswith((".", "/")):
         data = load_beir_hf(path_or_name)
     else:
         raise RagdistillError(
-            f"{path_or_name}: no such dataset; use a bundled name ({', '.join(BUNDLED)}), a BEIR folder or a HF id"
+            f"{path_or_name}: no such dataset; use a bundled name ({', '.join(BUNDLED)}), a BEIR folder, a QA JSONL file or a HF id"
         )
     if max_queries or max_docs:
         data = data.slice(max_queries, max_docs)
@@ -295,9 +516,8 @@ def load_retrieval(path_or_name: str, max_queries: int | None = None, max_docs: 
 
 
 def load_qa(path_or_name: str = "squad") -> dict[str, list[QARecord]]:
-    """QA records per split: bundled ``squad`` or a SQuAD-format JSON file."""
-    p = data_dir() / BUNDLED["squad"] if path_or_name == "squad" else Path(path_or_name)
-    return load_squad(p)[1]
+    """QA records per split (see :func:`load_rag` for the formats)."""
+    return load_rag(path_or_name)[1]
 
 
 def load_rewrites(path_or_name: str = "canard") -> dict[str, list[RewriteRecord]]:

@@ -42,6 +42,8 @@ class VerbResult:
     seconds: float = 0.0  # wall time, filled in by the stage base class
     finished: str = ""
     details: dict[str, Any] = field(default_factory=dict)
+    # what made it: the resolved config, library versions, git commit (run_verb fills it; see provenance())
+    provenance: dict[str, Any] = field(default_factory=dict)
 
     @property
     def verb(self) -> str:
@@ -149,3 +151,67 @@ class EvaluateResult(VerbResult):
 
 
 RESULTS: dict[str, type[VerbResult]] = {c.VERB: c for c in (TeachResult, TrainResult, ExportResult, EvaluateResult)}
+
+# ------------------------------------------------------------------------------------ provenance
+
+VERSIONED = ("torch", "transformers", "sentence-transformers", "optimum", "onnxruntime", "trl", "peft", "faiss-cpu", "mteb", "ragas",
+             "ragdistill-common", "ragdistill-embedder", "ragdistill-reranker", "ragdistill-generator", "ragdistill-query-rewriter",
+             "ragdistill-e2e")
+# the config keys two results must share for their figures to sit in one table (the data they measured)
+COMPARABLE = ("data.name", "data.path", "data.test_split", "data.max_queries", "data.max_docs")
+
+
+def versions() -> dict[str, str]:
+    """Installed versions of the libraries a figure depends on."""
+    import importlib.metadata as md
+
+    out = {}
+    for name in VERSIONED:
+        try:
+            out[name] = md.version(name)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+def git_commit() -> str | None:
+    """The project's commit (``-dirty`` with uncommitted changes), or None outside a git checkout."""
+    import subprocess
+
+    from ragdistill.common.paths import project_home
+
+    try:
+        r = subprocess.run(["git", "rev-parse", "HEAD"], cwd=project_home(), capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=project_home(), capture_output=True,
+                               text=True, timeout=10)
+        return r.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "") if r.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def provenance(cfg: Any) -> dict[str, Any]:
+    """What a result was made with: the resolved config, the library versions, the git commit. A
+    report joining results from several runs checks these (:func:`mismatches`) before it shows
+    their figures side by side."""
+    from omegaconf import DictConfig, OmegaConf
+
+    config = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True) if isinstance(cfg, DictConfig) else dict(cfg or {})
+    return {"config": config, "versions": versions(), "git_commit": git_commit()}
+
+
+def _get(config: dict[str, Any], dotted: str) -> Any:
+    for part in dotted.split("."):
+        config = config.get(part) if isinstance(config, dict) else None
+    return config
+
+
+def mismatches(reference: dict[str, Any], other: dict[str, Any], keys: tuple[str, ...] = COMPARABLE) -> list[str]:
+    """How ``other``'s provenance differs from ``reference``'s: the data keys, then the library
+    versions both record. An empty provenance (a result written before it was recorded) is itself one."""
+    if not other.get("config"):
+        return ["no config recorded (a result from before provenance was written): rerun the verb"]
+    out = [f"{k}: {_get(other['config'], k)!r} vs {_get(reference.get('config', {}), k)!r}" for k in keys
+           if _get(other["config"], k) != _get(reference.get("config", {}), k)]
+    rv, ov = reference.get("versions", {}), other.get("versions", {})
+    out += [f"{name} {ov[name]} vs {rv[name]}" for name in sorted(set(rv) & set(ov)) if rv[name] != ov[name]]
+    return out

@@ -23,10 +23,14 @@ def load_data(cfg: Any) -> RetrievalData:
     data = load_retrieval(data_source(cfg), cfg.data.max_queries, cfg.data.max_docs)
     if not data.corpus:
         raise RagdistillError(f"data {data_source(cfg)!r}: the corpus is empty; the embedder needs documents to index")
-    for split in (cfg.data.train_split, cfg.data.test_split):
+    # every verb reads the test split; the train split only where the verb trains (teach, train: data.split says so
+    # when it is missing), so a BEIR folder with test qrels alone (most public sets) is enough to evaluate
+    for key, split in (("train_split", cfg.data.train_split), ("test_split", cfg.data.test_split)):
+        if key == "train_split" and split not in data.qrels:
+            continue
         queries, _ = data.split(split)
         if not queries:
-            raise RagdistillError(f"data {data_source(cfg)!r}: split {split!r} has no judged queries (data.{split}_split)")
+            raise RagdistillError(f"data {data_source(cfg)!r}: split {split!r} has no judged queries (data.{key})")
     return data
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ragdistill.common.bm25 import BM25Index
-from ragdistill.common.data import Document, QARecord, load_qa, load_retrieval
+from ragdistill.common.data import Document, QARecord, load_qa, load_retrieval, missing_split
 from ragdistill.common.errors import RagdistillError
 from ragdistill.common.logging import get_logger
 from ragdistill.common.pipeline import Passage
@@ -54,11 +54,11 @@ def load_examples(cfg: Any, split: str, n: int | None) -> list[QAExample]:
         raise
     except Exception as e:
         raise RagdistillError(
-            f"data={source!r}: the generator needs QA data with reference answers (bundled 'squad' or a SQuAD-format "
-            f"JSON file via data.path); loading it failed: {type(e).__name__}: {e}"
+            f"data={source!r}: the generator needs QA data with reference answers (bundled 'squad', a SQuAD-format "
+            f"JSON file, a QA JSONL file or a BEIR folder with answers.jsonl via data.path); loading it failed: {type(e).__name__}: {e}"
         ) from e
     if split not in records:
-        raise RagdistillError(f"data={source!r} has no split {split!r}; available: {sorted(records)}")
+        raise RagdistillError(missing_split(str(source), split, sorted(records)))
     chosen = sample_records(records[split], n, cfg.run.seed)
     data = load_retrieval(source, max_docs=cfg.data.max_docs) if cfg.data.max_docs else load_retrieval(source)
     corpus = data.corpus

@@ -2,7 +2,7 @@
 
 Rewrites: the first ``evaluate.test_records`` answerable records of the CANARD test split (never
 taught), scored by BM25 first-stage retrieval over the derived answer-span corpus
-(canard_corpus.py): Recall@10/100, NDCG@10 and the recall lift over the raw question, plus exact
+(common.data.derive_answer_corpus): Recall@10/100, NDCG@10 and the recall lift over the raw question, plus exact
 match and BLEU against the human rewrites. Reference rows beside the systems: the raw question
 (lift 0 by definition), the title + section + question concatenation (a strong trivial baseline)
 and the human rewrite. Expansions: union retrieval (original query + reformulations, fused by

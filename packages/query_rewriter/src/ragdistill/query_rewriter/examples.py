@@ -20,9 +20,15 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from ragdistill.common.data import RetrievalData, RewriteRecord, load_retrieval, load_rewrites
+from ragdistill.common.data import (
+    RetrievalData,
+    RewriteRecord,
+    derive_answer_corpus,
+    load_retrieval,
+    load_rewrites,
+    missing_split,
+)
 from ragdistill.common.errors import RagdistillError
-from ragdistill.query_rewriter.canard_corpus import derive_answer_corpus
 from ragdistill.query_rewriter.prompts import (
     FOLLOW_UP,
     TASKS,
@@ -53,7 +59,7 @@ def _rewrites(source: str) -> dict[str, list[RewriteRecord]]:
 def _split(cfg: Any, split: str) -> list[RewriteRecord]:
     splits = _rewrites(cfg.data.path or cfg.data.name)
     if split not in splits:
-        raise RagdistillError(f"data {cfg.data.path or cfg.data.name!r} has no split {split!r} (data.train_split/data.test_split); available: {sorted(splits)}")
+        raise RagdistillError(missing_split(str(cfg.data.path or cfg.data.name), split, sorted(splits)))
     return splits[split]
 
 

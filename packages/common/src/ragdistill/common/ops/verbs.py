@@ -21,7 +21,7 @@ from ragdistill.common import ops
 from ragdistill.common.config import save_config
 from ragdistill.common.errors import RagdistillError
 from ragdistill.common.paths import stage_dir
-from ragdistill.common.results import VerbResult
+from ragdistill.common.results import VerbResult, provenance
 from ragdistill.common.stage import VERBS, Stage
 
 
@@ -55,10 +55,14 @@ def stage_lock(cfg: Any, stage: str, verb: str) -> Iterator[None]:
 def run_verb(stage: Stage, verb: str, cfg: Any) -> VerbResult:
     """Run one of the four verbs of ``stage`` (see the module docstring)."""
     rank0 = os.environ.get("RANK", "0") == "0"  # under torchrun/accelerate, rank 0 alone writes
+    from ragdistill.common.ops.tracking import log_result, verb_run
+
     if not rank0:
         return _run(stage, verb, cfg, rank0)
-    with stage_lock(cfg, stage.name, verb):
-        return _run(stage, verb, cfg, rank0)
+    with stage_lock(cfg, stage.name, verb), verb_run(stage.name, verb, cfg) as run:  # one wandb run per verb
+        result = _run(stage, verb, cfg, rank0)
+        log_result(run, result)
+        return result
 
 
 def _run(stage: Stage, verb: str, cfg: Any, rank0: bool) -> VerbResult:
@@ -72,6 +76,7 @@ def _run(stage: Stage, verb: str, cfg: Any, rank0: bool) -> VerbResult:
         ops.write_monitor_baseline(stage, cfg, result)
     result.seconds = time.perf_counter() - t0
     if rank0:
+        result.provenance = provenance(cfg)  # the config and versions behind the figures (a report flags mismatches)
         result.write(cfg)
         save_config(cfg, stage_dir(cfg, stage.name, verb))
         if verb in ("export", "evaluate"):
