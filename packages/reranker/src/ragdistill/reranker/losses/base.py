@@ -2,9 +2,12 @@
 
 Inputs follow sentence-transformers' listwise convention: ``inputs = [queries, docs_lists]`` and
 ``labels = [teacher scores per list]`` (a ``(query, [doc_1..doc_n])`` row with ``[t_1..t_n]``).
-The judged positive is ``doc_1``. Lists may differ in length; scores become a padded
+The judged positive is ``doc_1``. A row's labels may also be ``[[t_1, y_1], ..., [t_n, y_n]]``:
+the teacher's score and the judged relevance of each document (``y = -1`` where the list is not
+judged, e.g. a list folded in from the failure queue), so one dataset column feeds both the
+teacher losses and the supervised one. Lists may differ in length; scores become a padded
 ``(batch, max_n)`` matrix with a validity mask, so every loss is a function of
-``(student, teacher, mask)`` that unit tests can check against hand-computed values.
+``(student, target, mask)`` that unit tests can check against hand-computed values.
 """
 
 from __future__ import annotations
@@ -96,6 +99,12 @@ class ListDistillationLoss(nn.Module):
 
     def prepare(self, inputs: list[Any], labels: list[Tensor] | Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """(student scores, teacher scores, mask), each ``(batch, max_list_len)``."""
+        student, teacher, _, mask = self.prepare_all(inputs, labels)
+        return student, teacher, mask
+
+    def prepare_all(self, inputs: list[Any], labels: list[Tensor] | Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """(student scores, teacher scores, judged relevance, mask), each ``(batch, max_list_len)``;
+        judged relevance is -1 where a row carries none."""
         if len(inputs) != 2:
             raise ValueError(f"{type(self).__name__} expects inputs (queries, docs_lists), got {len(inputs)} columns")
         queries, docs_lists = inputs
@@ -104,10 +113,12 @@ class ListDistillationLoss(nn.Module):
         if [len(d) for d in docs_lists] != [len(t) for t in labels]:
             raise ValueError("each query needs one teacher score per candidate document")
         student, mask = self.student_scores(queries, docs_lists)
-        teacher, _ = pad_lists([t.to(student.device) for t in labels])
+        rows = [t.to(student.device).float() for t in labels]
+        teacher, _ = pad_lists([r[:, 0] if r.dim() == 2 else r for r in rows])
+        judged, _ = pad_lists([r[:, 1] if r.dim() == 2 else torch.full_like(r, -1.0) for r in rows], fill=-1.0)
         if self.teacher_norm == "zscore":
             teacher = standardize_lists(teacher, mask)
-        return student, teacher, mask
+        return student, teacher, judged, mask
 
     def compute(self, student: Tensor, teacher: Tensor, mask: Tensor) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
