@@ -9,7 +9,7 @@ STAMP := $(VENV)/.ragdistill-installed
 # offline by default here: packaged models and bundled data only; unset to load hub ids
 export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
-export WANDB_MODE ?= offline
+# wandb: one offline run per stage verb unless WANDB_MODE says otherwise (ragdistill.common.ops.tracking)
 export TOKENIZERS_PARALLELISM ?= false
 
 .PHONY: install vllm-env demo test lint bench clean

@@ -56,9 +56,19 @@ def quiet_false_alarms() -> None:
 
 def offline_defaults() -> None:
     """Defaults for this project's environment, each overridable by the user's own variable:
-    wandb logs offline and tokenizers do not fork-warn (HF_HUB_OFFLINE is
+    wandb is quiet (and offline unless WANDB_MODE says otherwise: ops/tracking.py passes the mode to
+    wandb.init, so transformers' import-time "Running in WANDB offline mode" line is never printed) and tokenizers do not fork-warn (HF_HUB_OFFLINE is
     left to the user: the Makefile sets it here, users with a network load hub ids)."""
-    os.environ.setdefault("WANDB_MODE", "offline")
     os.environ.setdefault("WANDB_SILENT", "true")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     quiet_false_alarms()
+
+
+def log_metrics(metrics: dict[str, float], step: int | None = None) -> None:
+    """Log from a training loop of our own (the ColBERT student's) into the verb's wandb run, when one
+    is active (``run.report_to`` has wandb: see ragdistill.common.ops.tracking); else nothing."""
+    import sys
+
+    wandb = sys.modules.get("wandb")  # never imported here: a run exists only if the verb opened one
+    if wandb is not None and getattr(wandb, "run", None) is not None:
+        wandb.run.log(metrics, step=step)

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ragdistill.common.logging import log_metrics
 from ragdistill.common.models import resolve_model
 from ragdistill.reranker.losses.base import pad_lists_differentiable
 
@@ -179,5 +180,6 @@ def train_colbert(student: ColbertStudent, rows: list[dict[str, Any]], cfg: Any,
         sched.step()
         opt.zero_grad()
         losses.append(float(loss.detach()))
+        log_metrics({"colbert/loss": losses[-1], "colbert/step": step + 1})  # into the verb's wandb run, if any
     student.eval()
     return losses
