@@ -21,7 +21,7 @@ from ragdistill.common import ops
 from ragdistill.common.config import save_config
 from ragdistill.common.errors import RagdistillError
 from ragdistill.common.paths import stage_dir
-from ragdistill.common.results import VerbResult
+from ragdistill.common.results import VerbResult, provenance
 from ragdistill.common.stage import VERBS, Stage
 
 
@@ -76,6 +76,7 @@ def _run(stage: Stage, verb: str, cfg: Any, rank0: bool) -> VerbResult:
         ops.write_monitor_baseline(stage, cfg, result)
     result.seconds = time.perf_counter() - t0
     if rank0:
+        result.provenance = provenance(cfg)  # the config and versions behind the figures (a report flags mismatches)
         result.write(cfg)
         save_config(cfg, stage_dir(cfg, stage.name, verb))
         if verb in ("export", "evaluate"):
