@@ -113,7 +113,7 @@ def test_every_stage_runs_and_reports_figures_in_range(runs: dict[str, Path], mo
     assert r["pipeline"] == {slot: mode for slot in SLOTS} and rep["config"]["pipeline"] == r["pipeline"]
     assert r["n_queries"] == 3 and r["n_docs"] == 30
     for stage in ("retrieval", "after_rerank"):
-        assert set(r[stage]) == {"ndcg@10", "mrr@10", "recall@100"} and all(_in_unit(v) for v in r[stage].values()), r[stage]
+        assert set(r[stage]) == {"ndcg@10", "mrr@10", "recall@10", "recall@100"} and all(_in_unit(v) for v in r[stage].values()), r[stage]
     assert r["retrieval"]["recall@100"] == pytest.approx(1.0)  # 30 docs < 100: the gold passage is always retrieved
     for stage, n in (("rewriter", 3), ("retrieve", 3), ("reranker", 3), ("generator", 1), ("end_to_end", 1)):
         lat = r["latency"][stage]

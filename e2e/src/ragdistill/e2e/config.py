@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum
 
 from ragdistill.common.config import DataConfig, PathsConfig, RunConfig, register_schema
 
@@ -14,9 +15,10 @@ class PipelineChoice:
     below the threshold ``ragdistill <stage> calibrate`` chose; for the embedder: retrieval from the
     student's index, from the teacher's when the margin / top score of the student's hits is below
     it), a stage's own extra student (the reranker's ``colbert_base``/``colbert``) or ``off``. The
-    embedder cannot be ``off``; ``generator=off`` skips generation metrics."""
+    embedder cannot be ``off``; ``generator=off`` skips generation metrics. ``auto`` (the rewriter's
+    default): ``student`` when the held-out questions carry a conversation history, else ``off``."""
 
-    rewriter: str = "off"
+    rewriter: str = "auto"  # auto: the student where the held-out questions have a conversation history (data=canard), else off
     embedder: str = "student"
     reranker: str = "student"
     generator: str = "student"
@@ -51,6 +53,14 @@ class RagasConfig:
     retries: int = 2  # re-asks when a reply is not valid JSON; then the sample counts as failed
 
 
+class Swap(Enum):
+    """``off``: one pipeline, as configured. ``matrix``: all teacher, each active slot alone swapped to
+    each of ``swap_variants``, then all student, on the same queries (ragdistill.e2e.swap)."""
+
+    off = "off"
+    matrix = "matrix"
+
+
 @dataclass
 class E2EConfig:
     pipeline: PipelineChoice = field(default_factory=PipelineChoice)
@@ -65,7 +75,9 @@ class E2EConfig:
     ragas: RagasConfig = field(default_factory=RagasConfig)
     # per-stage config overrides passed when loading each stage's component, e.g. {embedder: [student.model=x]}
     stage_overrides: dict[str, list[str]] = field(default_factory=dict)
-    out_dir: str | None = None  # default: <work_dir>/e2e/runs/<time>_<pipeline>
+    out_dir: str | None = None  # default: <work_dir>/e2e/runs/<time>_<pipeline> (swap=matrix: <work_dir>/e2e/matrix/<time>)
+    swap: Swap = Swap.off
+    swap_variants: list[str] = field(default_factory=lambda: ["student", "student_onnx"])  # what each stage is swapped to
 
 
 register_schema("e2e_schema", E2EConfig)  # with the shared group schemas (data=scifact)

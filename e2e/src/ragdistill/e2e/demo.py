@@ -5,6 +5,7 @@ harness, the top layer: it runs the stages and the harness, and nothing imports 
 
 from __future__ import annotations
 
+import json
 import time
 
 from omegaconf import DictConfig, OmegaConf
@@ -62,6 +63,15 @@ def _run_e2e(spec: DictConfig, extra_overrides: list[str]) -> None:
         outs.append(run_e2e(compose("e2e", overrides)))
     print("\n=== teacher vs student pipelines (retention and speed-up vs the all-teacher run)", flush=True)
     print(compare_runs(outs, outs[-1].parent / "demo-comparison"), flush=True)
+    conv = spec.get("conversational")
+    for run in conv.runs if conv else []:  # CANARD: history -> rewriter; its report shows raw question vs rewrite
+        overrides = [*conv.get("overrides", []), *run, *extra_overrides]
+        print(f"\n=== ragdistill e2e {' '.join(overrides)}", flush=True)
+        out = run_e2e(compose("e2e", overrides))
+        r = json.loads((out / "report.json").read_text())["result"]
+        if r.get("retrieval_raw_question"):
+            print(f"=== conversational: first-stage NDCG@10 {r['retrieval_raw_question']['ndcg@10']:.4f} with the raw follow-up "
+                  f"question, {r['retrieval']['ndcg@10']:.4f} with the rewrite ({r['n_queries']} CANARD test questions)", flush=True)
 
 
 def demo_command(argv: list[str]) -> None:

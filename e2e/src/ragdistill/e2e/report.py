@@ -4,52 +4,49 @@
 from __future__ import annotations
 
 import html
-import importlib.metadata as md
 import json
-import subprocess
+import textwrap
 from pathlib import Path
 from typing import Any
 
 from ragdistill.common.io import write_json, write_text_atomic
-from ragdistill.common.paths import project_home
-from ragdistill.common.report import SYSTEM_ORDER
+from ragdistill.common.report import SYSTEM_ORDER, relative
+from ragdistill.common.results import git_commit, mismatches, versions
 
-VERSIONED = ("torch", "transformers", "sentence-transformers", "optimum", "onnxruntime", "trl", "peft", "faiss-cpu", "mteb", "ragas")
-
-
-def versions() -> dict[str, str]:
-    out = {}
-    for name in VERSIONED:
-        try:
-            out[name] = md.version(name)
-        except md.PackageNotFoundError:
-            pass
-    return out
+__all__ = ["compare_runs", "git_commit", "pipeline_label", "stage_evaluations", "summary_row", "versions", "write_report"]
 
 
-def git_commit() -> str | None:
-    try:
-        r = subprocess.run(["git", "rev-parse", "HEAD"], cwd=project_home(), capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=project_home(), capture_output=True, text=True, timeout=10)
-        return r.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "") if r.returncode == 0 else None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def stage_evaluations(work_dir: Path) -> dict[str, Any]:
-    """The latest ``ragdistill <stage> evaluate`` results (teacher vs students vs export) per installed stage."""
+def stage_evaluations(work_dir: Path, run_config: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The latest ``ragdistill <stage> evaluate`` results (teacher vs students vs export) per installed
+    stage; with ``run_config`` each carries ``mismatch``: how the data and library versions it was
+    measured with differ from this run's (so a table from other data is flagged, never passed off)."""
     from ragdistill.common.stage import load_stages
 
     out = {}
+    here = {"config": run_config or {}, "versions": versions()}
     for s in load_stages():
         f = work_dir / s / "evaluate" / "results.json"
         if f.exists():
-            out[s] = json.loads(f.read_text())
+            ev = json.loads(f.read_text())
+            if run_config is not None:
+                ev["mismatch"] = mismatches(here, ev.get("provenance") or {})
+            out[s] = ev
     return out
 
 
 def pipeline_label(p: dict[str, str]) -> str:
     return " ".join(f"{k}={v}" for k, v in p.items())
+
+
+def short_label(p: dict[str, str]) -> str:
+    """A pipeline in a few characters for plots: ``all teacher``, ``all student``, or the slots that
+    differ from the most common variant (``reranker=student_onnx``)."""
+    on = {k: v for k, v in p.items() if v != "off"}
+    kinds = set(on.values())
+    if len(kinds) == 1:
+        return f"all {next(iter(kinds))}"
+    common = max(kinds, key=lambda v: list(on.values()).count(v))
+    return f"all {common}, " + ", ".join(f"{k}={v}" for k, v in on.items() if v != common)
 
 
 def _table(rows: list[list[Any]]) -> str:
@@ -64,7 +61,8 @@ def _table(rows: list[list[Any]]) -> str:
 
 
 def _stage_rows(results: dict[str, dict[str, float]]) -> list[list[Any]]:
-    """A stage table: metric rows, system columns, retention % and speed-up x of each system vs the teacher."""
+    """A stage table: metric rows, system columns; beside each value its relation to the teacher's
+    (quality as % of the teacher, speed as a speed-up, size as a reduction)."""
     systems = [s for s in SYSTEM_ORDER if s in results] + sorted(s for s in results if s not in SYSTEM_ORDER)
     metrics = list(dict.fromkeys(m for s in systems for m in results[s]))
     rows: list[list[Any]] = [["metric", *systems]]
@@ -72,13 +70,8 @@ def _stage_rows(results: dict[str, dict[str, float]]) -> list[list[Any]]:
         row: list[Any] = [m]
         for s in systems:
             v, t = results[s].get(m), results.get("teacher", {}).get(m)
-            if isinstance(v, (int, float)) and isinstance(t, (int, float)) and t and s != "teacher":
-                lower = any(x in m for x in ("_ms", "latency", "size", "memory"))
-                ratio = (t / v if lower else v / t) if v else None
-                tag = "x" if any(x in m for x in ("per_s", "_ms", "latency")) else "%"
-                row.append(f"{v:.4g} ({ratio:.2f}x)" if ratio and tag == "x" else f"{v:.4g} ({ratio:.1%})" if ratio else f"{v:.4g}")
-            else:
-                row.append(v)
+            rel = relative(m, t, v) if s != "teacher" else None
+            row.append(f"{v:.4g} ({rel})" if rel else v)
         rows.append(row)
     return rows
 
@@ -92,10 +85,10 @@ def _plots(report: dict[str, Any], out: Path) -> list[str]:
     files = []
     lat = {k: v["p50_ms"] for k, v in report["result"]["latency"].items() if k != "end_to_end"}
     if lat:
-        fig, ax = plt.subplots(figsize=(6, 3))
+        fig, ax = plt.subplots(figsize=(6, 1.2 + 0.45 * len(lat)))
         ax.barh(list(lat), list(lat.values()), color="#4c72b0")
         ax.set_xlabel("p50 latency per query (ms)")
-        ax.set_title("per-stage latency: " + pipeline_label(report["result"]["pipeline"]), fontsize=8)
+        ax.set_title("\n".join(textwrap.wrap("per-stage latency: " + pipeline_label(report["result"]["pipeline"]), 70)), fontsize=8)
         fig.tight_layout()
         fig.savefig(out / "latency_breakdown.png", dpi=100)
         plt.close(fig)
@@ -115,23 +108,35 @@ def _plots(report: dict[str, Any], out: Path) -> list[str]:
     return files
 
 
-CSS = "body{font-family:sans-serif;margin:2em;max-width:1100px}table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;font-size:13px}th{background:#eee}"
+CSS = ("body{font-family:sans-serif;margin:2em;max-width:1100px}table{border-collapse:collapse;margin:1em 0}"
+       "td,th{border:1px solid #ccc;padding:4px 8px;font-size:13px}th{background:#eee}.warn{color:#a40;font-weight:bold}")
 
 
 def write_report(out: Path, cfg: dict[str, Any], result: dict[str, Any], work_dir: Path) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     report = {"config": cfg, "versions": versions(), "git_commit": git_commit(), "result": result,
-              "stage_evaluations": stage_evaluations(work_dir)}
+              "stage_evaluations": stage_evaluations(work_dir, cfg)}
     write_json(out / "report.json", report)
     pngs = _plots(report, out)
     r = result
     parts = [f"<html><head><meta charset='utf-8'><title>ragdistill e2e</title><style>{CSS}</style></head><body>",
              f"<h1>ragdistill e2e report</h1><p>{html.escape(pipeline_label(r['pipeline']))} &mdash; {r['dataset']}, "
-             f"{r['n_queries']} held-out queries, {r['n_docs']} docs; commit {html.escape(str(report['git_commit']))}</p>"]
-    rows = [["", "ndcg@10", "mrr@10", "recall@100"], ["after retrieve", *r["retrieval"].values()]]
+             f"{r['n_queries']} held-out queries ({r.get('conversational', 0)} with a conversation history), {r['n_docs']} docs; "
+             f"commit {html.escape(str(report['git_commit']))}</p>"]
+    keys = list(r["retrieval"])
+    rows = [["", *keys]]
+    if r.get("retrieval_raw_question"):  # the rewriter's worth in the pipeline: the same retriever on the raw question
+        rows.append(["raw question (no rewrite)", *(r["retrieval_raw_question"].get(k) for k in keys)])
+    rows.append(["after retrieve" + (" (rewritten query)" if r.get("retrieval_raw_question") else ""), *r["retrieval"].values()])
     if r.get("after_rerank"):
         rows.append(["after rerank", *r["after_rerank"].values()])
     parts += ["<h2>Retrieval</h2>", _table(rows)]
+    if r.get("rewrites"):
+        rw = list(r["rewrites"].values())
+        changed = [x for x in rw if x["query"].strip() != x["question"].strip()]
+        parts += [f"<h2>Rewrites ({len(changed)} of {len(rw)} questions rewritten)</h2>",
+                  _table([["turns before", "question", "query the pipeline searched with"]] +
+                         [[x["history_turns"], x["question"], x["query"]] for x in (changed or rw)[:8]])]
     if r.get("generation"):
         g = r["generation"]
         parts += ["<h2>Generation</h2>", _table([list(g), list(g.values())])]
@@ -158,8 +163,14 @@ def write_report(out: Path, cfg: dict[str, Any], result: dict[str, Any], work_di
                       for k, s in routed.items()])]
     for stage, ev in report["stage_evaluations"].items():
         if ev.get("results"):
-            parts += [f"<h2>Stage: {stage} (teacher vs student vs export; retention % / speed-up x vs teacher)</h2>",
-                      _table(_stage_rows(ev["results"]))]
+            data = ((ev.get("provenance") or {}).get("config") or {}).get("data") or {}
+            parts += [f"<h2>Stage: {stage} (teacher vs student vs export; % of the teacher's quality, speed-up, size)</h2>",
+                      f"<p>ragdistill {stage} evaluate on {html.escape(str(data.get('path') or data.get('name', '?')))} "
+                      f"split {html.escape(str(ev.get('split', '?')))}, {ev.get('n_items')} items, {html.escape(str(ev.get('finished', '')))}</p>"]
+            if ev.get("mismatch"):
+                parts.append("<p class='warn'>Not comparable with this run's figures (measured with other data or library versions): "
+                             + html.escape("; ".join(ev["mismatch"])) + "</p>")
+            parts.append(_table(_stage_rows(ev["results"])))
     parts += ["<h2>Plots</h2>"] + [f"<img src='{p}' alt='{p}'>" for p in pngs] + ["</body></html>"]
     write_text_atomic(out / "report.html", "\n".join(parts))
     return report
@@ -199,39 +210,51 @@ def compare_runs(run_dirs: list[Path], out: Path | None = None) -> str:
         ret = f"{q / bq:.1%}" if bq else "-"
         sp = f"{base['e2e_p50_ms'] / r['e2e_p50_ms']:.2f}x" if r["e2e_p50_ms"] and base["e2e_p50_ms"] else "-"
         lines.append("  ".join(f"{v:.4f}" if isinstance(v, float) else str(v) for v in r.values()) + f"  {ret}  {sp}")
+    base_rep = reports[rows.index(base)]
+    flagged = {rep["result"]["pipeline"] and pipeline_label(rep["result"]["pipeline"]): m for rep in reports
+               if (m := mismatches(base_rep, rep, ("data.name", "data.path", "data.test_split", "data.max_queries", "data.max_docs")))}
+    lines += [f"NOT COMPARABLE with the baseline: {k}: {'; '.join(m)}" for k, m in flagged.items()]
     text = "\n".join(lines)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-        write_json(out / "comparison.json", {"runs": [str(d) for d in run_dirs], "rows": rows, "baseline": base["pipeline"]})
+        write_json(out / "comparison.json", {"runs": [str(d) for d in run_dirs], "rows": rows, "baseline": base["pipeline"],
+                                             "mismatch": flagged})
         write_text_atomic(out / "comparison.txt", text + "\n")
-        _compare_plot(rows, out)
+        _compare_plot([{**r, "label": short_label(rep["result"]["pipeline"])} for r, rep in zip(rows, reports, strict=True)], out)
     return text
 
 
 def _compare_plot(rows: list[dict[str, Any]], out: Path) -> None:
-    pts = [(r["pipeline"], r["e2e_p50_ms"], r["token_f1"] if r["token_f1"] is not None else r["ndcg@10"]) for r in rows if r["e2e_p50_ms"]]
+    pts = [(r.get("label") or r["pipeline"], r["e2e_p50_ms"], r["token_f1"] if r["token_f1"] is not None else r["ndcg@10"])
+           for r in rows if r["e2e_p50_ms"]]
     if pts:
         _scatter(pts, out / "quality_vs_latency.png", "end-to-end p50 latency (ms)", "answer token F1 (or NDCG@10)",
-                 "quality vs latency per configuration", figsize=(7, 4), fontsize=6)
+                 "quality vs latency per configuration", figsize=(7, 4), fontsize=8)
 
 
 def _scatter(pts: list[tuple[str, float, float]], path: Path, xlabel: str, ylabel: str, title: str,
              figsize: tuple[float, float], fontsize: int, logx: bool = False) -> None:
-    """One labelled quality-vs-latency scatter plot as a PNG (stage systems, or pipeline runs)."""
+    """One quality-vs-latency scatter plot as a PNG (stage systems, or pipeline runs). Each point is
+    numbered on the plot and named in a legend below it, so long names never overlap each other or
+    the points, however close the points lie."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=figsize)
-    for name, x, y in pts:
-        ax.scatter(x, y)
-        ax.annotate(name, (x, y), fontsize=fontsize)
+    names = ["\n    ".join(textwrap.wrap(f"{i}  {name}", 60)) for i, (name, _, _) in enumerate(pts, 1)]
+    legend_lines = sum(n.count("\n") + 1 for n in names)
+    fig, ax = plt.subplots(figsize=(figsize[0], figsize[1] + 0.22 * legend_lines))
+    for i, ((_, x, y), name) in enumerate(zip(pts, names, strict=True), 1):
+        ax.scatter(x, y, s=40, label=name, zorder=3)
+        ax.annotate(str(i), (x, y), xytext=(4, 4), textcoords="offset points", fontsize=fontsize, weight="bold")
     if logx:
         ax.set_xscale("log")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", bbox_to_anchor=(0, -0.18), fontsize=fontsize, frameon=False, handletextpad=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)

@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
 from ragdistill.common.config import compose
-from ragdistill.common.data import QARecord, load_qa, load_retrieval
+from ragdistill.common.data import QARecord, load_rag
 from ragdistill.common.errors import RagdistillError
 from ragdistill.common.logging import get_logger
 from ragdistill.common.metrics import evaluate_run
@@ -80,13 +80,19 @@ def routed_encoders(stage: Stage, cfg: DictConfig) -> RoutedEncoders:
     return RoutedEncoders(stage.component(cfg, "student"), stage.component(cfg, "teacher"), cal.signal, cal.threshold)
 
 
-def load_components(cfg: DictConfig, custom: dict[str, Callable] | None = None) -> tuple[dict[str, Any], dict[str, dict]]:
-    """Build each slot's callable; returns the components and per-slot facts (variant, size, memory, load time)."""
+def load_components(cfg: DictConfig, custom: dict[str, Callable] | None = None,
+                    loaded: dict[tuple[str, str], tuple[Any, dict]] | None = None) -> tuple[dict[str, Any], dict[str, dict]]:
+    """Build each slot's callable; returns the components and per-slot facts (variant, size, memory, load time).
+    ``loaded`` (slot, variant) -> (component, facts) keeps components across runs of one process (the
+    swap matrix loads each teacher and student once)."""
     comps: dict[str, Any] = {}
     facts: dict[str, dict] = {}
     stages = slot_stages()
     for slot in cfg.pipeline:
         variant = cfg.pipeline[slot]
+        if loaded is not None and (slot, variant) in loaded:
+            comps[slot], facts[slot] = loaded[(slot, variant)]
+            continue
         rss0, t0 = _rss_mb(), time.perf_counter()
         if custom and slot in custom:
             comp, variant = custom[slot], "custom"
@@ -126,17 +132,35 @@ def load_components(cfg: DictConfig, custom: dict[str, Callable] | None = None) 
             "model": str(getattr(comp, "model_path", "") or _callable_name(comp)),
         }
         comps[slot] = comp
+        if loaded is not None and variant != "custom":
+            loaded[(slot, variant)] = (comp, facts[slot])
     return comps, facts
 
 
-def _qa_records(cfg: DictConfig, qids: list[str]) -> dict[str, QARecord]:
-    if cfg.data.name != "squad" and not str(cfg.data.path or "").endswith(".json"):
-        return {}
-    by_id = {r.id: r for split in load_qa(cfg.data.path or "squad").values() for r in split}
+def _qa_records(records: dict[str, list[QARecord]], qids: list[str]) -> dict[str, QARecord]:
+    """The QA records (references, conversation history) of the held-out queries, where the data has them."""
+    by_id = {r.id: r for split in records.values() for r in split}
     return {q: by_id[q] for q in qids if q in by_id}
 
 
-def _warm_up(comps: dict[str, Callable], retriever: Callable, question: str, texts: list[str]) -> None:
+AUTO = "auto"
+
+
+def resolve_auto(cfg: DictConfig, conversational: bool) -> DictConfig:
+    """``pipeline.<slot>=auto`` (the rewriter's default): the student where the held-out questions
+    carry a conversation history (CANARD, QA records with ``history``), off where they do not."""
+    auto = {slot: ("student" if conversational else "off") for slot, v in cfg.pipeline.items() if v == AUTO}
+    return OmegaConf.merge(cfg, {"pipeline": auto}) if auto else cfg
+
+
+def is_conversational(cfg: DictConfig) -> bool:
+    """Whether the configured held-out questions carry a conversation history."""
+    data, records = load_rag(cfg.data.path or cfg.data.name, cfg.data.max_queries, cfg.data.max_docs, require_answers=False)
+    qids = set(data.qrels.get(cfg.data.test_split, {}))
+    return any(r.history for r in records.get(cfg.data.test_split, []) if r.id in qids)
+
+
+def _warm_up(comps: dict[str, Callable], retriever: Callable, question: str, texts: list[str], history: list[str]) -> None:
     """One untimed call through every stage before timing starts. Lazily loaded models (the
     generator's and rewriter's teachers load on first use) would otherwise charge their load time
     to the first query, inflating that system's mean latency and cost. Routing stats are reset."""
@@ -144,7 +168,7 @@ def _warm_up(comps: dict[str, Callable], retriever: Callable, question: str, tex
         getattr(comp, "warm_up", comp)(*args)
 
     if "rewriter" in comps:
-        call(comps["rewriter"], [], question)
+        call(comps["rewriter"], history, question)  # the first query's own turns: a cached teacher rewrite stays a cache hit
     call(retriever, [question], 1)
     if "reranker" in comps:
         call(comps["reranker"], question, texts)
@@ -175,12 +199,19 @@ def first_stage(cfg: DictConfig, comp: Any, facts: dict[str, Any], corpus: dict[
     return FaissRetriever(comp, corpus, cache_dir, _index_id(cfg, facts.get("variant", ""), facts.get("model", "")))
 
 
-def run_pipeline(cfg: DictConfig, custom: dict[str, Callable] | None = None) -> dict[str, Any]:
-    """Run the configured pipeline; returns every measured figure (see report.py for the layout)."""
-    data = load_retrieval(cfg.data.path or cfg.data.name, cfg.data.max_queries, cfg.data.max_docs)
+def run_pipeline(cfg: DictConfig, custom: dict[str, Callable] | None = None,
+                 loaded: dict[tuple[str, str], tuple[Any, dict]] | None = None) -> dict[str, Any]:
+    """Run the configured pipeline; returns every measured figure (see report.py for the layout).
+
+    A query's conversation history (CANARD, a QA record's ``history``) reaches the rewriter; with
+    the rewriter on, retrieval also runs on the raw question, so the report shows what the rewrite
+    is worth in the pipeline, and a conversational question reaches the generator as its rewrite."""
+    data, records = load_rag(cfg.data.path or cfg.data.name, cfg.data.max_queries, cfg.data.max_docs, require_answers=False)
     queries, qrels = data.split(cfg.data.test_split)
     qids = list(queries)
-    comps, facts = load_components(cfg, custom)
+    qa = _qa_records(records, qids)
+    cfg = resolve_auto(cfg, any(r.history for r in qa.values()))
+    comps, facts = load_components(cfg, custom, loaded)
     work = Path(cfg.paths.work_dir).resolve()
     t0 = time.perf_counter()
     retriever = first_stage(cfg, comps[FIRST_SLOT], facts[FIRST_SLOT], data.corpus, work / "e2e" / "index")
@@ -188,23 +219,29 @@ def run_pipeline(cfg: DictConfig, custom: dict[str, Callable] | None = None) -> 
     lat: dict[str, list[float]] = {s: [] for s in ("rewriter", "retrieve", "reranker", "generator", "end_to_end")}
     run_retrieve: dict[str, dict[str, float]] = {}
     run_rerank: dict[str, dict[str, float]] = {}
+    run_raw: dict[str, dict[str, float]] = {}  # retrieval with the raw question, when the rewriter is on
+    rewrites: dict[str, dict[str, Any]] = {}
     answers: dict[str, dict[str, Any]] = {}
-    qa = _qa_records(cfg, qids)
     r = cfg.retrieval
     if qids and cfg.warmup:
-        _warm_up(comps, retriever, queries[qids[0]], [d.full_text for d in list(data.corpus.values())[:2]])  # as the reranker sees them
+        _warm_up(comps, retriever, queries[qids[0]], [d.full_text for d in list(data.corpus.values())[:2]],  # as the reranker sees them
+                 list(qa[qids[0]].history) if qids[0] in qa else [])
     for i, qid in enumerate(tqdm(qids, desc="e2e queries", unit="q")):
         t_start = time.perf_counter()
         question = queries[qid]
+        history = list(qa[qid].history) if qid in qa else []
         query = question
         if "rewriter" in comps:
             t = time.perf_counter()
-            query = comps["rewriter"]([], question) or question
+            query = comps["rewriter"](history, question) or question
             lat["rewriter"].append(time.perf_counter() - t)
+            rewrites[qid] = {"question": question, "query": query, "history_turns": len(history)}
         t = time.perf_counter()
         hits = retriever([query], r.top_k)[0]
         lat["retrieve"].append(time.perf_counter() - t)
         run_retrieve[qid] = dict(hits)
+        if "rewriter" in comps:  # untimed: what the raw question would have retrieved
+            run_raw[qid] = dict(hits) if query == question else dict(retriever([question], r.top_k)[0])
         ranked = hits
         if "reranker" in comps:
             head = hits[: r.rerank_k]
@@ -217,8 +254,9 @@ def run_pipeline(cfg: DictConfig, custom: dict[str, Callable] | None = None) -> 
         run_rerank[qid] = dict(ranked)
         if "generator" in comps and i < cfg.max_generate:
             contexts = [Passage(data.corpus[d].text, data.corpus[d].title) for d, _ in ranked[: r.n_contexts]]
+            asked = query if history else question  # a follow-up alone is not a question: its standalone rewrite is
             t = time.perf_counter()
-            answer = comps["generator"](question, contexts)
+            answer = comps["generator"](asked, contexts)
             lat["generator"].append(time.perf_counter() - t)
             rec = qa.get(qid)
             answers[qid] = {"question": question, "query": query, "answer": answer, "contexts": contexts,
@@ -228,16 +266,19 @@ def run_pipeline(cfg: DictConfig, custom: dict[str, Callable] | None = None) -> 
     for slot, comp in {**comps, FIRST_SLOT: retriever}.items():  # a routed slot: teacher calls, fraction, time on each path
         if facts.get(slot, {}).get("variant") == "routed" and hasattr(comp, "stats"):
             facts[slot]["routing"] = comp.stats()
-    metrics = ("ndcg@10", "mrr@10", "recall@100")
+    metrics = ("ndcg@10", "mrr@10", "recall@10", "recall@100")
     result: dict[str, Any] = {
         "pipeline": {slot: facts.get(slot, {}).get("variant", "off") for slot in cfg.pipeline},
         "n_queries": len(qids),
         "n_docs": len(data.corpus),
         "dataset": data.name,
+        "conversational": sum(bool(qa[q].history) for q in qids if q in qa),  # queries with a history
         "stages": facts,
         "index_build_s": index_s,
         "retrieval": evaluate_run(qrels, run_retrieve, metrics),
         "after_rerank": evaluate_run(qrels, run_rerank, metrics) if "reranker" in comps else None,
+        "retrieval_raw_question": evaluate_run(qrels, run_raw, metrics) if run_raw else None,
+        "rewrites": rewrites,
         "latency": {k: stats_from_latencies(v, len(v)).as_dict() for k, v in lat.items() if v},
         "answers": answers,
     }

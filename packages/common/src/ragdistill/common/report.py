@@ -2,8 +2,9 @@
 
 Systems are columns in a fixed order: the teacher, the student before distillation
 (``student_base``), the student after (``student``), then its exports. Each metric row also shows
-the distilled student's retention of the teacher and its gain over the undistilled student, so a
-reader sees both what distillation kept and what it added.
+the distilled student against the teacher (a share of its quality; a speed-up for speed rows, a
+reduction for size rows) and its gain over the undistilled student, so a reader sees both what
+distillation kept and what it added.
 """
 
 from __future__ import annotations
@@ -17,6 +18,22 @@ from ragdistill.common.io import write_json
 SYSTEM_ORDER = ("teacher", "student_base", "student", "student_onnx", "student_onnx_int8")
 # metrics where lower is better: retention is teacher/student, not student/teacher
 LOWER_IS_BETTER = ("latency", "_ms", "size_mb", "memory_mb", "seconds")
+SPEED = ("latency", "_ms", "per_s", "seconds")  # rows read as a speed-up, never as a "retention %"
+SIZE = ("size_mb", "memory_mb")
+
+
+def relative(metric: str, teacher: Any, other: Any) -> str | None:
+    """``other`` against the teacher as a reader wants it: quality as a share of the teacher's
+    (``93.1%``), speed as a speed-up (``3.20x faster``), size as a reduction (``4.10x smaller``)."""
+    if not isinstance(teacher, (int, float)) or not isinstance(other, (int, float)) or not teacher or not other:
+        return None
+    if any(x in metric for x in SPEED):
+        ratio = other / teacher if "per_s" in metric else teacher / other
+        return f"{ratio:.2f}x faster" if ratio >= 1 else f"{1 / ratio:.2f}x slower"
+    if any(x in metric for x in SIZE):
+        ratio = teacher / other
+        return f"{ratio:.2f}x smaller" if ratio >= 1 else f"{1 / ratio:.2f}x larger"
+    return f"{other / teacher:.1%}"
 
 
 def _ordered(systems: list[str]) -> list[str]:
@@ -41,10 +58,7 @@ def comparison_table(results: dict[str, dict[str, float]], title: str = "") -> s
     for m in metrics:
         vals = [results[s].get(m) for s in systems]
         t, b, st = (results.get(k, {}).get(m) for k in ("teacher", "student_base", "student"))
-        retention = gain = None
-        if isinstance(t, (int, float)) and isinstance(st, (int, float)) and t:
-            lower = any(x in m for x in LOWER_IS_BETTER)
-            retention = f"{(t / st if lower else st / t):.1%}" if st else None
+        retention, gain = relative(m, t, st), None
         if isinstance(b, (int, float)) and isinstance(st, (int, float)):
             gain = f"{st - b:+.4f}"
         rows.append([m, *(_fmt(v) for v in vals), retention or "-", gain or "-"])
