@@ -27,7 +27,8 @@ SMALL = ["teacher=ce-mpnet", "teacher.max_length=32", "student.max_length=32", "
          "reranker.train.args.learning_rate=3e-4", "reranker.train.args.warmup_ratio=0", "reranker.train.args.logging_steps=1",
          "reranker.train.colbert.dim=16", "reranker.train.colbert.doc_max_length=32", "reranker.train.colbert.query_max_length=12",
          "reranker.evaluate.latency_queries=1", "reranker.evaluate.latency_candidates=6", "reranker.evaluate.biencoders=[]",
-         "reranker.export.parity_pairs=40", "reranker.teach.shipped_labels=[]"]
+         "reranker.export.parity_pairs=40", "reranker.teach.shipped_labels=[]", "reranker.export.colbert_index_scope=candidates",
+         "reranker.export.colbert_nbits=2"]
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +75,7 @@ def test_pipeline_end_to_end(make_cfg, work_dir, tiny_teacher):
     assert trained.train_steps == 4 and trained.details["colbert"]["steps"] == 4 and trained.n_items == len(rows)
     assert trained.student == str(work_dir / "reranker/train/student")
     logged = set().union(*trained.details["cross_encoder"]["log"])
-    assert {"MarginMSELoss", "ListwiseKLLoss"} <= logged  # each part of the weighted loss is logged
+    assert {"kd_margin_mse", "kd_listwise_kl", "sup_ce"} <= logged  # each part of the weighted loss is logged
     assert sorted(p.name for p in (work_dir / "reranker/train").iterdir()) == [
         "colbert", "colbert_base", "config.yaml", "student", "student_base", "train.json"]  # no summary files, no temp dirs
     # distillation moved the student towards the teacher on the training pairs
@@ -91,12 +92,29 @@ def test_pipeline_end_to_end(make_cfg, work_dir, tiny_teacher):
     fp32, int8 = exp.variants["onnx_fp32"], exp.variants["onnx_int8"]
     assert fp32.parity >= 0.99 and not fp32.quantized and fp32.path == str(model / "onnx/model.onnx")
     assert int8.quantized and int8.parity >= cfg.reranker.export.min_parity_quantized and exp.details["gate"]["failed"] == []
-    assert int8.size_mb < fp32.size_mb / 2 and exp.details["sizes_mb"]["model_qint8_avx512_vnni.onnx"] == int8.size_mb
+    assert int8.size_mb < fp32.size_mb / 2 and exp.details["sizes_mb"]["model_qint8.onnx"] == int8.size_mb
+    assert int8.path == str(model / "onnx/model_qint8.onnx") and exp.details["onnx_int8"]["quantization_preset"] == "avx512_vnni"
     import onnxruntime as ort
 
-    sess = ort.InferenceSession(str(model / "onnx/model_qint8_avx512_vnni.onnx"))
+    sess = ort.InferenceSession(str(model / "onnx/model_qint8.onnx"))
     assert {i.name for i in sess.get_inputs()} >= {"input_ids", "attention_mask"}
-    assert np.load(work_dir / "reranker/export/colbert/index_vectors.npy").shape[1] == 16  # reranker.train.colbert.dim
+    # the export ranks as trained: the library's default predict() returns the student's raw logits
+    # (saved with activation_fn=Identity; a sigmoid would squash them), in torch and in ONNX fp32
+    import torch
+    from sentence_transformers.cross_encoder import CrossEncoder
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    hf = AutoModelForSequenceClassification.from_pretrained(work_dir / "reranker/train/student").eval()
+    tok = AutoTokenizer.from_pretrained(work_dir / "reranker/train/student")
+    with torch.no_grad():
+        logits = hf(**tok([q for q, _ in pairs], [d for _, d in pairs], truncation=True, max_length=32, padding=True,
+                          return_tensors="pt")).logits.view(-1).numpy()
+    assert np.allclose(CrossEncoder(str(model), max_length=32).predict(pairs), logits, atol=1e-4)
+    onnx_fp32 = CrossEncoder(str(model), max_length=32, backend="onnx", model_kwargs={"file_name": "onnx/model.onnx"})
+    assert np.allclose(onnx_fp32.predict(pairs), logits, atol=1e-3)
+    colbert_export = work_dir / "reranker/export/colbert"
+    assert exp.details["colbert"]["library"] == "colbert-ai PLAID" and exp.details["colbert"]["dim"] == 16  # reranker.train.colbert.dim
+    assert (colbert_export / "artifact.metadata").is_file() and (colbert_export / "index/metadata.json").is_file()
     assert exp.details["monitor_baseline"]["n"] == 8  # the shared export step measured the held-out lists
     assert sorted(p.name for p in (work_dir / "reranker/export").iterdir()) == [
         "colbert", "config.yaml", "export.json", "model", "monitor_baseline.json"]
@@ -121,16 +139,22 @@ def test_pipeline_end_to_end(make_cfg, work_dir, tiny_teacher):
     assert np.mean(stage.quality(cfg, records, s_out)) == pytest.approx(res["student"]["ndcg@10"])
     assert conf == pytest.approx([sorted(o)[-1] - sorted(o)[-2] for o in s_out])
 
-    # the harness's colbert variant scores the way evaluate's ColBERT row does (same MaxSim, texts encoded on the fly)
-    from ragdistill.reranker.colbert import ColbertIndex, ColbertStudent
+    # the harness's colbert variant reranks through the export's PLAID index when the candidates are indexed
+    # documents, and agrees with exact MaxSim on the fly (PLAID keeps 2-bit residuals: close, not equal)
+    from ragdistill.reranker.colbert import ColbertStudent, PlaidIndex
 
-    exported = work_dir / "reranker/export/colbert"
-    index = ColbertIndex.load(exported)
+    index = PlaidIndex.load(colbert_export / "index", colbert_export)
     ids = index.doc_ids[:5]  # documents the export indexed (held-out candidates)
     query, docs = rows[0]["query"], [corpus[d].full_text for d in ids]
-    from_index = index.scorer(ColbertStudent.load(exported))(query, ids)
-    assert stage.component(cfg, "colbert")(query, docs) == pytest.approx(from_index, rel=1e-2, abs=1e-2)
-    assert stage.component(cfg, "colbert_base")(query, docs) != pytest.approx(from_index, rel=1e-3)
+    harness = stage.component(cfg, "colbert")
+    from_index = harness(query, docs)
+    assert harness.stats() == {"index_calls": 1, "on_the_fly_calls": 0} and from_index == index.rerank(query, ids)
+    student = ColbertStudent.load(colbert_export)
+    exact = student.score_pairs(query, docs)
+    assert student.memo_scorer(dict(zip(ids, docs, strict=True)))(query, ids) == pytest.approx(exact, abs=1e-4)  # evaluate's colbert_base path
+    assert np.allclose(from_index, exact, atol=0.25 * len(ids))
+    assert harness(query, ["a passage nobody indexed"]) and harness.stats()["on_the_fly_calls"] == 1
+    assert stage.component(cfg, "colbert_base")(query, docs) != pytest.approx(exact, rel=1e-3)
 
     # ship the labels; another work dir where the teacher was never built reads them instead
     target = work_dir / "labels.jsonl"
@@ -141,6 +165,18 @@ def test_pipeline_end_to_end(make_cfg, work_dir, tiny_teacher):
     assert (shipped.teacher_calls, shipped.cached) == (0, 40) and shipped.details["teacher"] == d["teacher"]
     assert len(LabelCache(other.paths.label_cache)) == 88  # the whole file imported
     assert read_jsonl(work_dir / "other/reranker/teach/train.jsonl") == rows
+
+
+def test_older_int8_file_names_still_load(tmp_path):
+    """Exports made before the int8 file was named for what it is (``model_qint8_<preset>.onnx``) are still found."""
+    from ragdistill.reranker.students import int8_file
+
+    (tmp_path / "onnx").mkdir()
+    assert int8_file(tmp_path) is None
+    (tmp_path / "onnx/model_qint8_avx512_vnni.onnx").write_bytes(b"old")
+    assert int8_file(tmp_path) == "onnx/model_qint8_avx512_vnni.onnx"
+    (tmp_path / "onnx/model_qint8.onnx").write_bytes(b"new")
+    assert int8_file(tmp_path) == "onnx/model_qint8.onnx"
 
 
 def test_missing_teacher_says_how_to_build(make_cfg, work_dir):

@@ -2,14 +2,17 @@
 
 A reranker never sees the whole corpus, only the top-k of a first-stage retriever, so teacher,
 students and the evaluation must all rerank the *same* candidate lists. They come from BM25
-(``bm25s``; no model, fast on CPU) or from a user's JSONL file (``{"query_id", "doc_ids"}`` per
-line, e.g. the embedder's retrieval output), validated against the corpus and the qrels.
+(``bm25s``; no model, fast on CPU), from a user's JSONL file (``{"query_id", "doc_ids"}`` per
+line), validated against the corpus and the qrels, or from a bi-encoder's exact cosine top-k over
+the corpus: the lists the e2e pipeline hands its reranker (its first stage is the embedder stage's
+student, :func:`embedder_model`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ragdistill.common.bm25 import BM25Index
 from ragdistill.common.data import RetrievalData
@@ -78,6 +81,45 @@ def read_candidates_file(path: str | Path, data: RetrievalData, split: str, requ
         out[qid] = CandidateList(qid, doc_ids, [float(x) for x in scores])
     if not out:
         raise RagdistillError(f"{path}: no candidate line names a query of the {split!r} split")
+    return out
+
+
+def embedder_model(cfg: Any) -> tuple[str, str]:
+    """The bi-encoder of the ``embedder`` candidate source and what it is: ``reranker.candidates.embedder_model``
+    when set; else the embedder stage's distilled student in this work dir (``<work>/embedder/train/student``,
+    the e2e pipeline's first stage) when train has written it; else the undistilled packaged MiniLM."""
+    from ragdistill.common.models import resolve_model
+    from ragdistill.common.paths import student_dir
+
+    named = cfg.reranker.candidates.embedder_model
+    if named:
+        return resolve_model(str(named)), f"reranker.candidates.embedder_model={named}"
+    trained = student_dir(cfg, "embedder")
+    if (trained / "config.json").is_file():
+        return str(trained), "the embedder stage's distilled student (embedder/train/student)"
+    return resolve_model("minilm-l6"), "the undistilled all-MiniLM-L6-v2 (no embedder/train/student in paths.work_dir)"
+
+
+def biencoder_candidates(model: str, data: RetrievalData, queries: dict[str, str], k: int, max_length: int = 256,
+                         batch_size: int = 64) -> dict[str, CandidateList]:
+    """Top-``k`` per query by the cosine of a sentence-transformers bi-encoder over the whole corpus
+    (exact search, as the e2e harness's faiss inner-product index does)."""
+    import numpy as np
+    from sentence_transformers import SentenceTransformer
+
+    st = SentenceTransformer(model, device="cpu")
+    st.max_seq_length = max_length
+    ids = list(data.corpus)
+    log.info("bi-encoder first stage: %s over %d documents, top-%d for %d queries", model, len(ids), k, len(queries))
+    docs = st.encode([data.corpus[d].full_text for d in ids], batch_size=batch_size, normalize_embeddings=True,
+                     convert_to_numpy=True, show_progress_bar=True)
+    qids = list(queries)
+    qv = st.encode([queries[q] for q in qids], batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True)
+    sims = qv @ docs.T
+    out = {}
+    for q, row in zip(qids, sims, strict=True):
+        top = np.argsort(-row, kind="stable")[:k]
+        out[q] = CandidateList(q, [ids[j] for j in top], [float(row[j]) for j in top])
     return out
 
 

@@ -39,8 +39,7 @@ def component(cfg: Any, variant: str, teacher: Any = None) -> Any:
         return rerank_teacher
     if variant == "student_onnx":
         path = export_dir(cfg, "reranker")
-        int8 = int8_file(cfg.reranker.export.quantization.value)
-        f = int8 if (path / int8).is_file() else ONNX_FP32
+        f = int8_file(path) or ONNX_FP32
         if not (path / f).is_file():
             raise RagdistillError(f"{path / f} not found; run `ragdistill reranker export` first (with the same paths.work_dir)")
         ce = load_cross_encoder(str(path), cfg.student.max_length, backend="onnx", model_kwargs={"file_name": f})
@@ -59,18 +58,37 @@ def component(cfg: Any, variant: str, teacher: Any = None) -> Any:
 
 
 def _colbert(cfg: Any, variant: str) -> Any:
-    """The ColBERT student scoring the harness's candidates on the fly (MaxSim over freshly encoded
-    documents: the harness's candidates come from its own first stage, not the export's index)."""
-    from ragdistill.reranker.colbert import ColbertStudent
+    """The ColBERT student as the harness's reranker. ``colbert`` with an export: its colbert-ai PLAID
+    index reranks the candidates (``Searcher.search(query, pids=...)``) when every candidate text is
+    an indexed document of the data, else the exported checkpoint scores them on the fly with
+    colbert-ai's encoders and MaxSim (one path per call, so a list is never scored half one way);
+    ``colbert`` before export and ``colbert_base``: the trained / undistilled checkpoint on the fly."""
+    from ragdistill.common.paths import stage_dir as _stage_dir
+    from ragdistill.reranker.colbert import DOC_IDS_FILE, INDEX_DIR, ColbertStudent, PlaidIndex
 
-    path = stage_dir(cfg, "reranker", "train") / variant
-    if not (path / "colbert_config.json").is_file():
+    exported = _stage_dir(cfg, "reranker", "export") / "colbert"
+    path = exported if variant == "colbert" and (exported / "artifact.metadata").is_file() else stage_dir(cfg, "reranker", "train") / variant
+    if not (path / "artifact.metadata").is_file():
         raise RagdistillError(f"{path} not found; run `ragdistill reranker train` first "
                               "(with reranker.train.colbert.enabled=true and the same paths.work_dir)")
     student = ColbertStudent.load(path)
+    index = None
+    if path == exported and (exported / INDEX_DIR / DOC_IDS_FILE).is_file():
+        from ragdistill.reranker.lists import load_data
+
+        index = PlaidIndex.load(exported / INDEX_DIR, exported)
+        indexed = set(index.doc_ids)
+        doc_id = {doc.full_text: d for d, doc in load_data(cfg).corpus.items() if d in indexed}
+    stats = {"index_calls": 0, "on_the_fly_calls": 0}
 
     def rerank(query: str, docs: list[str]) -> list[float]:
+        ids = [doc_id.get(t) for t in docs] if index is not None else [None]
+        if all(i is not None for i in ids):
+            stats["index_calls"] += 1
+            return index.rerank(query, ids)
+        stats["on_the_fly_calls"] += 1
         return student.score_pairs(query, docs)
 
     rerank.model_path = str(path)  # type: ignore[attr-defined]
+    rerank.stats = lambda: dict(stats)  # type: ignore[attr-defined]
     return rerank

@@ -2,8 +2,11 @@
 with its document index; parity of the ONNX scores against torch is measured and gated.
 
 Layout under ``<work>/reranker/export``: ``model/`` (``paths.export_dir``: a sentence-transformers
-CrossEncoder folder with ``onnx/model.onnx`` and ``onnx/model_qint8_<arch>.onnx``; load it with
-``CrossEncoder(path, backend="onnx", model_kwargs={"file_name": ...})``) and ``colbert/`` (the
+CrossEncoder folder with ``onnx/model.onnx`` and ``onnx/model_qint8.onnx``, saved with
+``activation_fn=Identity`` so ``predict`` returns the trained scores; load it with
+``CrossEncoder(path, backend="onnx", model_kwargs={"file_name": "onnx/model_qint8.onnx"})``; the
+int8 file is named for what it is, the optimum quantization preset it was made with is in
+``export.json``) and ``colbert/`` (the
 sentence-transformers ColBERT folder plus ``index_*`` files). Parity is the Spearman correlation of
 the ONNX and torch scores on real (query, candidate) pairs; fp32 is held to
 ``reranker.export.min_parity``, int8 to ``min_parity_quantized`` (the one export gate of every stage).
@@ -22,7 +25,8 @@ from ragdistill.common.io import atomic_path, read_jsonl
 from ragdistill.common.logging import get_logger
 from ragdistill.common.paths import export_dir, stage_dir, student_dir
 from ragdistill.common.results import ExportResult, Variant
-from ragdistill.reranker.students import ONNX_FP32, int8_file, load_cross_encoder, predict_raw
+from ragdistill.reranker.candidates import first_stage
+from ragdistill.reranker.students import INT8_SUFFIX, ONNX_FP32, ONNX_INT8, load_cross_encoder, predict_raw
 
 log = get_logger(__name__)
 METRIC = "spearman"
@@ -59,7 +63,7 @@ def export(cfg: Any) -> ExportResult:
     max_len = cfg.student.max_length
     pairs = parity_pairs(cfg, int(ec.parity_pairs))
     torch_scores = predict_raw(load_cross_encoder(str(src), max_len), pairs)
-    arch = ec.quantization.value
+    preset = ec.quantization.value
     result = ExportResult("reranker", n_items=len(pairs), model=str(dest), details={"pairs": len(pairs)})
     with atomic_path(dest) as tmp:
         shutil.copytree(src, tmp)
@@ -67,11 +71,11 @@ def export(cfg: Any) -> ExportResult:
         onnx_model.save_pretrained(str(tmp))
         files = {"onnx_fp32": (ONNX_FP32, spearman(torch_scores, predict_raw(onnx_model, pairs)), False)}
         if ec.quantize:
-            qcfg = getattr(AutoQuantizationConfig, arch)(is_static=False, per_channel=True)
-            export_dynamic_quantized_onnx_model(onnx_model, qcfg, str(tmp), file_suffix=f"qint8_{arch}")
-            q_model = load_cross_encoder(str(tmp), max_len, backend="onnx", model_kwargs={"file_name": int8_file(arch)})
-            files["onnx_int8"] = (int8_file(arch), spearman(torch_scores, predict_raw(q_model, pairs)), True)
-            result.details["onnx_int8"] = {"per_channel": True, "arch": arch}
+            qcfg = getattr(AutoQuantizationConfig, preset)(is_static=False, per_channel=True)
+            export_dynamic_quantized_onnx_model(onnx_model, qcfg, str(tmp), file_suffix=INT8_SUFFIX)
+            q_model = load_cross_encoder(str(tmp), max_len, backend="onnx", model_kwargs={"file_name": ONNX_INT8})
+            files["onnx_int8"] = (ONNX_INT8, spearman(torch_scores, predict_raw(q_model, pairs)), True)
+            result.details["onnx_int8"] = {"file": ONNX_INT8, "quantization_preset": preset, "per_channel": True, "dynamic": True}
     for name, (f, parity, quantized) in files.items():
         result.variants[name] = Variant(str(dest / f), parity, METRIC, quantized, (dest / f).stat().st_size / 2**20)
         bar = float(ec.min_parity_quantized if quantized else ec.min_parity)
@@ -86,33 +90,40 @@ def export(cfg: Any) -> ExportResult:
 
 
 def colbert_index_docs(cfg: Any) -> dict[str, str]:
-    """The documents the ColBERT index must cover: every candidate evaluate will rerank
-    (``reranker.export.colbert_index_scope=candidates``) or the whole corpus (``corpus``)."""
-    from ragdistill.reranker.candidates import first_stage
+    """The documents the ColBERT index must cover: the whole corpus (``reranker.export.colbert_index_scope=corpus``,
+    so the index can be a first stage) or every candidate evaluate will rerank (``candidates``)."""
     from ragdistill.reranker.config import IndexScope
+    from ragdistill.reranker.evaluate import candidate_sources
     from ragdistill.reranker.lists import load_data
 
     data = load_data(cfg)
     if cfg.reranker.export.colbert_index_scope == IndexScope.corpus:
         return {d: doc.full_text for d, doc in data.corpus.items()}
-    ev = cfg.reranker.evaluate
-    k = max(int(cfg.reranker.candidates.eval_k), int(ev.latency_candidates))
-    cands = first_stage(data, cfg.data.test_split, k, cfg.reranker.candidates.file)
-    ids = dict.fromkeys(d for c in cands.values() for d in c.doc_ids)
+    split = cfg.data.test_split
+    ids = dict.fromkeys(d for cands, _, _ in candidate_sources(cfg, data, split).values() for c in cands.values() for d in c.doc_ids)
+    if int(cfg.reranker.evaluate.latency_queries) > 0:
+        lat = first_stage(data, split, int(cfg.reranker.evaluate.latency_candidates), cfg.reranker.candidates.file)
+        ids.update(dict.fromkeys(d for c in lat.values() for d in c.doc_ids))
     return {d: data.corpus[d].full_text for d in ids}
 
 
 def export_colbert(cfg: Any, src: Path, dest: Path) -> dict[str, Any]:
-    from ragdistill.reranker.colbert import ColbertIndex, ColbertStudent
+    """The trained ColBERT checkpoint plus its colbert-ai PLAID index (``<dest>/index``), built on CPU."""
+    from ragdistill.reranker.colbert import INDEX_DIR, ColbertStudent, PlaidIndex
 
-    student = ColbertStudent.load(src)
     docs = colbert_index_docs(cfg)
-    index = ColbertIndex.build(student, docs, batch_size=int(cfg.reranker.evaluate.batch_size))
+    ec = cfg.reranker.export
     with atomic_path(dest) as tmp:
-        shutil.copytree(src, tmp)
-        index.save(tmp)
-    info = {"docs": len(docs), "vectors": int(index.vectors.shape[0]), "dim": int(index.vectors.shape[1]), "index_mb": index.size_mb,
-            "scope": cfg.reranker.export.colbert_index_scope.value}
-    print(f"[reranker export] ColBERT: {len(docs)} documents, {info['vectors']} token vectors x {info['dim']} (fp16), "
-          f"index {index.size_mb:.1f} MB -> {dest}", flush=True)
+        student = ColbertStudent.load(src)
+        student.save(tmp, final_path=dest)
+        index = PlaidIndex.build(tmp, docs, tmp / INDEX_DIR, nbits=int(ec.colbert_nbits), batch_size=int(cfg.reranker.evaluate.batch_size))
+        size = index.size_mb
+        info = {"docs": len(docs), "scope": ec.colbert_index_scope.value, "nbits": int(ec.colbert_nbits), "index_mb": size,
+                "dim": student.dim, "library": "colbert-ai PLAID"}
+        card = (src / "README.md").read_text(encoding="utf-8") if (src / "README.md").is_file() else ""
+        (tmp / "README.md").write_text(card + f"\n## The index in `{INDEX_DIR}/`\n\nA colbert-ai PLAID index of {len(docs)} documents of "
+                                       f"{cfg.data.path or cfg.data.name} ({info['scope']}), {ec.colbert_nbits}-bit residuals, "
+                                       f"{size:.1f} MB.\n", encoding="utf-8")
+    print(f"[reranker export] ColBERT: colbert-ai PLAID index of {len(docs)} documents ({info['scope']}), {student.dim}-d, "
+          f"{ec.colbert_nbits}-bit residuals, {size:.1f} MB -> {dest / INDEX_DIR}", flush=True)
     return info

@@ -22,17 +22,20 @@ PAIR_TEMPLATE = "rerank-pair:v1"  # part of every cached label's key: (query tex
 
 @dataclass
 class ScoredList:
-    """A query's candidates with the teacher's score for each (positive first when training)."""
+    """A query's candidates with the teacher's score for each (positive first when training) and,
+    for training lists, each candidate's judged relevance (the qrels; 0 = not judged relevant)."""
 
     query_id: str
     query: str
     doc_ids: list[str]
     teacher_scores: list[float]
     first_stage_scores: list[float]
+    labels: list[int] | None = None
 
     def as_row(self) -> dict[str, Any]:
-        return {"query_id": self.query_id, "query": self.query, "doc_ids": self.doc_ids,
-                "teacher_scores": self.teacher_scores, "first_stage_scores": self.first_stage_scores}
+        row = {"query_id": self.query_id, "query": self.query, "doc_ids": self.doc_ids,
+               "teacher_scores": self.teacher_scores, "first_stage_scores": self.first_stage_scores}
+        return row if self.labels is None else {**row, "labels": self.labels}
 
 
 def load_data(cfg: Any) -> RetrievalData:
