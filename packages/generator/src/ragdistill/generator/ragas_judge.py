@@ -5,8 +5,9 @@ ragas' collection metrics (faithfulness, answer relevancy, context precision / r
 interface over any ``GenerationTeacher`` (local causal LM, OpenAI-compatible endpoint, vLLM): it
 asks for JSON, extracts and validates it, retries, and raises when it still fails. Each failed
 sample is counted and reported per metric; a score is the mean over the samples that were scored,
-never a silent NaN. Small local judges fail often (see /work/shared/STACK.md), so this is off by
-default on CPU; point ``generator.evaluate.ragas.teacher`` at a strong API or vLLM judge.
+never a silent NaN. Small local judges often break the JSON format and are slow (a SmolLM2-135M judge
+took 15-25 s per question and metric on 2 CPU cores), so this is off by default on CPU; point
+``generator.evaluate.ragas.teacher`` at a strong API or vLLM judge.
 """
 
 from __future__ import annotations
