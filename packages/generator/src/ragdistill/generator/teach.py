@@ -88,9 +88,8 @@ def teach(cfg: Any) -> TeachResult:
     result.details.update({**report, "teacher": teacher.teacher_id, "questions": len(examples), "train_file": str(out / "train.jsonl"),
                            "teacher_labels": {"launcher": run.launcher, "cached": run.cached, "labelled": run.labelled}})
     per = ", ".join(f"{k}: -{v['dropped']}" for k, v in report["filters"].items())
-    log.info("teach: %d teacher answers, kept %d (%s) -> %s", report["total"], report["kept"], per, out / "train.jsonl")
-    print(f"[generator teach] {report['total']} teacher answers ({run.cached} cached, {run.labelled} labelled, launcher={run.launcher}), "
-          f"kept {report['kept']} ({per}) -> {out / 'train.jsonl'}", flush=True)
+    log.info(f"{report['total']} teacher answers ({run.cached} cached, {run.labelled} labelled, launcher={run.launcher}), "
+          f"kept {report['kept']} ({per}) -> {out / 'train.jsonl'}")
     return result
 
 
@@ -115,6 +114,6 @@ def add_queued_examples(cfg: Any, items: list[tuple[Any, Any, str]]) -> dict[str
             bad += 1
     write_jsonl(out, rows + kept)
     info = {"already_taught": len(answers) - len(new), "kept": len(kept), "dropped_format": bad}
-    print(f"[generator teach] data.extra: {len(items)} queued records, {len(kept)} new chat records kept ({bad} broke the format, "
-          f"{info['already_taught']} already taught) -> {out}", flush=True)
+    log.info(f"data.extra: {len(items)} queued records, {len(kept)} new chat records kept ({bad} broke the format, "
+          f"{info['already_taught']} already taught) -> {out}")
     return info

@@ -13,6 +13,7 @@ from typing import Any
 
 from ragdistill.common.errors import RagdistillError
 from ragdistill.common.io import read_jsonl, write_jsonl
+from ragdistill.common.logging import get_logger
 from ragdistill.common.paths import stage_dir
 from ragdistill.common.results import TeachResult
 from ragdistill.query_rewriter.examples import expansion_train_examples, queued_example, rewrite_train_examples
@@ -21,6 +22,8 @@ from ragdistill.query_rewriter.labels import cached_teacher, label_teacher_id, t
 from ragdistill.query_rewriter.prompts import Example
 
 STAGE = "query_rewriter"
+
+log = get_logger(__name__)
 
 
 def filter_config(cfg: Any) -> FilterConfig:
@@ -67,9 +70,9 @@ def teach(cfg: Any) -> TeachResult:
     result.kept = len(rows)
     result.details = {"teacher": label_teacher_id(cfg.teacher), "filters": report.as_dict(), "teacher_labels": labels}
     for task, c in result.details["filters"].items():
-        print(f"[query_rewriter teach] {task}: {c['kept']}/{c['total']} kept; rejected empty={c['empty']} "
+        log.info(f"{task}: {c['kept']}/{c['total']} kept; rejected empty={c['empty']} "
               f"malformed={c['malformed']} echoed={c['echoed']} too_long={c['too_long']}; unchanged={c['unchanged']}; "
-              f"teacher labels: {labels.get(task, {}).get('cached', 0)} cached, {labels.get(task, {}).get('labelled', 0)} labelled", flush=True)
+              f"teacher labels: {labels.get(task, {}).get('cached', 0)} cached, {labels.get(task, {}).get('labelled', 0)} labelled")
     if not rows:
         raise RagdistillError(f"the teacher produced no usable targets ({out_dir / 'rejected.jsonl'} lists why); check teacher= and the prompts")
     return result
@@ -96,6 +99,6 @@ def add_queued_targets(cfg: Any, items: list[tuple[Any, Any, str]], teacher_id: 
     write_jsonl(out, rows)
     info = {"not_a_task": len(items) - len(examples), "already_taught": len(examples) - len(new), "kept": len(kept),
             "filters": report.as_dict()}
-    print(f"[query_rewriter teach] data.extra: {len(items)} queued records, {len(kept)} new targets kept "
-          f"({info['already_taught']} already taught) -> {out}", flush=True)
+    log.info(f"data.extra: {len(items)} queued records, {len(kept)} new targets kept "
+          f"({info['already_taught']} already taught) -> {out}")
     return info
