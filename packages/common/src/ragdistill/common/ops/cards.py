@@ -389,7 +389,12 @@ def write_cards(stage: Any, cfg: Any, verb: str) -> list[Path]:
     models = exported_models(stage, cfg)
     if verb == "export":
         write_export_files(stage, cfg, models)
-    paths = [write_card(stage, cfg, m, fresh=verb == "export") for m in models]
+    paths = []
+    for m in models:
+        try:
+            paths.append(write_card(stage, cfg, m, fresh=verb == "export"))
+        except Exception as e:  # a card is documentation: the export it describes stands without it
+            log.warning("%s: no model card written (%s: %s)", m.folder, type(e).__name__, e)
     if paths:
         log.info("model cards: %s", ", ".join(str(p) for p in paths))
     from ragdistill.common.ops.hub import push_export
