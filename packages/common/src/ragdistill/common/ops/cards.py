@@ -9,8 +9,8 @@ sentence-transformers card (``SentenceTransformerModelCardData`` / ``CrossEncode
 shares (``base_model``, ``library_name``, ``pipeline_tag``, ``datasets``, ``model-index``) and for
 the other folders. Our section sits between two markers, so a refresh replaces only it.
 
-A folder's kind is read from its files: ``adapter_config.json`` (PEFT), ``colbert_config.json``
-(ColBERT), ``config_sentence_transformers.json`` (bi-encoder or cross-encoder), ``*.onnx`` +
+A folder's kind is read from its files: ``adapter_config.json`` (PEFT), ``colbert_config.json`` or
+colbert-ai's ``artifact.metadata`` (ColBERT: its own card is kept, ours added), ``config_sentence_transformers.json`` (bi-encoder or cross-encoder), ``*.onnx`` +
 ``config.json`` (optimum ONNX), ``config.json`` + weights (transformers). The stage's
 :meth:`~ragdistill.common.stage.Stage.export_files` (e.g. the rewriter's ``prompt.json``) are
 written into each folder first, so the load snippet can use them.
@@ -64,7 +64,7 @@ def kind_of(folder: Path) -> ExportedModel | None:
             arch = ""
     if (folder / "adapter_config.json").is_file():
         return ExportedModel(folder, "peft")
-    if (folder / "colbert_config.json").is_file():
+    if (folder / "colbert_config.json").is_file() or (folder / "artifact.metadata").is_file():  # ours, or a colbert-ai checkpoint
         return ExportedModel(folder, "colbert", arch)
     st = folder / "config_sentence_transformers.json"
     if st.is_file():
