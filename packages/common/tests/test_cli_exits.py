@@ -89,3 +89,16 @@ def test_an_unknown_teacher_model_says_what_names_work(tmp_path):
     assert "Traceback" not in r.stderr
     assert "model 'mpnet-base-v9' is neither a packaged short name (minilm-l6, mpnet," in r.stderr
     assert "nor an existing local folder" in r.stderr and "a hub id (org/name) needs the network" in r.stderr
+
+
+def test_a_library_that_sets_its_own_log_level_stays_quiet():
+    """bm25s sets its logger to DEBUG when imported (after our logging setup): its index-building lines
+    must still not reach the output, while our own INFO lines do."""
+    code = ("from ragdistill.common.logging import setup_logging, get_logger\n"
+            "setup_logging('INFO')\n"
+            "import bm25s\n"
+            "r = bm25s.BM25(); r.index(bm25s.tokenize(['a cat sat', 'a dog ran'], show_progress=False), show_progress=False)\n"
+            "get_logger('ragdistill.test').info('ours')\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env(), timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "ragdistill.test: ours" in r.stderr and "bm25s" not in r.stderr, r.stderr

@@ -12,12 +12,27 @@ def get_logger(name: str) -> logging.Logger:
     return logging.getLogger(name)
 
 
+NOISY = ("httpx", "urllib3", "filelock", "datasets", "faiss", "bm25s", "absl")
+
+
+class _QuietLibraries(logging.Filter):
+    """Below WARNING, nothing from the chatty libraries reaches our output: a filter on the handler,
+    because a library may set its own logger's level when it is imported, after this setup (bm25s
+    sets DEBUG on import, and its index builds logged DEBUG lines at INFO)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING or record.name.split(".", 1)[0] not in NOISY
+
+
 def setup_logging(level: str = "INFO") -> None:
     """Configure the root logger once; quiet the chatty libraries."""
     logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), format=_FORMAT, datefmt="%H:%M:%S")
     quiet_false_alarms()
-    for noisy in ("httpx", "urllib3", "filelock", "datasets", "faiss", "bm25s", "absl"):
+    for noisy in NOISY:
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    for h in logging.getLogger().handlers:
+        if not any(isinstance(f, _QuietLibraries) for f in h.filters):
+            h.addFilter(_QuietLibraries())
 
 
 MISTRAL_FAMILY = ("mistral", "mistral3", "voxtral", "ministral", "pixtral")
