@@ -62,11 +62,11 @@ def snapshot_round(cfg: Any, stage: str, student_dir: Path) -> Path:
         write_json(tmp / "round.json", {"round": k, "student_from": str(student_dir.resolve()), "results": results.is_file(),
                                         "queue": _queue_counts(cfg, stage), "created": time.strftime("%Y-%m-%dT%H:%M:%S")})
     note = "" if results.is_file() else f" (no evaluate results yet: run `ragdistill {stage} evaluate` first to compare rounds)"
-    print(f"[{stage}] round {k} kept in {dest}{note}. Next round:\n"
-          f"  ragdistill {stage} teach data.extra=queue\n"
-          f"  ragdistill {stage} train student.model={dest / 'student'}\n"
-          f"  ragdistill {stage} evaluate student.model={dest / 'student'}\n"
-          f"  ragdistill {stage} compare-rounds", flush=True)
+    log.info(f"{stage} next-round: round {k} kept in {dest}{note}. Next round:\n"
+             f"  ragdistill {stage} teach data.extra=queue\n"
+             f"  ragdistill {stage} train student.model={dest / 'student'}\n"
+             f"  ragdistill {stage} evaluate student.model={dest / 'student'}\n"
+             f"  ragdistill {stage} compare-rounds")
     return dest
 
 

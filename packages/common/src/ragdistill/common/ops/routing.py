@@ -217,10 +217,10 @@ def run_calibration(cfg: Any, stage: str, confidence: Any, student_quality: Any,
     target = RoutingTarget.from_config(cfg.routing)
     cal = calibrate(confidence, student_quality, teacher_quality, target, signal or cfg.routing.signal)
     out = write_calibration(stage_dir(cfg, stage, "calibrate"), cal, f"{stage}: quality vs teacher calls ({cal.n} held-out inputs)")
-    print(f"[{stage}] routing by {cal.signal}: threshold {cal.threshold:.6g} sends {cal.teacher_fraction:.1%} to the teacher; "
-          f"quality {cal.quality:.4f} (student {cal.student_quality:.4f}, teacher {cal.teacher_quality:.4f}, "
-          f"random routing at the same fraction {cal.random_quality:.4f}); target met: {cal.target_met}\n"
-          f"[{stage}] curve: {out} and {out.with_suffix('.png')}", flush=True)
+    log.info(f"{stage} calibrate: routing by {cal.signal}: threshold {cal.threshold:.6g} sends {cal.teacher_fraction:.1%} to the teacher; "
+             f"quality {cal.quality:.4f} (student {cal.student_quality:.4f}, teacher {cal.teacher_quality:.4f}, "
+             f"random routing at the same fraction {cal.random_quality:.4f}); target met: {cal.target_met}; "
+             f"curve: {out} and {out.with_suffix('.png')}")
     return cal
 
 
