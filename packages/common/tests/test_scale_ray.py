@@ -9,7 +9,6 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
-import time
 
 import numpy as np
 import pytest
@@ -78,11 +77,22 @@ KILLED_RUN = textwrap.dedent(
     from ragdistill.common.data import load_retrieval
     from ragdistill.common.labelling import LaunchSettings, run_labelling
 
+    import threading
+
+    class SignallingCache(LabelCache):
+        # commits each finished batch as usual; once 16 labels are committed it says so and holds
+        # this driver where it is, mid-run: the test kills it then, however fast the machine is
+        def put_many(self, items, teacher_id=""):
+            super().put_many(items, teacher_id)
+            if len(self) >= 16:
+                print(f"COMMITTED {len(self)}", flush=True)
+                threading.Event().wait()
+
     cache_path, address = sys.argv[1], sys.argv[2]
     ray.init(address=address, log_to_driver=False, configure_logging=False)
     texts = [d.full_text for d in list(load_retrieval("scifact").corpus.values())[:120]]
     teacher = {"backend": "sentence_transformer", "model": "minilm-l6", "batch_size": 8, "max_length": 64}
-    run_labelling(LabelCache(cache_path), teacher, "embed", texts, LaunchSettings("ray", num_workers=2, batch_size=8))
+    run_labelling(SignallingCache(cache_path), teacher, "embed", texts, LaunchSettings("ray", num_workers=2, batch_size=8))
     print("FINISHED")
     """
 )
@@ -93,17 +103,15 @@ def test_killed_ray_run_resumes_and_labels_only_the_missing_items(runtime, passa
     script.write_text(KILLED_RUN)
     p = subprocess.Popen([sys.executable, str(script), str(path), runtime], env={**os.environ, "HF_HUB_OFFLINE": "1"},
                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True)
-    deadline = time.time() + 240
-    committed = 0
-    while time.time() < deadline and p.poll() is None:
-        if path.exists():
-            committed = len(LabelCache(path))
-            if committed >= 16:
-                break
-        time.sleep(0.05)
+    # the child's signal: it has committed 16 labels and holds (no deadline: the suite's timeout is the guard)
+    seen = []
+    for line in p.stdout:
+        seen.append(line)
+        if line.startswith(("COMMITTED", "FINISHED")):
+            break
     os.killpg(p.pid, signal.SIGKILL)  # the driver dies mid-run; its Ray job and actors go with it
-    out = p.communicate()[0]
-    assert "FINISHED" not in out, "the run must be killed midway"
+    p.communicate()
+    assert seen and seen[-1].startswith("COMMITTED"), f"the child ended without committing 16 labels: {seen[-5:]}"
     committed = len(LabelCache(path))
     assert 16 <= committed < len(passages)
     first = _created(path)
@@ -159,8 +167,11 @@ def test_stage_teach_runs_on_ray_and_matches_the_local_run(runtime, tmp_path):
 TINY_GEN = ["teacher.model=smollm2-135m-instruct", "teacher.batch_size=2", "run.torch_threads=1", "ray.num_workers=1"]
 GENERATOR = [*TINY_GEN, "teacher.max_new_tokens=8", "generator.teach.shipped_labels=[]", "generator.teach.max_train_questions=3",
              "generator.retrieval.top_k=1", "generator.prompt.max_context_chars=200", "generator.teach.filters.min_grounding=0.0"]
+# sized so the suite's timeout is a guard: one short few-shot example and short histories keep the
+# rewriter's prompts (6 human rewrites with 2 turns each by default) a fraction of their length
 REWRITER = [*TINY_GEN, "query_rewriter.teach.shipped_labels=[]", "query_rewriter.teach.rewrite_records=2", "query_rewriter.teach.expansion_data=[scifact]",
-            "query_rewriter.teach.expansion_queries=1", "query_rewriter.teach.rewrite_max_new_tokens=16", "query_rewriter.teach.expansion_max_new_tokens=8"]
+            "query_rewriter.teach.expansion_queries=1", "query_rewriter.teach.rewrite_max_new_tokens=8", "query_rewriter.teach.expansion_max_new_tokens=8",
+            "query_rewriter.teach.rewrite_shots=1", "query_rewriter.teach.max_turns=1", "query_rewriter.teach.max_answer_chars=80"]
 
 
 def _rows(path):
