@@ -102,3 +102,25 @@ def test_a_library_that_sets_its_own_log_level_stays_quiet():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env(), timeout=120)
     assert r.returncode == 0, r.stderr
     assert "ragdistill.test: ours" in r.stderr and "bm25s" not in r.stderr, r.stderr
+
+
+def test_onnx_export_false_alarms_are_quiet_and_other_warnings_are_not():
+    """What an ONNX export of a tied-embedding causal LM prints through optimum 2.1 / transformers 4.57
+    (see common.logging._OnnxExportAlarms): the real library calls, silenced; another warning still shows."""
+    code = ("import logging, warnings\n"
+            "from ragdistill.common.logging import setup_logging\n"
+            "setup_logging('INFO')\n"
+            "import torch\n"
+            "from transformers import PretrainedConfig\n"
+            "PretrainedConfig().torch_dtype  # what optimum's exporter does\n"
+            "from transformers.utils import logging as hf_logging\n"
+            "opt = hf_logging.get_logger()  # what optimum.onnx.transformations_utils logs with\n"
+            "opt.warning('Found different candidate ONNX initializers (likely duplicate) for the tied weights:')\n"
+            "opt.warning('\\tlm_head.weight: {1}')\n"
+            "warnings.warn('Converting a tensor to a Python boolean might cause the trace to be incorrect.', torch.jit.TracerWarning)\n"
+            "opt.warning('something else')\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env(), timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "something else" in r.stderr, r.stderr
+    for noise in ("torch_dtype", "candidate ONNX initializers", "lm_head.weight", "TracerWarning", "Python boolean"):
+        assert noise not in r.stderr, r.stderr

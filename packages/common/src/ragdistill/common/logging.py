@@ -62,11 +62,40 @@ class _FalseMistralRegexAlarm(logging.Filter):
         return model_type in MISTRAL_FAMILY
 
 
+class _OnnxExportAlarms(logging.Filter):
+    """optimum 2.1's ONNX export of a causal LM with tied embeddings (SmolLM2, Qwen) reports the two
+    initializers it deduplicates ("Found different candidate ONNX initializers ... for the tied
+    weights" and one tab-indented line per weight), and its exporter passes ``torch_dtype`` to
+    transformers 4.57, which warns that the argument is deprecated: neither is ours to act on, and
+    every export is checked by its parity gate (identical greedy outputs of the ONNX graph and the
+    torch model on held-out inputs), which is what would show a wrong graph."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        if msg.startswith("Found different candidate ONNX initializers") or (msg.startswith("\t") and msg.rstrip().endswith("}")):
+            return False  # optimum logs these through transformers' library logger ("transformers")
+        return not (record.name == "transformers.configuration_utils" and msg.startswith("`torch_dtype` is deprecated"))
+
+
+# the tracer's notes while torch.onnx traces a transformers model (the same parity gate checks the graph)
+TRACE_WARNINGS = (r"Converting a tensor to a Python boolean might cause the trace to be incorrect",
+                  r"torch\.tensor results are registered as constants in the trace",
+                  r"Exporting aten::index operator of advanced indexing")
+
+
 def quiet_false_alarms() -> None:
     """Drop library warnings shown to be false here (see each filter's docstring); idempotent."""
+    import warnings
+
     lg = logging.getLogger("transformers.tokenization_utils_base")
     if not any(isinstance(f, _FalseMistralRegexAlarm) for f in lg.filters):
         lg.addFilter(_FalseMistralRegexAlarm())
+    for name in ("transformers", "optimum.onnx.transformations_utils", "transformers.configuration_utils"):
+        lg = logging.getLogger(name)
+        if not any(isinstance(f, _OnnxExportAlarms) for f in lg.filters):
+            lg.addFilter(_OnnxExportAlarms())
+    for message in TRACE_WARNINGS:
+        warnings.filterwarnings("ignore", message=message)
 
 
 def offline_defaults() -> None:
