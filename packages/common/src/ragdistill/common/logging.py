@@ -12,7 +12,9 @@ def get_logger(name: str) -> logging.Logger:
     return logging.getLogger(name)
 
 
-NOISY = ("httpx", "urllib3", "filelock", "datasets", "faiss", "bm25s", "absl")
+# libraries whose INFO/DEBUG lines say what our own log lines already say (loading X, saving Y, MTEB's
+# task steps): their warnings and errors still show
+NOISY = ("httpx", "urllib3", "filelock", "datasets", "faiss", "bm25s", "absl", "sentence_transformers", "mteb")
 
 
 class _QuietLibraries(logging.Filter):
@@ -21,6 +23,8 @@ class _QuietLibraries(logging.Filter):
     sets DEBUG on import, and its index builds logged DEBUG lines at INFO)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING and record.name == "root" and str(record.msg).startswith("Quantization parameters for tensor"):
+            return False  # onnxruntime's quantizer, through the root logger: one line per tensor of every int8 export
         return record.levelno >= logging.WARNING or record.name.split(".", 1)[0] not in NOISY
 
 
@@ -74,6 +78,8 @@ class _OnnxExportAlarms(logging.Filter):
         msg = record.getMessage()
         if msg.startswith("Found different candidate ONNX initializers") or (msg.startswith("\t") and msg.rstrip().endswith("}")):
             return False  # optimum logs these through transformers' library logger ("transformers")
+        if record.name == "sentence_transformers.backend.utils" and msg.startswith("Saving the exported ONNX model is heavily recommended"):
+            return False  # every export saves it right after (``save_pretrained``); the advice is for interactive use
         return not (record.name == "transformers.configuration_utils" and msg.startswith("`torch_dtype` is deprecated"))
 
 
@@ -90,7 +96,7 @@ def quiet_false_alarms() -> None:
     lg = logging.getLogger("transformers.tokenization_utils_base")
     if not any(isinstance(f, _FalseMistralRegexAlarm) for f in lg.filters):
         lg.addFilter(_FalseMistralRegexAlarm())
-    for name in ("transformers", "optimum.onnx.transformations_utils", "transformers.configuration_utils"):
+    for name in ("transformers", "optimum.onnx.transformations_utils", "transformers.configuration_utils", "sentence_transformers.backend.utils"):
         lg = logging.getLogger(name)
         if not any(isinstance(f, _OnnxExportAlarms) for f in lg.filters):
             lg.addFilter(_OnnxExportAlarms())

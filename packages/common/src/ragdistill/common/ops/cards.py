@@ -304,7 +304,8 @@ def _library_card(model: ExportedModel, base_model: str, cfg: Any) -> str | None
             from sentence_transformers import CrossEncoder as Cls
         else:
             from sentence_transformers import SentenceTransformer as Cls  # type: ignore[assignment]
-        kw = {"backend": "onnx"} if not any(model.folder.glob("*.safetensors")) and (model.folder / "onnx" / "model.onnx").is_file() else {}
+        onnx_only = not any(model.folder.glob("*.safetensors")) and (model.folder / "onnx" / "model.onnx").is_file()
+        kw: dict[str, Any] = {"backend": "onnx", "model_kwargs": {"file_name": "onnx/model.onnx"}} if onnx_only else {}
         m = Cls(str(model.folder), device="cpu", **kw)
         card = m.model_card_data
         card.base_model = base_model
