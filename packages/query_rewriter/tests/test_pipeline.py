@@ -88,6 +88,20 @@ def test_decoder_only_pipeline(make_cfg, work_dir):
     out = read_jsonl(work_dir / "query_rewriter/evaluate/outputs.jsonl")
     assert len(out) == 3 + 2 and all("teacher" in r and r["teacher"] for r in out)
 
+    # the export travels: its prompt.json and model card, and the README's load snippet runs on it as written
+    import re
+
+    from ragdistill.common.paths import project_home
+
+    model = work_dir / "query_rewriter/export/model"
+    assert read_json(model / "prompt.json")["system"]["rewrite"] and "| metric | teacher | student before distillation" in (
+        model / "README.md").read_text()
+    readme = (project_home() / "README.md").read_text(encoding="utf-8")
+    code = re.search(r"<!-- load: query_rewriter -->\s*```python\n(.*?)```", readme, flags=re.S).group(1)
+    scope: dict = {}
+    exec(code.replace('"work/', f'"{work_dir}/'), scope)
+    assert isinstance(scope["rewrite"], str) and scope["messages"][0]["content"] == read_json(model / "prompt.json")["system"]["rewrite"]
+
 
 def _tiny_t5(path):
     from transformers import T5Config, T5ForConditionalGeneration, set_seed

@@ -137,13 +137,18 @@ class StudentRewriter:
             self.model.eval()
         else:
             was_training = False
-        for task in MAX_NEW_TOKENS:
-            idx = [i for i, e in enumerate(examples) if e.task == task]
-            for b in range(0, len(idx), batch_size):
-                chunk = idx[b : b + batch_size]
-                texts = [source_text(self.tok, examples[i], self.seq2seq) for i in chunk]
-                for i, t in zip(chunk, self._generate(texts, MAX_NEW_TOKENS[task]), strict=True):
-                    out[i] = t
+        from tqdm.auto import tqdm
+
+        # a progress bar once there is more than one batch: a full held-out split takes minutes on CPU
+        with tqdm(total=len(examples), desc="student rewrites", unit="input", disable=len(examples) <= batch_size, leave=False) as bar:
+            for task in MAX_NEW_TOKENS:
+                idx = [i for i, e in enumerate(examples) if e.task == task]
+                for b in range(0, len(idx), batch_size):
+                    chunk = idx[b : b + batch_size]
+                    texts = [source_text(self.tok, examples[i], self.seq2seq) for i in chunk]
+                    for i, t in zip(chunk, self._generate(texts, MAX_NEW_TOKENS[task]), strict=True):
+                        out[i] = t
+                    bar.update(len(chunk))
         if was_training:
             self.model.train()
         return out
