@@ -255,7 +255,6 @@ def train(cfg: Any) -> TrainResult:
         "validation": trainer.history, "best_checkpoint_step": trainer.best[1] if trainer.best else None,
         "best_recall_lift": trainer.best[0] if trainer.best else None,
     }
-    print(f"[query_rewriter train] {steps} steps, loss {details['train_loss']:.4f}; "
-          f"validation recall_lift per eval: {[round(h['recall_lift'], 4) for h in trainer.history]}; kept step {details['best_checkpoint_step']}",
-          flush=True)
+    log.info(f"{steps} steps, loss {details['train_loss']:.4f}; "
+          f"validation recall_lift per eval: {[round(h['recall_lift'], 4) for h in trainer.history]}; kept step {details['best_checkpoint_step']}")
     return TrainResult(STAGE, n_items=len(pairs), train_steps=steps, student=str(target), details=details)

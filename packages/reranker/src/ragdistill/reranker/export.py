@@ -80,7 +80,7 @@ def export(cfg: Any) -> ExportResult:
         result.variants[name] = Variant(str(dest / f), parity, METRIC, quantized, (dest / f).stat().st_size / 2**20)
         bar = float(ec.min_parity_quantized if quantized else ec.min_parity)
         flag = "OK" if parity >= bar else f"BELOW {bar}"
-        print(f"[reranker export] {name}: Spearman vs torch over {len(pairs)} pairs = {parity:.4f} ({flag}) -> {dest / f}", flush=True)
+        log.info(f"{name}: Spearman vs torch over {len(pairs)} pairs = {parity:.4f} ({flag}) -> {dest / f}")
     result.details["sizes_mb"] = {p.name: p.stat().st_size / 2**20 for p in (dest / "onnx").glob("*.onnx")}
     result.gate(float(ec.min_parity), float(ec.min_parity_quantized))
     train_dir = stage_dir(cfg, "reranker", "train")
@@ -124,6 +124,6 @@ def export_colbert(cfg: Any, src: Path, dest: Path) -> dict[str, Any]:
         (tmp / "README.md").write_text(card + f"\n## The index in `{INDEX_DIR}/`\n\nA colbert-ai PLAID index of {len(docs)} documents of "
                                        f"{cfg.data.path or cfg.data.name} ({info['scope']}), {ec.colbert_nbits}-bit residuals, "
                                        f"{size:.1f} MB.\n", encoding="utf-8")
-    print(f"[reranker export] ColBERT: colbert-ai PLAID index of {len(docs)} documents ({info['scope']}), {student.dim}-d, "
-          f"{ec.colbert_nbits}-bit residuals, {size:.1f} MB -> {dest / INDEX_DIR}", flush=True)
+    log.info(f"ColBERT: colbert-ai PLAID index of {len(docs)} documents ({info['scope']}), {student.dim}-d, "
+          f"{ec.colbert_nbits}-bit residuals, {size:.1f} MB -> {dest / INDEX_DIR}")
     return info
