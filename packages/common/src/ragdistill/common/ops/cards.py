@@ -118,8 +118,9 @@ def _data_text(cfg: Any) -> str:
     d = cfg.data
     name = d.get("path") or d.get("name")
     limits = ", ".join(f"{k}={d.get(k)}" for k in ("max_queries", "max_docs") if d.get(k) is not None)
+    # how many held-out inputs were scored is the Results section's n (stages slice their own way too)
     return f"`{name}`: trained on split `{d.get('train_split')}`, evaluated on held-out split `{d.get('test_split')}`" + (
-        f" (a slice: {limits})" if limits else " (full splits)")
+        f" (a slice: {limits})" if limits else "")
 
 
 def _overrides(c: Any) -> list[str]:
@@ -146,7 +147,7 @@ def reproduce_commands(stage: str, cfg: Any) -> list[str]:
 def _num(v: Any) -> str:
     if isinstance(v, bool) or not isinstance(v, int | float):
         return str(v)
-    return f"{v:,}" if isinstance(v, int) else f"{v:.4g}"
+    return f"{v:,}" if isinstance(v, int) else (f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.4g}")
 
 
 def figures(results: dict[str, Any], max_rows: int = 14) -> tuple[list[str], list[tuple[str, list[str]]]]:
