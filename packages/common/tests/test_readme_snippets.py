@@ -11,11 +11,12 @@ import re
 import shutil
 
 import pytest
+from huggingface_hub import ModelCard
 
 from ragdistill.common.config import compose
 from ragdistill.common.io import read_json
 from ragdistill.common.models import resolve_model
-from ragdistill.common.ops.cards import kind_of, portable_adapter
+from ragdistill.common.ops.cards import kind_of, portable_adapter, write_cards
 from ragdistill.common.ops.verbs import stage_verbs
 from ragdistill.common.paths import project_home
 from ragdistill.common.stage import load_stages
@@ -72,6 +73,12 @@ def test_reranker_snippet(work):
     CrossEncoder(str(d), backend="onnx", model_kwargs={"export": True}).save_pretrained(str(d))
     assert (d / "onnx" / "model.onnx").is_file()
     assert run("reranker", work)["scores"].shape == (2,)
+    # its card, through sentence-transformers' cross-encoder card (base model known) plus ours
+    cfg = compose("reranker", [f"paths.work_dir={work}", "run.report_to=[]"])
+    (path,) = write_cards(load_stages()["reranker"], cfg, "export")
+    card = ModelCard.load(path)
+    assert card.data.base_model == "sentence-transformers/all-MiniLM-L6-v2" and card.data.pipeline_tag == "text-ranking"
+    assert "cross-encoder" in card.data.tags and "CrossEncoder(" in card.text and "Not evaluated yet" in card.text
 
 
 def test_generator_snippets(work):
@@ -92,3 +99,7 @@ def test_generator_snippets(work):
     local_base = read_json(export / "adapter" / "base_model_local.json")["base_model_name_or_path"]
     scope = run("generator adapter", work, **{f'"{SMOLLM2}"': repr(local_base)})
     assert type(scope["model"]).__name__ == "PeftModelForCausalLM"
+    cfg = compose("generator", [f"paths.work_dir={work}", "run.report_to=[]"])
+    cards = {p.parent.name: ModelCard.load(p) for p in write_cards(load_stages()["generator"], cfg, "export")}
+    assert set(cards) == {"adapter", "model"} and {c.data.base_model for c in cards.values()} == {SMOLLM2}
+    assert cards["model"].data.library_name == "transformers" and cards["adapter"].data.library_name == "peft"
