@@ -56,13 +56,13 @@ def _figures(r: dict) -> tuple[float, float | None]:
 
 
 def conversational(n: int, extra: list[str]) -> int:
-    base = ["data=canard", f"data.max_queries={n}", f"max_generate={n}", *extra]
+    base = ["data=canard", f"data.max_queries={n}", f"max_generate={n}"]
     runs = {
         "all teacher (teacher rewrite)": ["pipeline.rewriter=teacher", *(f"pipeline.{s}=teacher" for s in STAGES)],
         "all student, rewriter=student": ["pipeline.rewriter=student", *(f"pipeline.{s}=student" for s in STAGES)],
         "all student, rewriter=off": ["pipeline.rewriter=off", *(f"pipeline.{s}=student" for s in STAGES)],
     }
-    res = {name: _run([*base, *o]) for name, o in runs.items()}
+    res = {name: _run([*base, *o, *extra]) for name, o in runs.items()}  # extra last: e.g. pipeline.reranker=colbert
     teacher, on, off = (_figures(r) for r in res.values())
     nq = next(iter(res.values()))["n_queries"]
     print(f"\n[bench e2e] CANARD test, {nq} conversational questions (all answered); NDCG@10 after rerank, answer token F1")

@@ -109,7 +109,8 @@ def load_components(cfg: DictConfig, custom: dict[str, Callable] | None = None,
                                       f"(run_e2e(cfg, custom={{'{slot}': ...}}))")
             # the run's data reaches every stage (a reranker teacher's BM25 member scores within that corpus)
             data = [f"data.name={cfg.data.name}", *([f"data.path={cfg.data.path}"] if cfg.data.path else [])]
-            overrides = [f"paths.work_dir={cfg.paths.work_dir}", "run.report_to=[]", *data, *cfg.stage_overrides.get(slot, [])]
+            overrides = [f"paths.work_dir={cfg.paths.work_dir}", f"paths.label_cache={cfg.paths.label_cache}", "run.report_to=[]", *data,
+                         *cfg.stage_overrides.get(slot, [])]  # one label cache for the run and its stages
             try:
                 if variant == "routed":  # the student, the teacher below the calibrated confidence threshold
                     if not stage.signals:

@@ -358,6 +358,7 @@ def load_canard(path: str | Path) -> list[RewriteRecord]:
     if not isinstance(raw, list):
         raise RagdistillError(f"{path}: expected a JSON array of CANARD records")
     out = []
+    width = len(str(max(0, len(raw) - 1)))  # zero-padded ids sort in file order, so a slice keeps whole dialogs, in order
     for i, r in enumerate(raw):
         if not isinstance(r, dict) or not str(r.get("Question", "")).strip():
             raise RagdistillError(
@@ -365,7 +366,7 @@ def load_canard(path: str | Path) -> list[RewriteRecord]:
             )
         if not isinstance(r.get("History", []), list):
             raise RagdistillError(f"{path}: record {i}: 'History' must be a list (title, section, then question / answer turns)")
-        rid = f"{r.get('QuAC_dialog_id', path.stem)}#{r.get('Question_no', i)}" if "QuAC_dialog_id" in r else f"{path.stem}-{i}"
+        rid = f"{r.get('QuAC_dialog_id', path.stem)}#{r.get('Question_no', i)}" if "QuAC_dialog_id" in r else f"{path.stem}-{i:0{width}d}"
         out.append(RewriteRecord(rid, [str(h) for h in r.get("History", [])], str(r["Question"]), r.get("Rewrite")))
     return out
 
