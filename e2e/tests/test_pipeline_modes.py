@@ -44,7 +44,8 @@ STAGE_SETTINGS: dict[str, list[str]] = {
     "generator": ["teacher.model=smollm2-135m-instruct", "teacher.max_new_tokens=12", "generator.student_max_new_tokens=12",
                   "generator.teach.shipped_labels=[]", "generator.teach.max_train_questions=4", "generator.retrieval.top_k=2",
                   "generator.prompt.max_context_chars=400", "generator.teach.filters.min_grounding=0.0", "generator.train.args.max_steps=2",
-                  "generator.train.args.per_device_train_batch_size=2", "generator.train.args.max_length=384", "generator.train.lora.r=4",
+                  "generator.train.args.per_device_train_batch_size=2", "generator.train.args.gradient_accumulation_steps=1",
+                  "generator.train.args.max_length=384", "generator.train.lora.r=4", "generator.export.int8=false",
                   "generator.export.smoke_test=false", "run.torch_threads=1"],
 }
 # export's monitor baseline (tested per stage in test_calibrate/test_monitor) is skipped here: it re-runs teachers

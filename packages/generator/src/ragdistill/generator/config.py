@@ -23,15 +23,33 @@ class AnswerFormat(StrEnum):
 
 
 class TrainMethod(StrEnum):
-    """``sft``: sequence-level KD on the teacher's answers; ``gkd``: logit KD (one shared tokenizer only)."""
+    """``sft``: sequence-level KD on the teacher's answers; ``gkd``: logit KD (one shared tokenizer only);
+    ``gold``: cross-tokenizer logit KD (TRL's GOLD, ULD loss: any teacher family)."""
 
     sft = "sft"
     gkd = "gkd"
+    gold = "gold"
+
+
+class SaveDtype(StrEnum):
+    """The dtype train saves the student in (and export ships for vLLM): bf16 halves fp32's size."""
+
+    bfloat16 = "bfloat16"
+    float16 = "float16"
+    float32 = "float32"
 
 
 # "4bit" is not a Python name, so the functional form; OmegaConf looks members up by name
 Quantization = StrEnum("Quantization", {"auto": "auto", "4bit": "4bit", "none": "none"})
 Quantization.__doc__ = "Adapter training: ``auto`` = QLoRA 4-bit on CUDA, plain LoRA elsewhere; ``4bit``; ``none`` (LoRA)."
+
+
+class Int8Method(StrEnum):
+    """The int8 ONNX copy: ``weight_only`` (MatMul weights in 8-bit blocks, fp32 activations) or ``dynamic``
+    (weights and activations, optimum's dynamic quantization: drifts most greedy answers of a 135M LM)."""
+
+    weight_only = "weight_only"
+    dynamic = "dynamic"
 
 
 @dataclass
@@ -106,8 +124,9 @@ class GeneratorTeachConfig(TeachConfig):
 
 @dataclass
 class LoraAdapterConfig:
-    """The LoRA adapter (peft.LoraConfig) trained on the student."""
+    """The LoRA adapter (peft.LoraConfig) trained on the student; ``enabled=false`` fine-tunes every weight instead."""
 
+    enabled: bool = True
     r: int = 16
     alpha: int = 32
     dropout: float = 0.05
@@ -119,15 +138,19 @@ def _train_args() -> dict[str, Any]:
     return {
         "num_train_epochs": 2.0,
         "max_steps": -1,
-        "per_device_train_batch_size": 4,
-        "gradient_accumulation_steps": 1,
+        # an effective batch of 4 as 2 x 2: batch 4 at max_length 768 peaked at 10 GB RSS on CPU (49k-token logits,
+        # TRL's entropy and accuracy over them) and was OOM-killed on a shared 23 GB machine
+        "per_device_train_batch_size": 2,
+        "gradient_accumulation_steps": 2,
         "learning_rate": 5e-4,
         "warmup_ratio": 0.0,  # short CPU runs: a rounded-up warmup step would train with lr 0
         "lr_scheduler_type": "cosine",
         "max_length": 768,
         "gradient_checkpointing": False,  # TRL defaults to True; a 135M student does not need it and CPU pays ~30% for it
         "logging_steps": 1,
-        "save_strategy": "no",
+        "save_strategy": "steps",  # checkpoints an interrupted run resumes from (removed once it finishes)
+        "save_steps": 50,
+        "save_total_limit": 1,
         "dataloader_num_workers": 0,
         "disable_tqdm": False,
     }
@@ -135,8 +158,8 @@ def _train_args() -> dict[str, Any]:
 
 @dataclass
 class GeneratorTrainConfig(TrainConfig):
-    """``generator.train``: ``args`` go to TRL's SFTConfig (sft) or GKDConfig (gkd) as they are; what
-    distillation adds (method, adapter, GKD's divergence) are fields."""
+    """``generator.train``: ``args`` go to TRL's SFTConfig (sft), GKDConfig (gkd) or GOLDConfig (gold) as they
+    are; what distillation adds (method, adapter or full fine-tuning, the divergence, resuming) are fields."""
 
     args: dict[str, Any] = field(default_factory=_train_args)
     method: TrainMethod = TrainMethod.sft
@@ -149,15 +172,24 @@ class GeneratorTrainConfig(TrainConfig):
     gkd_lmbda: float = 0.0  # share of on-policy (student-generated) batches; 0 = off-policy, cheap on CPU
     gkd_beta: float = 0.5  # generalised JSD interpolation
     gkd_temperature: float = 0.9
+    gold_ce_weight: float = 0.0  # gold: weight of the student's own cross-entropy on the teacher's answer beside the ULD loss
+    save_dtype: SaveDtype = SaveDtype.bfloat16
+    resume: bool = True  # continue an interrupted run of the same settings from its newest checkpoint
 
 
 @dataclass
 class GeneratorExportConfig(ExportConfig):
-    """``generator.export``. The gate's variant is the merge (the export's greedy answers against the
-    base + unmerged adapter's on ``smoke_questions``), lossless: held to ``min_parity``."""
+    """``generator.export``. The gate: on ``smoke_questions`` held-out questions, the ONNX export's greedy
+    answers against the exported model's on transformers (``min_parity``), the int8 copy's
+    (``min_parity_quantized``) and the bf16 merge's against the fp32 base + unmerged adapter's
+    (``min_parity_quantized``: bf16 rounds the weights)."""
 
-    smoke_test: bool = True  # load the export (vLLM when importable, else transformers) and generate
-    smoke_questions: int = 2
+    smoke_test: bool = True  # answer smoke_questions with every variant and gate on their parity
+    smoke_questions: int = 8
+    onnx: bool = True  # the ONNX export with a KV cache (export/onnx), the CPU production runtime
+    int8: bool = True  # its int8 copy (export/onnx_int8)
+    int8_method: Int8Method = Int8Method.weight_only  # a check on 4 test questions (packaged SmolLM2): 3/4 answers kept, dynamic 0/4
+    min_parity_quantized: float = 0.5  # int8 greedy answers of a 135M LM drift more than a reranker's scores
     port: int = 8000
     max_model_len: int = 2048
     speculative_tokens: int = 5  # draft tokens per step in the speculative-decoding command (student drafts, teacher verifies)
@@ -183,7 +215,20 @@ class GeneratorEvaluateConfig(EvaluateConfig):
     latency_items: int = 8  # answers timed one by one per system (p50/p95)
     teacher_latency_items: int = 4  # the teacher is slow on CPU; its quality answers come from the label cache
     max_examples: int = 10  # error-analysis examples kept in results.json
+    exports: list[str] = field(default_factory=lambda: ["student_onnx_int8"])  # export variants evaluated too, where export wrote them
     ragas: RagasConfig = field(default_factory=RagasConfig)
+
+
+@dataclass
+class EndpointConfig:
+    """``pipeline.generator=endpoint``: a served model behind an OpenAI-compatible chat API (``vllm serve`` of
+    the export, a hosted API); asked with the stage's prompt and the student's answer budget, greedily."""
+
+    base_url: str = "http://127.0.0.1:8000/v1"
+    model: str = "ragdistill-generator"  # the served model name (export's serve.sh serves it under this name)
+    api_key_env: str = "OPENAI_API_KEY"  # read from the environment, never from config
+    timeout: float = 60.0
+    max_retries: int = 2
 
 
 @dataclass
@@ -196,6 +241,7 @@ class GeneratorGroupConfig:
     train: GeneratorTrainConfig = field(default_factory=GeneratorTrainConfig)
     export: GeneratorExportConfig = field(default_factory=GeneratorExportConfig)
     evaluate: GeneratorEvaluateConfig = field(default_factory=GeneratorEvaluateConfig)
+    endpoint: EndpointConfig = field(default_factory=EndpointConfig)
     student_max_new_tokens: int = 24
 
 

@@ -36,6 +36,7 @@ from ragdistill.generator.teachers import (
     teacher_max_new_tokens,
     undistilled_teacher,
 )
+from ragdistill.generator.variants import generator, model_path
 
 log = get_logger(__name__)
 STAGE = "generator"
@@ -60,12 +61,31 @@ def timed(generate: Any, tokenizer: Any, conversations: list[Any], **overrides: 
     return {"tokens_per_s": toks / sum(lat), "latency_p50_ms": s.p50_ms, "latency_p95_ms": s.p95_ms}
 
 
+def answer_all(gen: Any, conversations: list[Any], batch_size: int, desc: str) -> list[str]:
+    """Every conversation answered, batch by batch, with a progress bar (a full split takes minutes on CPU)."""
+    from tqdm.auto import tqdm
+
+    out: list[str] = []
+    with tqdm(total=len(conversations), desc=desc, unit="q") as bar:
+        for i in range(0, len(conversations), batch_size):
+            out += gen.generate(conversations[i : i + batch_size])
+            bar.update(len(conversations[i : i + batch_size]))
+    return out
+
+
 def student_paths(cfg: Any) -> dict[str, str]:
-    """``student_base`` = the configured student; ``student`` = the merged distilled model from train."""
+    """``student_base`` = the configured student; ``student`` = the merged distilled model from train; the
+    exports ``generator.evaluate.exports`` names (ONNX int8 by default) where export wrote them."""
     merged = student_dir(cfg, STAGE)
     if not is_model_dir(merged):
         raise RagdistillError(f"{merged}: no distilled student; run `ragdistill generator train` first (it writes this folder)")
-    return {"student_base": cfg.student.model, "student": str(merged)}
+    systems = {"student_base": cfg.student.model, "student": str(merged)}
+    for variant in cfg.generator.evaluate.exports:
+        try:
+            systems[str(variant)] = model_path(cfg, str(variant))
+        except RagdistillError as e:
+            log.info("evaluate: %s skipped (%s)", variant, e)
+    return systems
 
 
 def _judge_rows(examples: list[QAExample], rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -112,8 +132,9 @@ def evaluate(cfg: Any) -> EvaluateResult:
                 base.close()
             gen = base.backend if ev.latency_items > 0 else None
         else:
-            gen = LocalGenerator(path, int(cfg.generator.student_max_new_tokens), int(ev.batch_size))
-            replies[name] = gen.generate(convs)
+            gen = LocalGenerator(path, int(cfg.generator.student_max_new_tokens), int(ev.batch_size)) if name == "student" \
+                else generator(cfg, name, int(ev.batch_size))
+            replies[name] = answer_all(gen, convs, int(ev.batch_size), f"{name} answers (test)")
         log.info("%s answered %d questions in %.1fs", name, len(convs), time.perf_counter() - t0)
         if gen is not None and ev.latency_items > 0:
             speed[name] = timed(gen.generate, gen.tokenizer, convs[: ev.latency_items])

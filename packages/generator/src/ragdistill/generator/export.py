@@ -1,21 +1,26 @@
-"""generator export: a vLLM-ready directory, the serve commands, and a smoke test.
+"""generator export: the merged student for vLLM (bf16 safetensors) and for onnxruntime (ONNX with a KV
+cache, fp32 and int8), the serve commands, and the parity gate on greedy answers.
 
 Writes ``<work_dir>/generator/export/`` (beside ``export.json``, whose ``details`` hold the sizes, the
-commands and the smoke test's outcome):
+commands and the parity answers):
 
-- ``model/``: the merged student in safetensors with its tokenizer, chat template and generation
-  config (end-of-turn token, greedy defaults): ``vllm serve model/`` serves it as is;
-- ``adapter/``: the unmerged LoRA adapter, for vLLM Multi-LoRA serving over the base student;
+- ``model/``: the merged student in bf16 safetensors (train saves it in ``generator.train.save_dtype``)
+  with its tokenizer, chat template and generation config (end-of-turn token, greedy defaults):
+  ``vllm serve model/`` serves it as is;
+- ``onnx/`` and ``onnx_int8/``: the same model through optimum as ``ORTModelForCausalLM`` graphs with
+  past key values, fp32 and int8 (``int8_method``: weight-only 8-bit blocks by default, or dynamic), the CPU production runtime
+  (``pipeline.generator=student_onnx`` / ``student_onnx_int8``); the export code is common's
+  (:mod:`ragdistill.common.onnx_causal_lm`), the one the query rewriter's SmolLM2 student uses;
+- ``adapter/``: the unmerged LoRA adapter (LoRA training only), for vLLM Multi-LoRA serving;
 - ``prompt.json``: the prompt settings, so clients build the exact messages the student was trained on;
-- ``serve.sh``: the exact ``vllm serve`` command, the Multi-LoRA variant (``--enable-lora --lora-modules``)
-  and the speculative-decoding one: the teacher served with the student as its draft model
-  (``--speculative-config``), checked for syntax (vLLM's own parser when vLLM is importable, else the
-  command's shape) and for a shared vocabulary (a draft model must tokenize like its target).
+- ``serve.sh``: the exact ``vllm serve`` command, the Multi-LoRA variant and the speculative-decoding
+  one (the teacher served with the student as its draft model), checked for syntax and for a shared
+  vocabulary (a draft model must tokenize like its target).
 
-Smoke test: with vLLM importable (GPU machine) the export is loaded in vLLM and answers test
-questions; otherwise it is loaded with transformers and answers them, and the merge is checked by
-comparing its greedy answers with the base + unmerged adapter's: that share is the ``merged``
-variant's parity, held to ``generator.export.min_parity`` (the export gate).
+The gate: on ``smoke_questions`` held-out questions, the greedy answers of each ONNX variant are
+compared with the exported model's on transformers (``onnx`` is held to ``min_parity``, ``onnx_int8``
+to ``min_parity_quantized``), and the bf16 merge with the fp32 base + unmerged adapter's (``merged``,
+a rounding of the weights: held to ``min_parity_quantized``).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import importlib.util
 import json
 import shlex
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +50,7 @@ log = get_logger(__name__)
 SERVED_NAME = "ragdistill-generator"
 STAGE = "generator"
 MERGE_PARITY = "share of identical greedy answers, merged export vs base + unmerged adapter"
+ONNX_PARITY = "share of identical greedy answers, ONNX vs the exported model on transformers"
 
 
 def serve_commands(model_dir: Path, adapter_dir: Path, base: str, lora_rank: int, port: int, max_model_len: int) -> dict[str, str]:
@@ -123,49 +130,62 @@ def speculative_decoding(cfg: Any, draft_dir: Path) -> dict[str, Any]:
     return out
 
 
-def _write_model(merged: Path, dest: Path, max_new_tokens: int) -> None:
-    from transformers import GenerationConfig
+def _write_model(merged: Path, dest: Path, max_new_tokens: int, dtype: str) -> None:
+    """The student as served: weights in ``dtype`` (bf16 by default; a student saved in another dtype is
+    cast), the tokenizer with a byte-level decoder, greedy generation defaults with the end-of-turn token."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, GenerationConfig
 
     with atomic_path(dest) as tmp:
         shutil.copytree(merged, tmp)
+        conf = AutoConfig.from_pretrained(merged)
+        saved = getattr(conf, "dtype", None) or getattr(conf, "torch_dtype", None)
+        if str(saved).removeprefix("torch.") != dtype:
+            for f in tmp.glob("*.safetensors*"):
+                f.unlink()
+            AutoModelForCausalLM.from_pretrained(merged, dtype=getattr(torch, dtype)).save_pretrained(tmp, safe_serialization=True)
         tok = load_tokenizer(str(merged))
         tok.save_pretrained(tmp, legacy_format=False)  # tokenizer.json (+ config, chat_template.jinja); no slow-tokenizer files
+        fix_byte_level_decoder(tmp / "tokenizer.json")
         gen = GenerationConfig.from_pretrained(merged) if (merged / "generation_config.json").exists() else GenerationConfig()
         gen.eos_token_id, gen.pad_token_id = tok.eos_token_id, tok.pad_token_id
         gen.do_sample, gen.max_new_tokens = False, max_new_tokens
         gen.save_pretrained(tmp)
 
 
-def smoke_test(model_dir: Path, adapter_dir: Path, base: str, conversations: list[Any], max_new_tokens: int) -> dict[str, Any]:
-    """Generate with the export (vLLM when importable, else transformers); on the transformers path
-    also check the merged weights answer exactly like the base + unmerged adapter."""
-    if importlib.util.find_spec("vllm") is not None:
-        from vllm import LLM, SamplingParams
+def fix_byte_level_decoder(tokenizer_json: Path) -> bool:
+    """A byte-level BPE vocabulary (GPT-2 style: ``Ġ`` for a space, ``Ċ`` for a newline) needs the
+    ``ByteLevel`` decoder. The GGUF conversion of SmolLM2 writes SentencePiece's (ByteFallback, Fuse,
+    Replace ``▁``), which servers that decode with the tokenizer file alone (vLLM) print as ``Ġ``/``Ċ``;
+    the decoder is replaced in place. Returns whether it was."""
+    data = json.loads(tokenizer_json.read_text(encoding="utf-8"))
+    pre, dec = data.get("pre_tokenizer") or {}, data.get("decoder") or {}
+    byte_level = pre.get("type") == "ByteLevel" or any(p.get("type") == "ByteLevel" for p in pre.get("pretokenizers", []))
+    if not byte_level or dec.get("type") == "ByteLevel":
+        return False
+    data["decoder"] = {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True, "use_regex": True}
+    write_text_atomic(tokenizer_json, json.dumps(data, ensure_ascii=False, indent=2))
+    return True
 
-        llm = LLM(model=str(model_dir), max_model_len=2048)
-        outs = llm.chat(conversations, SamplingParams(temperature=0.0, max_tokens=max_new_tokens))
-        answers = [o.outputs[0].text.strip() for o in outs]
-        return {"engine": "vllm", "answers": answers, "ok": all(answers)}
+
+def torch_answers(model_dir: str | Path, conversations: list[Any], max_new_tokens: int, batch_size: int) -> list[str]:
+    """Greedy answers of a transformers folder (loaded in fp32, as every torch student here)."""
+    from ragdistill.generator.students import LocalGenerator
+
+    return LocalGenerator(str(model_dir), max_new_tokens, batch_size).generate(conversations)
+
+
+def unmerged_answers(base: str, adapter_dir: Path, conversations: list[Any], max_new_tokens: int, batch_size: int) -> list[str]:
+    """Greedy answers of the fp32 base with the LoRA adapter on top (not merged): what the merge must reproduce."""
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    tok = load_tokenizer(str(model_dir), padding_side="left")
+    from ragdistill.generator.students import LocalGenerator
 
-    def answer(model: Any) -> list[str]:
-        res = []
-        for c in conversations:
-            ids = tok.apply_chat_template(c, add_generation_prompt=True, return_tensors="pt")
-            with torch.inference_mode():
-                out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tok.pad_token_id)
-            res.append(tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True).strip())
-        return res
-
-    exported = answer(AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval())
-    unmerged = answer(PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32), str(adapter_dir)).eval())
-    parity = sum(a == b for a, b in zip(exported, unmerged, strict=True)) / max(1, len(exported))
-    return {"engine": "transformers (vLLM not importable here)", "answers": exported, "unmerged_adapter_answers": unmerged,
-            "merge_parity": parity, "ok": all(exported)}
+    gen = LocalGenerator(base, max_new_tokens, batch_size)
+    gen.backend.model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32), str(adapter_dir)).eval()
+    return gen.generate(conversations)
 
 
 def _dir_mb(p: Path) -> float:
@@ -173,17 +193,29 @@ def _dir_mb(p: Path) -> float:
 
 
 def export(cfg: Any) -> ExportResult:
-    """The merged student as a vLLM-ready folder, the adapter, prompt.json and serve.sh; the smoke test and the gate."""
+    """The merged student as a vLLM-ready folder and as ONNX (fp32, int8), the adapter, prompt.json and
+    serve.sh; the parity of each variant on greedy answers, and the gate."""
+    from ragdistill.common.onnx_causal_lm import (
+        OnnxChatGenerator,
+        export_causal_lm,
+        onnx_size_mb,
+        parity,
+        quantize_int8,
+        quantize_int8_weights,
+    )
+
     apply_run_settings(cfg)
     ex = cfg.generator.export
     train_dir, out, model_dir = stage_dir(cfg, STAGE, "train"), stage_dir(cfg, STAGE, "export"), export_dir(cfg, STAGE)
     merged, adapter = student_dir(cfg, STAGE), train_dir / "adapter"
-    if not is_model_dir(merged) or not (adapter / "adapter_config.json").is_file():
-        raise RagdistillError(f"{train_dir}: no merged student / adapter; run `ragdistill generator train` first (it writes student/ and adapter/)")
-    max_new = int(cfg.generator.student_max_new_tokens)
-    _write_model(merged, model_dir, max_new)
-    with atomic_path(out / "adapter") as tmp:
-        shutil.copytree(adapter, tmp)
+    if not is_model_dir(merged):
+        raise RagdistillError(f"{train_dir}: no merged student; run `ragdistill generator train` first (it writes student/)")
+    lora = (adapter / "adapter_config.json").is_file()
+    max_new, bs = int(cfg.generator.student_max_new_tokens), int(cfg.generator.evaluate.batch_size)
+    _write_model(merged, model_dir, max_new, str(cfg.generator.train.save_dtype))
+    if lora:
+        with atomic_path(out / "adapter") as tmp:
+            shutil.copytree(adapter, tmp)
     write_json(out / "prompt.json", OmegaConf.to_container(cfg.generator.prompt, resolve=True, enum_to_str=True))
     base = resolve_model(cfg.student.model)
     cmds = serve_commands(model_dir.resolve(), (out / "adapter").resolve(), base, int(cfg.generator.train.lora.r), int(ex.port), int(ex.max_model_len))
@@ -192,25 +224,43 @@ def export(cfg: Any) -> ExportResult:
     if spec["command"]:
         spec_text = (f"\n# Speculative decoding: the teacher answers, this student drafts {ex.speculative_tokens} tokens a step "
                      f"({'usable: ' if spec['draft_compatible'] else 'NOT usable as is: '}{spec['reason']}):\n# {spec['command']}\n")
+    lora_text = f"\n# Multi-LoRA: the base student with the adapter as model '{SERVED_NAME}-lora':\n# {cmds['multi_lora']}\n" if lora else ""
     write_text_atomic(out / "serve.sh", "#!/bin/sh\n# Serve the distilled generator with vLLM (OpenAI-compatible API on the port below).\n"
-                      f"# Merged weights:\n{cmds['merged']}\n\n# Multi-LoRA: the base student with the adapter as model '{SERVED_NAME}-lora':\n# {cmds['multi_lora']}\n"
-                      + spec_text)
+                      f"# Merged weights:\n{cmds['merged']}\n{lora_text}" + spec_text)
     (out / "serve.sh").chmod(0o755)
-    info: dict[str, Any] = {"model_dir": str(model_dir), "adapter_dir": str(out / "adapter"), "model_mb": _dir_mb(model_dir),
-                            "adapter_mb": _dir_mb(out / "adapter"), "vllm_serve": cmds["merged"], "vllm_serve_multi_lora": cmds["multi_lora"],
+    info: dict[str, Any] = {"model_dir": str(model_dir), "model_mb": _dir_mb(model_dir), "vllm_serve": cmds["merged"],
                             "vllm_serve_speculative": spec}
+    if lora:
+        info.update(adapter_dir=str(out / "adapter"), adapter_mb=_dir_mb(out / "adapter"), vllm_serve_multi_lora=cmds["multi_lora"])
+    onnx_dirs: dict[str, Path] = {}
+    if ex.onnx:
+        t0 = time.perf_counter()
+        onnx_dirs["onnx"] = export_causal_lm(model_dir, out / "onnx")
+        if ex.int8:
+            quantize = quantize_int8_weights if str(ex.int8_method) == "weight_only" else quantize_int8
+            onnx_dirs["onnx_int8"] = quantize(out / "onnx", out / "onnx_int8")
+            info["int8_method"] = str(ex.int8_method)
+        info["onnx_seconds"] = time.perf_counter() - t0
     result = ExportResult(STAGE, model=str(model_dir), details=info)
     if ex.smoke_test:
         examples = load_examples(cfg, cfg.data.test_split, int(ex.smoke_questions))
         convs = [build_messages(e.question, e.contexts, cfg.generator.prompt) for e in examples]
-        smoke = info["smoke_test"] = smoke_test(model_dir, out / "adapter", base, convs, max_new)
         result.n_items = len(convs)
-        if not all(smoke["answers"]):
-            raise RagdistillError(f"export smoke test failed for {model_dir}: an empty answer ({smoke})")
-        if "merge_parity" in smoke:  # the transformers path compares the merge with base + adapter
-            result.variants["merged"] = Variant(str(model_dir), float(smoke["merge_parity"]), MERGE_PARITY, quantized=False,
-                                                size_mb=info["model_mb"])
-    print(f"[generator export] {model_dir} ({info['model_mb']:.0f} MB) + adapter ({info['adapter_mb']:.1f} MB); "
-          f"smoke test: {info.get('smoke_test', {}).get('engine', 'skipped')}\n  {cmds['merged']}\n  {cmds['multi_lora']}", flush=True)
+        reference = torch_answers(model_dir, convs, max_new, bs)
+        answers: dict[str, list[str]] = {"model": reference}
+        if not all(reference):
+            raise RagdistillError(f"export smoke test failed for {model_dir}: an empty answer ({reference}); the student was not "
+                                  "trained enough to answer (more generator.train.args.max_steps?)")
+        if lora:
+            answers["unmerged_adapter"] = unmerged_answers(base, out / "adapter", convs, max_new, bs)
+            result.variants["merged"] = Variant(str(model_dir), parity(answers["unmerged_adapter"], reference), MERGE_PARITY,
+                                                quantized=True, size_mb=info["model_mb"])
+        for name, d in onnx_dirs.items():
+            answers[name] = OnnxChatGenerator(d, max_new, bs).generate(convs)
+            result.variants[name] = Variant(str(d), parity(reference, answers[name]), ONNX_PARITY, quantized=name == "onnx_int8",
+                                            size_mb=onnx_size_mb(d))
+        info["smoke_test"] = {"engine": "transformers + onnxruntime", "questions": len(convs), "answers": answers, "ok": True}
+    sizes = ", ".join(f"{n} {v.parity:.0%} parity, {v.size_mb:.0f} MB" for n, v in result.variants.items())
+    print(f"[generator export] {model_dir} ({info['model_mb']:.0f} MB){'; ' + sizes if sizes else ''}\n  {cmds['merged']}", flush=True)
     result.gate(float(ex.min_parity), float(ex.min_parity_quantized))
     return result

@@ -13,9 +13,9 @@ from __future__ import annotations
 from typing import Any
 
 from ragdistill.common.errors import RagdistillError
-from ragdistill.common.pipeline import VARIANTS
 from ragdistill.common.stage import Predictor, QueueItem, Record, Scorer, Stage
 from ragdistill.generator.config import GeneratorConfig
+from ragdistill.generator.variants import VARIANTS as GENERATOR_VARIANTS
 
 
 class GeneratorStage(Stage):
@@ -25,7 +25,9 @@ class GeneratorStage(Stage):
     order = 40
     slot = "generator"  # the e2e pipeline slot it fills
     teacher_capability = "generate"
-    variants = (*VARIANTS, "student_export")  # student_export = student_onnx: the vLLM-ready export folder (no ONNX here)
+    # student_onnx / student_onnx_int8: the ONNX exports on onnxruntime; student_export: the bf16 export folder
+    # (the one vLLM serves) on transformers; endpoint: any OpenAI-compatible server (generator.endpoint)
+    variants = GENERATOR_VARIANTS
     call_fields = ("question", "contexts")
     signals = ("mean_logprob", "min_logprob", "sample_agreement")
     quality_metric = "token_f1"
@@ -49,41 +51,35 @@ class GeneratorStage(Stage):
         return list(dict.fromkeys(ids))
 
     def _model_path(self, cfg: Any, variant: str) -> str:
-        """The folder of a local student variant, or an error naming the verb that writes it."""
-        from ragdistill.common.models import resolve_model
-        from ragdistill.generator.models import is_model_dir
+        from ragdistill.generator.variants import model_path
 
-        if variant == "student_base":
-            return resolve_model(cfg.student.model)
-        if variant == "student":
-            path, verb = self.student_dir(cfg), "train"
-        elif variant in ("student_export", "student_onnx"):
-            path, verb = self.export_dir(cfg), "export"
-        else:
-            raise RagdistillError(f"generator: unknown variant {variant!r}; choose {', '.join(self.variants)}")
-        if not is_model_dir(path):
-            raise RagdistillError(f"{path}: no generator {verb} output; run `ragdistill generator {verb}` first (same paths.work_dir)")
-        return str(path)
+        return model_path(cfg, variant)
+
+    def generator(self, cfg: Any, variant: str, batch_size: int = 1) -> Any:
+        """The raw-reply generator (``generate(conversations) -> list[str]``) of a student variant or the endpoint."""
+        from ragdistill.generator.variants import generator
+
+        return generator(cfg, variant, batch_size)
 
     def component(self, cfg: Any, variant: str) -> Any:
         """``(question, contexts) -> answer`` of ``teacher`` (live, as the pipeline times it),
-        ``student_base``, ``student`` (merged, from train) or ``student_export`` / ``student_onnx``
-        (the export folder; a generator has no ONNX export, so this is the vLLM-ready folder)."""
+        ``student_base``, ``student`` (merged, from train), ``student_onnx`` / ``student_onnx_int8`` (the
+        ONNX exports on onnxruntime), ``student_export`` (the bf16 export on transformers) or ``endpoint``
+        (an OpenAI-compatible server, e.g. ``vllm serve`` of the export: ``generator.endpoint``)."""
         from ragdistill.common.data import Document
         from ragdistill.common.models import resolve_model
         from ragdistill.generator.prompts import build_messages
         from ragdistill.generator.scoring import answer_of
-        from ragdistill.generator.students import LocalGenerator
         from ragdistill.generator.teachers import answer_teacher
 
-        prompt, max_new = cfg.generator.prompt, int(cfg.generator.student_max_new_tokens)
+        prompt = cfg.generator.prompt
         path: str | None = None
         if variant == "teacher":
             gen: Any = answer_teacher(cfg)
             path = resolve_model(cfg.teacher.model) if cfg.teacher.backend == "causal_lm" else None
         else:
-            path = self._model_path(cfg, variant)
-            gen = LocalGenerator(cfg.student.model if variant == "student_base" else path, max_new)
+            gen = self.generator(cfg, variant)
+            path = getattr(gen, "model_path", None)
 
         def answer(question: str, contexts: list[str]) -> str:
             # the passages' titles are not shown here, as before the stage class (calibrate, routing and the
@@ -127,10 +123,8 @@ class GeneratorStage(Stage):
 
             model_path = None
         else:
-            from ragdistill.generator.students import LocalGenerator
-
-            model_path = self._model_path(cfg, variant)
-            gen = LocalGenerator(model_path, int(cfg.generator.student_max_new_tokens), int(cfg.generator.evaluate.batch_size))
+            gen = self.generator(cfg, variant, int(cfg.generator.evaluate.batch_size))
+            model_path = getattr(gen, "model_path", None)
             generate = gen.generate
 
         def predict(records: list[Record]) -> list[Any]:

@@ -7,8 +7,9 @@ carries the tagging threshold). The generative ones keep the KV cache, except a 
 Parity = the fraction of held-out inputs (CANARD test records) whose output is identical to the
 torch model's; it is measured, not assumed, and gated: the fp32 export must reach
 ``export.min_parity``, the int8 copy ``export.min_parity_quantized``, else the export fails naming the
-variant. With ``export.int8`` a dynamic int8 copy (per-channel weights: per-tensor is too lossy, see
-/work/shared/STACK.md) is written beside it and checked the same way.
+variant. With ``export.int8`` a dynamic int8 copy (per-channel weights: per-tensor is too lossy) is
+written beside it and checked the same way. The decoder-only export, the int8 copy and the parity
+measure are common's (:mod:`ragdistill.common.onnx_causal_lm`), shared with the generator.
 
 Writes ``<work_dir>/query_rewriter/export/model`` (the ONNX student users load) and
 ``export/model_int8``; each variant's parity (and its first mismatches) goes into the export result
@@ -23,6 +24,7 @@ from typing import Any
 from ragdistill.common.errors import RagdistillError
 from ragdistill.common.io import atomic_path
 from ragdistill.common.logging import get_logger
+from ragdistill.common.onnx_causal_lm import export_causal_lm, onnx_size_mb, parity, quantize_int8
 from ragdistill.common.paths import export_dir, student_dir
 from ragdistill.common.results import ExportResult, Variant
 from ragdistill.common.timing import Stopwatch
@@ -48,13 +50,13 @@ def trained_model_dir(cfg: Any) -> Path:
     return d
 
 
-def onnx_files(onnx_dir: Path) -> list[Path]:
-    return sorted(onnx_dir.glob("*.onnx"))
-
-
 def export_onnx(model_dir: Path, out: Path) -> None:
-    """optimum export (with past key values where it can) of a seq2seq, causal or term-selection student into ``out``."""
-    from optimum.onnxruntime import ORTModelForCausalLM, ORTModelForSeq2SeqLM, ORTModelForTokenClassification
+    """optimum export (with past key values where it can) of a seq2seq, causal or term-selection student
+    into ``out``; a decoder-only student goes through common's :func:`export_causal_lm` (the generator's too)."""
+    if not is_term_selector(model_dir) and not is_seq2seq(str(model_dir)):
+        export_causal_lm(model_dir, out)
+        return
+    from optimum.onnxruntime import ORTModelForSeq2SeqLM, ORTModelForTokenClassification
 
     from ragdistill.query_rewriter.student import load_tokenizer
 
@@ -62,36 +64,9 @@ def export_onnx(model_dir: Path, out: Path) -> None:
         if is_term_selector(model_dir):
             model = ORTModelForTokenClassification.from_pretrained(str(model_dir), export=True)
         else:
-            cls = ORTModelForSeq2SeqLM if is_seq2seq(str(model_dir)) else ORTModelForCausalLM
-            model = cls.from_pretrained(str(model_dir), export=True, use_cache=exports_with_cache(model_dir))
+            model = ORTModelForSeq2SeqLM.from_pretrained(str(model_dir), export=True, use_cache=exports_with_cache(model_dir))
         model.save_pretrained(tmp)
         load_tokenizer(str(model_dir)).save_pretrained(tmp)
-
-
-def quantize_int8(onnx_dir: Path, out: Path) -> None:
-    """Dynamic int8, per-channel weights, for every graph of the export (decoder, encoder...)."""
-    import shutil
-
-    from optimum.onnxruntime import ORTQuantizer
-    from optimum.onnxruntime.configuration import AutoQuantizationConfig
-
-    qcfg = AutoQuantizationConfig.avx2(is_static=False, per_channel=True)
-    with atomic_path(out) as tmp:
-        tmp.mkdir()
-        for f in onnx_files(onnx_dir):
-            ORTQuantizer.from_pretrained(onnx_dir, file_name=f.name).quantize(save_dir=tmp, quantization_config=qcfg)
-            (tmp / f"{f.stem}_quantized.onnx").rename(tmp / f.name)
-            data = tmp / f"{f.stem}_quantized.onnx_data"
-            if data.exists():
-                data.rename(tmp / f"{f.name}_data")
-        for f in onnx_dir.iterdir():  # configs and tokenizer
-            if f.is_file() and not f.name.endswith((".onnx", ".onnx_data")) and not (tmp / f.name).exists():
-                shutil.copy2(f, tmp / f.name)
-
-
-def parity(reference: list[str], other: list[str]) -> float:
-    """Fraction of identical greedy outputs."""
-    return sum(a == b for a, b in zip(reference, other, strict=True)) / max(len(reference), 1)
 
 
 def export(cfg: Any) -> ExportResult:
@@ -113,7 +88,7 @@ def export(cfg: Any) -> ExportResult:
     for name, d in dirs.items():
         outs = load_student_onnx(d, msl).generate(examples)
         rate = parity(torch_out, outs)
-        size = sum(f.stat().st_size for f in d.iterdir() if f.name.endswith((".onnx", ".onnx_data"))) / 2**20
+        size = onnx_size_mb(d)
         result.variants[name] = Variant(str(d), rate, PARITY, quantized=name == "onnx_int8", size_mb=size)
         result.details["mismatches"][name] = [{"torch": a, name: b} for a, b in zip(torch_out, outs, strict=True) if a != b][:5]
         print(f"[query_rewriter export] {name}: greedy-output parity {rate:.1%} on {len(examples)} held-out inputs, {size:.0f} MB", flush=True)

@@ -125,7 +125,12 @@ class StudentRewriter:
         kw = dict(file_names or {})
         if s2s:  # a bert2bert student's decoder was exported without past key values
             kw.setdefault("use_cache", exports_with_cache(path))
-        model = (ORTModelForSeq2SeqLM if s2s else ORTModelForCausalLM).from_pretrained(path, **kw)
+        if s2s or kw:
+            model = (ORTModelForSeq2SeqLM if s2s else ORTModelForCausalLM).from_pretrained(path, **kw)
+        else:  # the decoder-only export common's onnx_causal_lm wrote (the generator loads it the same way)
+            from ragdistill.common.onnx_causal_lm import load_causal_lm
+
+            model = load_causal_lm(path)
         return cls(model, load_tokenizer(path), s2s, max_source_length)
 
     @torch.inference_mode()

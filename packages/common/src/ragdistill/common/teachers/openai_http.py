@@ -84,7 +84,13 @@ class OpenAIChatTeacher:
         out = []
         for resp in self.fleet.post_many_sync("/chat/completions", payloads):
             try:
-                out.append(str(resp["choices"][0]["message"]["content"] or "").strip())
+                content = resp["choices"][0]["message"]["content"]
             except (KeyError, IndexError, TypeError):
                 raise RagdistillError(f"teacher endpoint(s) {self.base_urls} returned no choices: {str(resp)[:300]}") from None
+            if not isinstance(content, str):  # null (a refusal, a tool call) or a non-string: not a label, never cached as ""
+                raise RagdistillError(f"teacher endpoint(s) {self.base_urls}, model {self.model!r}: a reply whose message content is "
+                                      f"not text ({type(content).__name__}: {str(content)[:100]!r}); labels of earlier batches are "
+                                      "kept in the label cache. Check that the server runs a chat model with a chat template "
+                                      "(vLLM: --chat-template), then rerun: labelling resumes from the cache")
+            out.append(content.strip())
         return out
