@@ -154,6 +154,8 @@ def test_pipeline_end_to_end(make_cfg, work_dir, tiny_teacher):
     assert student.memo_scorer(dict(zip(ids, docs, strict=True)))(query, ids) == pytest.approx(exact, abs=1e-4)  # evaluate's colbert_base path
     assert np.allclose(from_index, exact, atol=0.25 * len(ids))
     assert harness(query, ["a passage nobody indexed"]) and harness.stats()["on_the_fly_calls"] == 1
+    # an id of another dataset (or a changed text) is not taken for the indexed document
+    assert index.ids_of_texts({ids[0]: docs[0], ids[1]: "another dataset's text under the same id"}) == {docs[0]: ids[0]}
     assert stage.component(cfg, "colbert_base")(query, docs) != pytest.approx(exact, rel=1e-3)
 
     # ship the labels; another work dir where the teacher was never built reads them instead

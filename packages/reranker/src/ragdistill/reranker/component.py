@@ -60,7 +60,7 @@ def component(cfg: Any, variant: str, teacher: Any = None) -> Any:
 def _colbert(cfg: Any, variant: str) -> Any:
     """The ColBERT student as the harness's reranker. ``colbert`` with an export: its colbert-ai PLAID
     index reranks the candidates (``Searcher.search(query, pids=...)``) when every candidate text is
-    an indexed document of the data, else the exported checkpoint scores them on the fly with
+    a document the index holds (same id, same text), else the exported checkpoint scores them on the fly with
     colbert-ai's encoders and MaxSim (one path per call, so a list is never scored half one way);
     ``colbert`` before export and ``colbert_base``: the trained / undistilled checkpoint on the fly."""
     from ragdistill.common.paths import stage_dir as _stage_dir
@@ -77,8 +77,7 @@ def _colbert(cfg: Any, variant: str) -> Any:
         from ragdistill.reranker.lists import load_data
 
         index = PlaidIndex.load(exported / INDEX_DIR, exported)
-        indexed = set(index.doc_ids)
-        doc_id = {doc.full_text: d for d, doc in load_data(cfg).corpus.items() if d in indexed}
+        doc_id = index.ids_of_texts({d: doc.full_text for d, doc in load_data(cfg).corpus.items()})
     stats = {"index_calls": 0, "on_the_fly_calls": 0}
 
     def rerank(query: str, docs: list[str]) -> list[float]:

@@ -203,7 +203,7 @@ def evaluate(cfg: Any, teacher: Any) -> EvaluateResult:
             add(name, score, fingerprint, timed=name == "colbert")
             if name in results:
                 results[name].update(extra)
-    for suffix, (cands, kind, _) in sources.items():
+    for cands, kind, _ in sources.values():
         results[f"ref_first_stage_{kind}"] = _quality(qrels, cands, {q: c.scores for q, c in cands.items()})
     if rc.train.colbert.enabled and "colbert_retrieval" not in skip:
         plaid = colbert_retrieval(cfg, data, qrels, list(primary), int(rc.candidates.eval_k))
