@@ -78,6 +78,9 @@ class _OnnxExportAlarms(logging.Filter):
         msg = record.getMessage()
         if msg.startswith("Found different candidate ONNX initializers") or (msg.startswith("\t") and msg.rstrip().endswith("}")):
             return False  # optimum logs these through transformers' library logger ("transformers")
+        if record.name == "transformers.modeling_utils" and (
+                msg.startswith("Some weights of") and "are newly initialized:" in msg and "shapes did not match" not in msg):
+            return False  # a student's new head (a cross-encoder's classifier, ColBERT's projection), made on purpose and trained next
         if record.name == "sentence_transformers.backend.utils" and msg.startswith("Saving the exported ONNX model is heavily recommended"):
             return False  # every export saves it right after (``save_pretrained``); the advice is for interactive use
         return not (record.name == "transformers.configuration_utils" and msg.startswith("`torch_dtype` is deprecated"))
@@ -96,7 +99,8 @@ def quiet_false_alarms() -> None:
     lg = logging.getLogger("transformers.tokenization_utils_base")
     if not any(isinstance(f, _FalseMistralRegexAlarm) for f in lg.filters):
         lg.addFilter(_FalseMistralRegexAlarm())
-    for name in ("transformers", "optimum.onnx.transformations_utils", "transformers.configuration_utils", "sentence_transformers.backend.utils"):
+    for name in ("transformers", "optimum.onnx.transformations_utils", "transformers.configuration_utils", "transformers.modeling_utils",
+                 "sentence_transformers.backend.utils"):
         lg = logging.getLogger(name)
         if not any(isinstance(f, _OnnxExportAlarms) for f in lg.filters):
             lg.addFilter(_OnnxExportAlarms())
@@ -111,6 +115,7 @@ def offline_defaults() -> None:
     left to the user: the Makefile sets it here, users with a network load hub ids)."""
     os.environ.setdefault("WANDB_SILENT", "true")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")  # MTEB's per-call "Standardizing text corpus format" bars
     quiet_false_alarms()
 
 
