@@ -40,7 +40,15 @@ from ragdistill.reranker.losses.base import pad_lists_differentiable
 log = get_logger(__name__)
 INDEX_DIR = "index"  # inside the exported ColBERT folder: colbert-ai's PLAID index
 DOC_IDS_FILE = "doc_ids.json"  # the corpus id of each passage id (colbert-ai numbers passages 0..n-1)
+DOC_HASHES_FILE = "doc_hashes.json"  # corpus id -> text_hash of the text indexed (a reader checks it is the same text)
 MODEL_CARD = "README.md"
+
+
+def text_hash(text: str) -> str:
+    """A short fingerprint of a document's text: an index is used for a document only if it indexed that text."""
+    import hashlib
+
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()[:16]
 
 
 def colbert_config(checkpoint: str | Path, **kw: Any) -> Any:
@@ -262,6 +270,7 @@ class PlaidIndex:
             Indexer(checkpoint=str(checkpoint), config=cfg, verbose=0).index(name=folder.name, collection=[docs[d] for d in ids],
                                                                           overwrite="force_silent_overwrite")
         (folder / DOC_IDS_FILE).write_text(json.dumps(ids))
+        (folder / DOC_HASHES_FILE).write_text(json.dumps({d: text_hash(docs[d]) for d in ids}))
         return cls(folder, checkpoint, ids)
 
     @classmethod
@@ -303,6 +312,13 @@ class PlaidIndex:
         got, _, scores = searcher.search(query, k=len(pids), pids=pids)
         by_pid = dict(zip(got, scores, strict=True))
         return [float(by_pid[self._pid[d]]) for d in doc_ids]
+
+    def ids_of_texts(self, corpus: dict[str, str]) -> dict[str, str]:
+        """``{text: doc id}`` for the documents of ``corpus`` this index holds with that very text (an id
+        of another dataset, or a changed text, is not taken for the indexed one)."""
+        f = self.folder / DOC_HASHES_FILE
+        hashes = json.loads(f.read_text()) if f.is_file() else {}
+        return {t: d for d, t in corpus.items() if d in hashes and hashes[d] == text_hash(t)}
 
     def knows(self, doc_ids: list[str]) -> bool:
         self.searcher()
