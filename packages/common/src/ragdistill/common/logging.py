@@ -86,10 +86,15 @@ class _OnnxExportAlarms(logging.Filter):
         return not (record.name == "transformers.configuration_utils" and msg.startswith("`torch_dtype` is deprecated"))
 
 
-# the tracer's notes while torch.onnx traces a transformers model (the same parity gate checks the graph)
+# the tracer's notes while torch.onnx traces a transformers model (the same parity gate checks the graph),
+# and colbert-ai's CUDA mixed-precision helpers on a CPU run (deprecated torch.cuda.amp calls inside
+# colbert-ai, then "CUDA is not available ... Disabling": the CPU path this project runs on purpose)
 TRACE_WARNINGS = (r"Converting a tensor to a Python boolean might cause the trace to be incorrect",
                   r"torch\.tensor results are registered as constants in the trace",
-                  r"Exporting aten::index operator of advanced indexing")
+                  r"Exporting aten::index operator of advanced indexing",
+                  r"`torch\.cuda\.amp\.(GradScaler|autocast)\(args\.\.\.\)` is deprecated",
+                  r"torch\.cuda\.amp\.GradScaler is enabled, but CUDA is not available",
+                  r"CUDA is not available or torch_xla is imported\. Disabling autocast")
 
 
 def quiet_false_alarms() -> None:
