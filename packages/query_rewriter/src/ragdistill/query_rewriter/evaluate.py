@@ -122,6 +122,9 @@ def system_generators(cfg: Any, systems: list[str]) -> dict[str, Callable[[], Ge
         path = system_path(cfg, s)
         if s == "student" and not (path / "config.json").exists():
             raise RagdistillError(f"{path}: no trained student; run `ragdistill query_rewriter train` first")
+        if s == "student_onnx_int8" and not cfg.query_rewriter.export.int8:
+            log.info("%s: skipped (query_rewriter.export.int8=false writes no int8 copy)", s)
+            continue
         if s.startswith("student_onnx") and not (path / "config.json").exists():
             log.warning("%s: no export at %s, skipped (run `ragdistill query_rewriter export`)", s, path)
             continue
