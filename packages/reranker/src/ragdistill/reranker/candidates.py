@@ -14,11 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ragdistill.common.bm25 import BM25Index
 from ragdistill.common.data import RetrievalData
 from ragdistill.common.errors import RagdistillError
 from ragdistill.common.io import iter_jsonl
 from ragdistill.common.logging import get_logger
+from ragdistill.reranker.config import CandidateSource
 
 log = get_logger(__name__)
 
@@ -131,3 +134,28 @@ def first_stage(data: RetrievalData, split: str, k: int, file: str | None = None
         return {q: CandidateList(q, c.doc_ids[:k], c.scores[:k]) for q, c in cands.items()}
     log.info("BM25 first stage: %d %s queries over %d documents, top-%d", len(queries), split, len(data.corpus), k)
     return bm25_candidates(BM25Index(data.corpus), queries, k)
+
+
+def candidate_sources(cfg: Any, data: Any, split: str) -> dict[str, tuple[dict[str, CandidateList], str, dict[str, Any]]]:
+    """Each source's held-out lists, keyed by its row suffix ("" for the first), with the name of
+    its first stage and what it is."""
+    rc, k = cfg.reranker, int(cfg.reranker.candidates.eval_k)
+    queries, qrels = data.split(split)
+    out = {}
+    for i, src in enumerate(rc.evaluate.candidate_sources):
+        src = CandidateSource(getattr(src, "value", src))
+        suffix = "" if i == 0 else f"@{src.value}"
+        if src == CandidateSource.first_stage:
+            cands = first_stage(data, split, k, rc.candidates.file)
+            kind, info = ("file", {"file": rc.candidates.file}) if rc.candidates.file else ("bm25", {"model": "bm25s"})
+        else:
+            model, what = embedder_model(cfg)
+            cands = biencoder_candidates(model, data, queries, k, int(rc.candidates.embedder_max_length), int(rc.evaluate.batch_size))
+            kind, info = "embedder", {"model": model, "is": what}
+        cands = {q: c for q, c in cands.items() if q in qrels}
+        if not cands:
+            raise RagdistillError(f"no {src.value} candidates for the {split!r} split of {(cfg.data.path or cfg.data.name)!r}")
+        recall = float(np.mean([any(d in qrels[q] for d in c.doc_ids) for q, c in cands.items()]))
+        out[suffix] = (cands, kind, {**info, "source": src.value, "suffix": suffix, "first_stage_row": f"ref_first_stage_{kind}",
+                                     "queries": len(cands), "k": k, f"recall@{k}": recall})
+    return out

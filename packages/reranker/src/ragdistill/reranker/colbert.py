@@ -218,8 +218,7 @@ def train_colbert(student: ColbertStudent, rows: list[dict[str, Any]], loss_cfg:
     from tqdm.auto import tqdm
     from transformers import get_linear_schedule_with_warmup
 
-    from ragdistill.reranker.losses import build_loss
-    from ragdistill.reranker.train import label_column
+    from ragdistill.reranker.losses import build_loss, label_column
 
     loss_fn = build_loss(student, loss_cfg)
     opt = torch.optim.AdamW([p for p in student.parameters() if p.requires_grad], lr=float(learning_rate), weight_decay=0.01)

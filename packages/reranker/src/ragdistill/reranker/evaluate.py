@@ -36,8 +36,7 @@ from ragdistill.common.paths import export_dir, stage_dir
 from ragdistill.common.report import comparison_table
 from ragdistill.common.results import EvaluateResult
 from ragdistill.common.timing import measure
-from ragdistill.reranker.candidates import CandidateList, biencoder_candidates, embedder_model, first_stage
-from ragdistill.reranker.config import CandidateSource
+from ragdistill.reranker.candidates import CandidateList, candidate_sources, first_stage
 from ragdistill.reranker.lists import load_data, score_lists
 from ragdistill.reranker.students import ONNX_FP32, int8_file, load_cross_encoder, predict_raw
 
@@ -95,31 +94,6 @@ class ScoreStore:
                     write_json(f, {"fingerprint": fingerprint, "scores": memo})
             write_json(f, {"fingerprint": fingerprint, "scores": memo})
         return {q: [memo[q][d] for d in c.doc_ids] for q, c in cands.items()}
-
-
-def candidate_sources(cfg: Any, data: Any, split: str) -> dict[str, tuple[dict[str, CandidateList], str, dict[str, Any]]]:
-    """Each source's held-out lists, keyed by its row suffix ("" for the first), with the name of
-    its first stage and what it is."""
-    rc, k = cfg.reranker, int(cfg.reranker.candidates.eval_k)
-    queries, qrels = data.split(split)
-    out = {}
-    for i, src in enumerate(rc.evaluate.candidate_sources):
-        src = CandidateSource(getattr(src, "value", src))
-        suffix = "" if i == 0 else f"@{src.value}"
-        if src == CandidateSource.first_stage:
-            cands = first_stage(data, split, k, rc.candidates.file)
-            kind, info = ("file", {"file": rc.candidates.file}) if rc.candidates.file else ("bm25", {"model": "bm25s"})
-        else:
-            model, what = embedder_model(cfg)
-            cands = biencoder_candidates(model, data, queries, k, int(rc.candidates.embedder_max_length), int(rc.evaluate.batch_size))
-            kind, info = "embedder", {"model": model, "is": what}
-        cands = {q: c for q, c in cands.items() if q in qrels}
-        if not cands:
-            raise RagdistillError(f"no {src.value} candidates for the {split!r} split of {(cfg.data.path or cfg.data.name)!r}")
-        recall = float(np.mean([any(d in qrels[q] for d in c.doc_ids) for q, c in cands.items()]))
-        out[suffix] = (cands, kind, {**info, "source": src.value, "suffix": suffix, "first_stage_row": f"ref_first_stage_{kind}",
-                                     "queries": len(cands), "k": k, f"recall@{k}": recall})
-    return out
 
 
 def evaluate(cfg: Any, teacher: Any) -> EvaluateResult:

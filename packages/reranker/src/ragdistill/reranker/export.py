@@ -92,8 +92,8 @@ def export(cfg: Any) -> ExportResult:
 def colbert_index_docs(cfg: Any) -> dict[str, str]:
     """The documents the ColBERT index must cover: the whole corpus (``reranker.export.colbert_index_scope=corpus``,
     so the index can be a first stage) or every candidate evaluate will rerank (``candidates``)."""
+    from ragdistill.reranker.candidates import candidate_sources
     from ragdistill.reranker.config import IndexScope
-    from ragdistill.reranker.evaluate import candidate_sources
     from ragdistill.reranker.lists import load_data
 
     data = load_data(cfg)

@@ -25,7 +25,7 @@ from ragdistill.common.paths import stage_dir, student_dir
 from ragdistill.common.results import TrainResult
 from ragdistill.common.training import build_training_args
 from ragdistill.reranker.lists import load_data, train_lists_file
-from ragdistill.reranker.losses import build_loss
+from ragdistill.reranker.losses import build_loss, label_column
 from ragdistill.reranker.students import has_ranking_head, new_cross_encoder, standardize_pooler
 
 log = get_logger(__name__)
@@ -64,12 +64,6 @@ def load_training_lists(cfg: Any, list_size: int, require_positive: bool = False
     if not rows:
         raise RagdistillError(f"{f} has no training lists; rerun teach")
     return rows
-
-
-def label_column(row: dict[str, Any]) -> list[list[float]]:
-    """One row's ``[[teacher score, judged relevance], ...]`` (-1 = not judged): the losses' labels."""
-    ys = row["labels"] if row["labels"] is not None else [-1] * len(row["scores"])
-    return [[float(t), float(y)] for t, y in zip(row["scores"], ys, strict=True)]
 
 
 def _steps(n_rows: int, batch: int, epochs: float, max_steps: int) -> int:

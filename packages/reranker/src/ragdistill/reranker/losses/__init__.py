@@ -15,6 +15,12 @@ from ragdistill.reranker.losses.score_mse import ScoreMSELoss
 from ragdistill.reranker.losses.supervised import SUPERVISED, LibraryListLoss, PositiveCELoss, supervised_loss
 
 
+def label_column(row: dict[str, Any]) -> list[list[float]]:
+    """One row's ``[[teacher score, judged relevance], ...]`` (-1 = not judged): the losses' labels."""
+    ys = row["labels"] if row["labels"] is not None else [-1] * len(row["scores"])
+    return [[float(t), float(y)] for t, y in zip(row["scores"], ys, strict=True)]
+
+
 def _value(x: Any) -> str:
     return str(getattr(x, "value", x))  # an Enum from the config (checked when composed) or a name
 
