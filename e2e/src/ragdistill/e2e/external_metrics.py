@@ -39,7 +39,7 @@ def mteb_scores(encoder: Encoder, retriever: FaissRetriever, corpus: dict[str, D
     task = make_task(task_name, corpus, queries, qrels, split, standard=standard)
     scores = run_mteb(task, enc, out_dir)
     name = task.metadata.name
-    return {**scores, "task": name, "standard_task": standard is not None, "results_file": str(out_dir / f"{name}.json"),
+    return {**scores, "task": name, "standard_task": standard is not None and name == standard, "results_file": str(out_dir / f"{name}.json"),
             "texts_from_index": enc.hits, "texts_encoded": enc.misses}
 
 

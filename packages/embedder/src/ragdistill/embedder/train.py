@@ -298,6 +298,7 @@ def train(cfg: Any) -> TrainResult:
         if project and inner.mse is not None:
             inner.mse.save_projection(out / "projection.safetensors")
         shutil.rmtree(out / "checkpoints", ignore_errors=True)  # the best one is student/ now
+        log.info("train: student saved -> %s", dest)
     details = {
         "student": cfg.student.model, "teacher_id": art.manifest.get("teacher_id"), "student_dim": sdim, "teacher_dim": tdim,
         "losses": losses, "projection": ("learned" if project else "pca" if pca is not None else "none"),
