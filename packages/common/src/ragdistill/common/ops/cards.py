@@ -167,25 +167,25 @@ def figures(results: dict[str, Any], max_rows: int = 14) -> tuple[list[str], lis
 # ------------------------------------------------------------------------------------------ loading
 
 
+_ST_CLASSES = {  # kind -> (sentence-transformers class, a line that uses it)
+    "sentence-transformers": ("SentenceTransformer",
+                              'embeddings = model.encode(["what causes scurvy?", "Scurvy is caused by a lack of vitamin C."])'),
+    "cross-encoder": ("CrossEncoder", 'scores = model.predict([("what causes scurvy?", "Scurvy is caused by a lack of vitamin C."), '
+                                      '("what causes scurvy?", "Paris is in France.")])'),
+}
+
+
 def load_snippet(model: ExportedModel, base_model: str) -> str:
     """Python that loads ``model.folder`` with its own library (the README's and each card's)."""
     f = str(model.folder)
     onnx = sorted(p.relative_to(model.folder).as_posix() for p in model.folder.glob("onnx/*.onnx"))
     backend = ', backend="onnx"' if "onnx/model.onnx" in onnx else ""
     quant = [p for p in onnx if p != "onnx/model.onnx"]
-    if model.kind == "sentence-transformers":
-        lines = ["from sentence_transformers import SentenceTransformer", "",
-                 f'model = SentenceTransformer("{f}"{backend})',
-                 'embeddings = model.encode(["what causes scurvy?", "Scurvy is caused by a lack of vitamin C."])']
+    if model.kind in _ST_CLASSES:  # sentence-transformers' two model classes load the same way
+        cls, use = _ST_CLASSES[model.kind]
+        lines = [f"from sentence_transformers import {cls}", "", f'model = {cls}("{f}"{backend})', use]
         if quant:
-            lines.append(f'int8 = SentenceTransformer("{f}", backend="onnx", model_kwargs={{"file_name": "{quant[0]}"}})')
-        return "\n".join(lines)
-    if model.kind == "cross-encoder":
-        lines = ["from sentence_transformers import CrossEncoder", "",
-                 f'model = CrossEncoder("{f}"{backend})',
-                 'scores = model.predict([("what causes scurvy?", "Scurvy is caused by a lack of vitamin C."), ("what causes scurvy?", "Paris is in France.")])']
-        if quant:
-            lines.append(f'int8 = CrossEncoder("{f}", backend="onnx", model_kwargs={{"file_name": "{quant[0]}"}})')
+            lines.append(f'int8 = {cls}("{f}", backend="onnx", model_kwargs={{"file_name": "{quant[0]}"}})')
         return "\n".join(lines)
     if model.kind == "colbert":
         return "\n".join(["from ragdistill.reranker.colbert import ColbertStudent  # pip install ragdistill-reranker", "",
