@@ -91,6 +91,13 @@ def test_an_unknown_teacher_model_says_what_names_work(tmp_path):
     assert "nor an existing local folder" in r.stderr and "a hub id (org/name) needs the network" in r.stderr
 
 
+def _python(code: str) -> subprocess.CompletedProcess:
+    """Run ``code`` in a fresh interpreter (our logging set up the way the CLI does); it must succeed."""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env(), timeout=120)
+    assert r.returncode == 0, r.stderr
+    return r
+
+
 def test_a_library_that_sets_its_own_log_level_stays_quiet():
     """bm25s sets its logger to DEBUG when imported (after our logging setup): its index-building lines
     must still not reach the output, while our own INFO lines do."""
@@ -99,8 +106,7 @@ def test_a_library_that_sets_its_own_log_level_stays_quiet():
             "import bm25s\n"
             "r = bm25s.BM25(); r.index(bm25s.tokenize(['a cat sat', 'a dog ran'], show_progress=False), show_progress=False)\n"
             "get_logger('ragdistill.test').info('ours')\n")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env(), timeout=120)
-    assert r.returncode == 0, r.stderr
+    r = _python(code)
     assert "ragdistill.test: ours" in r.stderr and "bm25s" not in r.stderr, r.stderr
 
 
@@ -126,8 +132,7 @@ def test_onnx_export_false_alarms_are_quiet_and_other_warnings_are_not():
             "BertForSequenceClassification.from_pretrained(resolve_model('minilm-l6'), num_labels=1)  # a new head, made on purpose\n"
             "warnings.warn('torch.cuda.amp.GradScaler is enabled, but CUDA is not available.  Disabling.')  # colbert-ai on CPU\n"
             "opt.warning('something else')\n")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env(), timeout=120)
-    assert r.returncode == 0, r.stderr
+    r = _python(code)
     assert "something else" in r.stderr, r.stderr
     for noise in ("torch_dtype", "candidate ONNX initializers", "lm_head.weight", "TracerWarning", "Python boolean", "heavily recommended",
                   "Quantization parameters", "Loading SentenceTransformer", "newly initialized", "TRAIN this model", "GradScaler"):
