@@ -78,13 +78,18 @@ def test_pipeline_end_to_end(make_cfg, work_dir, tiny_teacher):
     assert {"kd_margin_mse", "kd_listwise_kl", "sup_ce"} <= logged  # each part of the weighted loss is logged
     assert sorted(p.name for p in (work_dir / "reranker/train").iterdir()) == [
         "colbert", "colbert_base", "config.yaml", "student", "student_base", "train.json"]  # no summary files, no temp dirs
-    # distillation moved the student towards the teacher on the training pairs
+    # distillation moved the student towards the teacher's order within each training list (what a
+    # reranker is for; scores pooled across queries are not comparable and made this check flaky)
     corpus = load_retrieval("squad", max_queries=8).corpus
     pairs = [(r["query"], corpus[d].full_text) for r in rows for d in r["doc_ids"]]
-    teacher = np.array([s for r in rows for s in r["teacher_scores"]])
     base = _scores(work_dir / "reranker/train/student_base", pairs)
     student = _scores(work_dir / "reranker/train/student", pairs)
-    assert spearmanr(student, teacher).statistic > spearmanr(base, teacher).statistic
+
+    def per_list(scores):
+        starts = np.cumsum([0] + [len(r["doc_ids"]) for r in rows])
+        return np.mean([spearmanr(scores[a:b], r["teacher_scores"]).statistic for r, a, b in zip(rows, starts[:-1], starts[1:], strict=True)])
+
+    assert per_list(student) > per_list(base) + 0.1
 
     exp = verbs["export"](cfg)
     model = work_dir / "reranker/export/model"
