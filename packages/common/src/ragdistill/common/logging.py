@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+from collections.abc import Iterator
 
 _FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -14,7 +16,8 @@ def get_logger(name: str) -> logging.Logger:
 
 # libraries whose INFO/DEBUG lines say what our own log lines already say (loading X, saving Y, MTEB's
 # task steps): their warnings and errors still show
-NOISY = ("httpx", "urllib3", "filelock", "datasets", "faiss", "bm25s", "absl", "sentence_transformers", "mteb")
+NOISY = ("httpx", "urllib3", "filelock", "datasets", "faiss", "bm25s", "absl", "sentence_transformers", "mteb",
+         "onnxruntime")  # onnxruntime's int4/int8 quantizers: one INFO line per graph node they skip
 
 
 class _QuietLibraries(logging.Filter):
@@ -104,7 +107,7 @@ def quiet_false_alarms() -> None:
     lg = logging.getLogger("transformers.tokenization_utils_base")
     if not any(isinstance(f, _FalseMistralRegexAlarm) for f in lg.filters):
         lg.addFilter(_FalseMistralRegexAlarm())
-    for name in ("transformers", "optimum.onnx.transformations_utils", "transformers.configuration_utils", "transformers.modeling_utils",
+    for name in ("transformers", "optimum", "optimum.onnx.transformations_utils", "transformers.configuration_utils", "transformers.modeling_utils",
                  "sentence_transformers.backend.utils"):
         lg = logging.getLogger(name)
         if not any(isinstance(f, _OnnxExportAlarms) for f in lg.filters):
@@ -122,6 +125,38 @@ def offline_defaults() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")  # MTEB's per-call "Standardizing text corpus format" bars
     quiet_false_alarms()
+
+
+@contextlib.contextmanager
+def library_output(logger: str) -> Iterator[None]:
+    """Capture what a library prints straight to the process's stdout/stderr (colbert-ai's ``#>``
+    messages, faiss's clustering lines from C++): logged at DEBUG under ``logger`` when the block
+    succeeds, written back to stderr before the error when it fails, so a failure still shows it."""
+    import sys
+    import tempfile
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = {fd: os.dup(fd) for fd in (1, 2)}
+    with tempfile.TemporaryFile(mode="w+b") as sink:
+        for fd in saved:
+            os.dup2(sink.fileno(), fd)
+        failed = True
+        try:
+            yield
+            failed = False
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            for fd, orig in saved.items():
+                os.dup2(orig, fd)
+                os.close(orig)
+            sink.seek(0)
+            text = sink.read().decode("utf-8", "replace")
+            if failed:
+                sys.stderr.write(text)
+            elif text.strip():
+                logging.getLogger(logger).debug("%s", text.rstrip())
 
 
 def log_metrics(metrics: dict[str, float], step: int | None = None) -> None:

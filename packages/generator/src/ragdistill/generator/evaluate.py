@@ -156,9 +156,9 @@ def evaluate(cfg: Any) -> EvaluateResult:
     write_text_atomic(out / "results.txt", table + "\n")
     result.results, result.details = results, extra
     ea = extra["error_analysis"]
-    print(f"[generator evaluate] {len(examples)} held-out questions; student errors: {ea['student_errors']} "
-          f"(inherited from the teacher: {ea['inherited']}, compression: {ea['compression']}); "
-          f"fixed by distillation: {ea.get('fixed_by_distillation')}, broken: {ea.get('broken_by_distillation')} -> {out / 'results.json'}", flush=True)
+    log.info("%d held-out questions; student errors: %s (inherited from the teacher: %s, compression: %s); fixed by distillation: %s, "
+             "broken: %s -> %s", len(examples), ea["student_errors"], ea["inherited"], ea["compression"], ea.get("fixed_by_distillation"),
+             ea.get("broken_by_distillation"), out / "results.json")
     return result
 
 

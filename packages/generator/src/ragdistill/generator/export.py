@@ -261,6 +261,6 @@ def export(cfg: Any) -> ExportResult:
                                             size_mb=onnx_size_mb(d))
         info["smoke_test"] = {"engine": "transformers + onnxruntime", "questions": len(convs), "answers": answers, "ok": True}
     sizes = ", ".join(f"{n} {v.parity:.0%} parity, {v.size_mb:.0f} MB" for n, v in result.variants.items())
-    print(f"[generator export] {model_dir} ({info['model_mb']:.0f} MB){'; ' + sizes if sizes else ''}\n  {cmds['merged']}", flush=True)
+    log.info("exported %s (%.0f MB)%s; serve it with: %s", model_dir, info["model_mb"], "; " + sizes if sizes else "", cmds["merged"])
     result.gate(float(ex.min_parity), float(ex.min_parity_quantized))
     return result

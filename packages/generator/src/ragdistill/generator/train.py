@@ -201,9 +201,7 @@ def train(cfg: Any) -> TrainResult:
     want = fingerprint(cfg, len(rows))
     last = resume_checkpoint(ckpts, want, bool(t.resume))
     how = {"qlora-4bit": "QLoRA (4-bit NF4 base)", "lora": "LoRA (fp32 base, no quantisation)", "full": "full fine-tuning (every weight)"}[quant]
-    log.info("generator train: method=%s, %s on %s (%d examples)", method.value, how, student_path, len(rows))
-    print(f"[generator train] method={method.value}, {how}, {len(rows)} examples"
-          f"{f', resuming from {last}' if last else ''}", flush=True)
+    log.info("method=%s, %s on %s (%d examples)%s", method.value, how, student_path, len(rows), f", resuming from {last}" if last else "")
     tok = load_tokenizer(student_path)
     model = load_student(student_path, quant if lora else "lora")
     trainer = _trainer(method, cfg, model, tok, rows, out, lora_config(cfg) if lora else None)
@@ -231,8 +229,8 @@ def train(cfg: Any) -> TrainResult:
         "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None, "losses": losses,
         "adapter_dir": str(out / "adapter") if lora else None, "student_dir": str(merged),
     }
-    print(f"[generator train] {info['steps']} steps in {seconds:.0f}s, loss {info['first_loss']} -> {info['last_loss']}; "
-          f"{'adapter ' + str(out / 'adapter') + ', merged ' if lora else ''}student {merged} ({dtype})", flush=True)
+    log.info("%d steps in %.0fs, loss %s -> %s; %sstudent %s (%s)", info["steps"], seconds, info["first_loss"], info["last_loss"],
+             f"adapter {out / 'adapter'}, merged " if lora else "", merged, dtype)
     return TrainResult(STAGE, n_items=len(rows), train_steps=int(result.global_step), student=str(merged), details=info)
 
 

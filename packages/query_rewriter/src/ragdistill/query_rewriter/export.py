@@ -91,6 +91,6 @@ def export(cfg: Any) -> ExportResult:
         size = onnx_size_mb(d)
         result.variants[name] = Variant(str(d), rate, PARITY, quantized=name == "onnx_int8", size_mb=size)
         result.details["mismatches"][name] = [{"torch": a, name: b} for a, b in zip(torch_out, outs, strict=True) if a != b][:5]
-        print(f"[query_rewriter export] {name}: greedy-output parity {rate:.1%} on {len(examples)} held-out inputs, {size:.0f} MB", flush=True)
+        log.info("%s: greedy-output parity %.1f%% on %d held-out inputs, %.0f MB", name, 100 * rate, len(examples), size)
     result.gate(float(ec.min_parity), float(ec.min_parity_quantized))
     return result

@@ -33,7 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from ragdistill.common.errors import RagdistillError
-from ragdistill.common.logging import get_logger, log_metrics
+from ragdistill.common.logging import get_logger, library_output, log_metrics
 from ragdistill.common.models import resolve_model
 from ragdistill.reranker.losses.base import pad_lists_differentiable
 
@@ -78,7 +78,8 @@ class ColbertStudent(nn.Module):
         path = resolve_model(model)
         torch.manual_seed(seed)
         cfg = colbert_config(path, dim=int(dim), query_maxlen=int(query_max_length), doc_maxlen=int(doc_max_length))
-        return cls(ColBERT(name=path, colbert_config=cfg))
+        with library_output(__name__):  # colbert-ai prints a line per C++ extension it loads
+            return cls(ColBERT(name=path, colbert_config=cfg))
 
     @classmethod
     def load(cls, path: str | Path) -> ColbertStudent:
@@ -91,7 +92,8 @@ class ColbertStudent(nn.Module):
                                   "with reranker.train.colbert.enabled=true")
         cfg = ColBERTConfig.load_from_checkpoint(str(path))
         cfg.configure(checkpoint=str(path), gpus=0, amp=False)  # the tokenizer is read from where the folder is now
-        return cls(ColBERT(name=str(path), colbert_config=cfg))
+        with library_output(__name__):
+            return cls(ColBERT(name=str(path), colbert_config=cfg))
 
     def save(self, path: str | Path, final_path: str | Path | None = None, card: dict[str, Any] | None = None) -> None:
         """A colbert-ai checkpoint that is also a sentence-transformers folder, with its model card.
@@ -264,7 +266,7 @@ class PlaidIndex:
         ids = list(docs)
         if not ids:
             raise RagdistillError("the ColBERT index needs at least one document")
-        with Run().context(RunConfig(nranks=1, gpus=0, avoid_fork_if_possible=True, index_root=str(folder.parent))):
+        with library_output(__name__), Run().context(RunConfig(nranks=1, gpus=0, avoid_fork_if_possible=True, index_root=str(folder.parent))):
             cfg = colbert_config(checkpoint, nbits=int(nbits), kmeans_niters=int(kmeans_niters), index_bsize=int(batch_size))
             Indexer(checkpoint=str(checkpoint), config=cfg, verbose=0).index(name=folder.name, collection=[docs[d] for d in ids],
                                                                           overwrite="force_silent_overwrite")
@@ -289,7 +291,7 @@ class PlaidIndex:
             from colbert import Searcher
             from colbert.infra import Run, RunConfig
 
-            with Run().context(RunConfig(nranks=1, gpus=0, index_root=str(self.folder.parent))):
+            with library_output(__name__), Run().context(RunConfig(nranks=1, gpus=0, index_root=str(self.folder.parent))):
                 self._searcher = Searcher(index=self.folder.name, index_root=str(self.folder.parent), checkpoint=str(self.checkpoint),
                                           config=colbert_config(self.checkpoint), verbose=0)
             self._pid = {d: i for i, d in enumerate(self.doc_ids)}
@@ -297,7 +299,9 @@ class PlaidIndex:
 
     def search(self, query: str, k: int) -> list[tuple[str, float]]:
         """The top-``k`` of the whole index (PLAID candidate generation, then exact MaxSim on the residuals)."""
-        pids, _, scores = self.searcher().search(query, k=min(k, len(self.doc_ids)))
+        searcher = self.searcher()
+        with library_output(__name__):  # the first search loads colbert-ai's C++ extensions, with a line each
+            pids, _, scores = searcher.search(query, k=min(k, len(self.doc_ids)))
         return [(self.doc_ids[p], float(s)) for p, s in zip(pids, scores, strict=True)]
 
     def rerank(self, query: str, doc_ids: list[str]) -> list[float]:
@@ -308,7 +312,8 @@ class PlaidIndex:
             raise RagdistillError(f"{self.folder}: {len(missing)} candidate documents are not in the ColBERT index (e.g. {missing[0]!r}); "
                                   "rerun `ragdistill reranker export` with reranker.export.colbert_index_scope=corpus or the same data")
         pids = sorted({self._pid[d] for d in doc_ids})
-        got, _, scores = searcher.search(query, k=len(pids), pids=pids)
+        with library_output(__name__):
+            got, _, scores = searcher.search(query, k=len(pids), pids=pids)
         by_pid = dict(zip(got, scores, strict=True))
         return [float(by_pid[self._pid[d]]) for d in doc_ids]
 
@@ -322,3 +327,20 @@ class PlaidIndex:
     def knows(self, doc_ids: list[str]) -> bool:
         self.searcher()
         return all(d in self._pid for d in doc_ids)
+
+
+def compile_extensions() -> None:
+    """Build colbert-ai's C++ CPU extensions now (torch ``cpp_extension``: about 50 s each, cached per
+    environment under ``~/.cache/torch_extensions``): ``make install`` runs this, so no first index,
+    search or test pays it."""
+    with library_output(__name__):
+        from colbert.modeling.colbert import ColBERT
+        from colbert.search.index_storage import IndexScorer
+        from colbert.search.strided_tensor import StridedTensor
+
+        for cls in (ColBERT, IndexScorer, StridedTensor):
+            cls.try_load_torch_extensions(use_gpu=False)
+
+
+if __name__ == "__main__":
+    compile_extensions()

@@ -14,9 +14,11 @@ from typing import Any
 from ragdistill.common.data import RetrievalData, load_retrieval
 from ragdistill.common.errors import RagdistillError
 from ragdistill.common.io import read_jsonl, write_jsonl
+from ragdistill.common.logging import get_logger
 from ragdistill.common.paths import stage_dir
 from ragdistill.reranker.candidates import CandidateList, first_stage
 
+log = get_logger(__name__)
 PAIR_TEMPLATE = "rerank-pair:v1"  # part of every cached label's key: (query text, document text)
 
 
@@ -132,6 +134,6 @@ def append_queued_lists(cfg: Any, items: list[tuple[Any, Any, str]]) -> dict[str
     write_jsonl(out, rows + new)
     info = {"queries": len(by_query), "already_taught": len({q for (q, _), _ in pairs} & taught), "lists_kept": len(new),
             "docs_outside_corpus": outside}
-    print(f"[reranker teach] data.extra: {len(pairs)} queued pairs, {len(new)} new lists kept ({info['already_taught']} queries already "
-          f"taught, {outside} documents not in this corpus) -> {out}", flush=True)
+    log.info("data.extra: %d queued pairs, %d new lists kept (%d queries already taught, %d documents not in this corpus) -> %s",
+             len(pairs), len(new), info["already_taught"], outside, out)
     return info

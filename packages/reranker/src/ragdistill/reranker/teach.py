@@ -89,8 +89,7 @@ def teach(cfg: Any, teacher: Any) -> TeachResult:
         "dropped": dropped,
     })
     result.count_labels(run)
-    print(f"[reranker teach] {len(scored)} training queries scored by {teacher_id}: kept {len(kept)}, "
-          f"dropped {len(dropped)} ambiguous (positive not above the #{fc.against_rank} negative by "
-          f">= {fc.min_margin}); {result.cached} labels from the cache, {result.teacher_calls} from the teacher; "
-          f"lists in {out}", flush=True)
+    log.info("%d training queries scored by %s: kept %d, dropped %d ambiguous (positive not above the #%d negative by >= %s); "
+             "%d labels from the cache, %d from the teacher; lists in %s", len(scored), teacher_id, len(kept), len(dropped),
+             fc.against_rank, fc.min_margin, result.cached, result.teacher_calls, out)
     return result

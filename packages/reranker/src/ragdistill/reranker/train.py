@@ -128,8 +128,8 @@ def train(cfg: Any) -> TrainResult:
     with atomic_path(dest) as tmp:
         student.save_pretrained(str(tmp))
     shutil.rmtree(out / "_checkpoints", ignore_errors=True)
-    print(f"[reranker train] cross-encoder student: {result.global_step} steps on {len(rows)} lists "
-          f"({args.world_size} process{'es' if args.world_size > 1 else ''}), loss {result.training_loss:.4f} -> {dest}", flush=True)
+    log.info("cross-encoder student: %d steps on %d lists (%d process%s), loss %.4f -> %s", result.global_step, len(rows),
+             args.world_size, "es" if args.world_size > 1 else "", result.training_loss, dest)
     if tc.colbert.enabled:  # a plain single-process loop: under DDP rank 0 trains it alone
         summary["colbert"] = train_colbert_student(cfg, rows, out, args)
     return res
@@ -161,8 +161,7 @@ def train_colbert_student(cfg: Any, rows: list[dict[str, Any]], out: Any, args: 
                    "margin-MSE on per-list z-scores) plus a supervised loss on the judged positives, weighted as below."}
     with atomic_path(out / "colbert") as tmp:
         student.save(tmp, final_path=out / "colbert", card=card)
-    print(f"[reranker train] ColBERT student: {steps} steps, loss {info['first_loss']:.4f} -> {info['last_loss']:.4f} -> {out / 'colbert'}",
-          flush=True)
+    log.info("ColBERT student: %d steps, loss %.4f -> %.4f -> %s", steps, info["first_loss"], info["last_loss"], out / "colbert")
     return info
 
 
