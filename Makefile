@@ -55,9 +55,7 @@ demo: install
 	$(VENV)/bin/ragdistill demo
 
 test: install vllm-env
-	# one worker per test file (--dist loadfile): a module-scoped fixture (a built teacher, an exported
-	# model, the e2e artifacts) is made once, not once in each worker that draws one of its tests
-	$(PY) -m pytest -n 2 --dist loadfile
+	$(PY) -m pytest -n 2
 
 lint: install
 	$(VENV)/bin/ruff check packages e2e bench conftest.py

@@ -11,8 +11,8 @@ and has no teacher-score normalisation).
 
 So what training sees is what serving sees: the saved folder is a colbert-ai checkpoint
 (``Checkpoint(path)``; ``artifact.metadata`` holds its ColBERT config), :class:`PlaidIndex` builds a
-colbert-ai PLAID index of it (``Indexer``, CPU: ``RunConfig(nranks=1, gpus=0)``; the first index
-compiles colbert-ai's C++ extensions, about a minute) and searches it with ``Searcher``: over the
+colbert-ai PLAID index of it (``Indexer``, CPU: ``RunConfig(nranks=1, gpus=0)``; colbert-ai's C++
+extensions are compiled once per environment: ``make install`` runs :func:`compile_extensions`) and searches it with ``Searcher``: over the
 whole index (a first stage) or restricted to given candidates (``pids=``, a reranker). The folder is
 also a sentence-transformers model (``SentenceTransformer(path).encode(texts)`` returns the mean of
 the projected token vectors, normalised; ``output_value="token_embeddings"`` the token vectors) and
