@@ -98,7 +98,7 @@ def test_reranker_two_process_gloo_run_saves_once_and_its_student_evaluates(tmp_
     p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
     log = p.stdout + p.stderr
-    assert log.count("reranker.train: cross-encoder student:") == 1 and log.count("reranker.train: ColBERT student:") == 1  # rank 0 only
+    assert log.count("cross-encoder student:") == 1 and log.count("ColBERT student:") == 1  # rank 0 only (our log lines)
 
     out = tmp_path / "reranker" / "train"
     result = read_json(out / "train.json")  # the result rank 0 wrote
