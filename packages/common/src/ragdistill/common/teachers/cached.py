@@ -105,7 +105,9 @@ class CachedTeacher:
             from ragdistill.common.labelling import CAPABILITIES
             from ragdistill.common.teachers import build_teacher, require
 
-            log.info("loading teacher %s (%s)", self.cfg.get("model"), self.cfg.get("backend"))
+            members = self.cfg.get("members") or []  # an ensemble names no model of its own: name its members
+            name = self.cfg.get("model") or " + ".join(f"{m.get('backend')}:{m.get('model')}" for m in members)
+            log.info("loading teacher %s (%s)", name, self.cfg.get("backend"))
             built = self._factory() if self._factory is not None else build_teacher(self.cfg)
             self._backend = require(built, CAPABILITIES[self.capability], f"{self.capability} labelling")
         return self._backend
