@@ -291,6 +291,7 @@ class PlaidIndex:
             from colbert import Searcher
             from colbert.infra import Run, RunConfig
 
+            # colbert-ai prints as it loads the index and its C++ extensions, here only: searches print nothing
             with library_output(__name__), Run().context(RunConfig(nranks=1, gpus=0, index_root=str(self.folder.parent))):
                 self._searcher = Searcher(index=self.folder.name, index_root=str(self.folder.parent), checkpoint=str(self.checkpoint),
                                           config=colbert_config(self.checkpoint), verbose=0)
@@ -299,9 +300,7 @@ class PlaidIndex:
 
     def search(self, query: str, k: int) -> list[tuple[str, float]]:
         """The top-``k`` of the whole index (PLAID candidate generation, then exact MaxSim on the residuals)."""
-        searcher = self.searcher()
-        with library_output(__name__):  # the first search loads colbert-ai's C++ extensions, with a line each
-            pids, _, scores = searcher.search(query, k=min(k, len(self.doc_ids)))
+        pids, _, scores = self.searcher().search(query, k=min(k, len(self.doc_ids)))
         return [(self.doc_ids[p], float(s)) for p, s in zip(pids, scores, strict=True)]
 
     def rerank(self, query: str, doc_ids: list[str]) -> list[float]:
@@ -312,8 +311,7 @@ class PlaidIndex:
             raise RagdistillError(f"{self.folder}: {len(missing)} candidate documents are not in the ColBERT index (e.g. {missing[0]!r}); "
                                   "rerun `ragdistill reranker export` with reranker.export.colbert_index_scope=corpus or the same data")
         pids = sorted({self._pid[d] for d in doc_ids})
-        with library_output(__name__):
-            got, _, scores = searcher.search(query, k=len(pids), pids=pids)
+        got, _, scores = searcher.search(query, k=len(pids), pids=pids)
         by_pid = dict(zip(got, scores, strict=True))
         return [float(by_pid[self._pid[d]]) for d in doc_ids]
 
