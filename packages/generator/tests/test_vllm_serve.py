@@ -68,9 +68,6 @@ def wait_ready(proc: subprocess.Popen, port: int, log: Path, timeout: float = 42
 
 
 @needs_vllm_env
-@pytest.mark.xfail(reason="issue 23 open: vLLM CPU serves the bf16 export but its answers differ from transformers' and "
-                          "lose their spaces (':Theres,thereis,...' vs 'Private schools in Ireland ...'): the exported "
-                          "tokenizer's decoder / chat template as vLLM reads them still need fixing", strict=False)
 def test_vllm_serves_the_export_and_e2e_times_it_as_an_endpoint(make_cfg, link_student, work_dir, tmp_path):
     from openai import OpenAI
 
