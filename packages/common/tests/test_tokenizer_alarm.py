@@ -90,6 +90,7 @@ def test_a_gguf_byte_level_tokenizer_reads_the_same_in_transformers_4_and_vllms_
 
     assert portable_tokenizer(old) == ["decoder", "tokenizer_class"] and portable_tokenizer(old) == []
     fixed = AutoTokenizer.from_pretrained(old)
+    assert fixed.model_input_names == ["input_ids", "attention_mask"]  # no token_type_ids for generate()
     assert fixed(text)["input_ids"] == before and fixed.decode(before, skip_special_tokens=True) == text
     assert "Ġschools" in fixed.convert_ids_to_tokens(before)
 

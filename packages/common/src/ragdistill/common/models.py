@@ -268,7 +268,7 @@ def _materialise(m: PackagedModel) -> Path:
 
 FORMAT_FILE = ".ragdistill-format"
 # bump when _gguf_to_hf changes what it writes: caches made by an older version are rebuilt once
-GGUF_FORMAT = ("3: tokenizer eos = the generation config's end-of-turn token; no GGUF copy as tokenizer.model; "
+GGUF_FORMAT = ("4: tokenizer eos = the generation config's end-of-turn token; no GGUF copy as tokenizer.model; "
                "portable_tokenizer")
 
 
@@ -359,7 +359,9 @@ def portable_tokenizer(folder: Path) -> list[str]:
         changed.append("decoder")
     cfg = json.loads(cfg_file.read_text(encoding="utf-8")) if cfg_file.is_file() else {}
     if cfg.get("tokenizer_class") in ("LlamaTokenizer", "LlamaTokenizerFast"):
-        cfg |= {"tokenizer_class": "PreTrainedTokenizerFast", "clean_up_tokenization_spaces": False}
+        # the generic class would also return token_type_ids, which generate() rejects for a causal LM
+        cfg |= {"tokenizer_class": "PreTrainedTokenizerFast", "clean_up_tokenization_spaces": False,
+                "model_input_names": ["input_ids", "attention_mask"]}
         write_text_atomic(cfg_file, json.dumps(cfg, ensure_ascii=False, indent=2) + "\n")
         changed.append("tokenizer_class")
     return changed

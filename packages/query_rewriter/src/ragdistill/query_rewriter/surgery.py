@@ -29,7 +29,7 @@ log = get_logger(__name__)
 WARM_START = "bert2bert:"
 PRUNED = "pruned:"
 WARM_FORMAT = "1: cross-attention copied from self-attention"
-PRUNED_FORMAT = "2: evenly spaced layers, BPE vocabulary cut by rank; its base's tokenizer class"
+PRUNED_FORMAT = "3: evenly spaced layers, BPE vocabulary cut by rank; its base's tokenizer class"
 
 
 def warm_started_encoder_decoder(name: str) -> Path:
