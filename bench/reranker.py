@@ -8,7 +8,9 @@ Targets (issue 24, 2 CPU cores, all 1,339 SQuAD test questions, one run): the cr
 as ONNX int8 >= its first stage + 3 NDCG@10 points on every candidate source
 (``reranker.evaluate.candidate_sources``: BM25 top-30 and the embedder's top-30) and >= the
 teacher's NDCG@10 on the same lists, at >= 15x the teacher's pairs/s; the ColBERT student (reranking
-through its colbert-ai PLAID index) >= its first stage + 2 points.
+through its colbert-ai PLAID index) >= its first stage + 2 points. With ``reranker.evaluate.fusion_weight``
+(default 0.5) the same targets are also printed for the int8 student fused with the list's first-stage
+scores (``ragdistill.reranker.fusion``), beside the student alone.
 ``--speed-only`` times the teacher's and the student's *architectures* (mpnet vs MiniLM
 cross-encoders, torch vs ONNX int8) on 100 real candidates per query; speed does not depend on
 the weights, so it runs before the teacher is built or a student is trained.
@@ -48,7 +50,7 @@ def full(overrides: list[str]) -> int:
     res = result.results
     t = res["teacher"]
     print("\n[bench reranker] ratios vs the teacher (same candidates, same run)")
-    for name in ("student_base", "student", "student_onnx", "student_onnx_int8", "colbert"):
+    for name in [n for b in ("student_base", "student", "student_onnx", "student_onnx_int8", "colbert") for n in (b, b + "+fusion")]:
         if name in res:
             print(_row(name, res[name], t))
     checks: list[tuple[str, bool | None]] = []
@@ -60,6 +62,11 @@ def full(overrides: list[str]) -> int:
         checks.append((f"{best} NDCG@10 {s:.4f} >= first stage {first:.4f} + {TARGET_OVER_FIRST_STAGE:.2f} on {where}",
                        s >= first + TARGET_OVER_FIRST_STAGE))
         checks.append((f"{best} NDCG@10 {s:.4f} >= teacher {teach:.4f} on {where}", s >= teach))
+        if best + "+fusion" + sfx in res:  # the same student fused with the list's first-stage scores (reranker.fusion)
+            f, w = res[best + "+fusion" + sfx]["ndcg@10"], result.details.get("fusion_weight")
+            checks.append((f"{best}+fusion (w={w}) NDCG@10 {f:.4f} >= first stage {first:.4f} + {TARGET_OVER_FIRST_STAGE:.2f} on {where}",
+                           f >= first + TARGET_OVER_FIRST_STAGE))
+            checks.append((f"{best}+fusion (w={w}) NDCG@10 {f:.4f} >= teacher {teach:.4f} on {where}", f >= teach))
         if "colbert" + sfx in res:
             c = res["colbert" + sfx]["ndcg@10"]
             checks.append((f"colbert (PLAID index) NDCG@10 {c:.4f} >= first stage {first:.4f} + {TARGET_COLBERT_OVER_FIRST_STAGE:.2f} "

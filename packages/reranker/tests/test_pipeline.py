@@ -127,8 +127,20 @@ def test_pipeline_end_to_end(make_cfg, work_dir, tiny_teacher):
     evaluated = verbs["evaluate"](cfg)
     res = evaluated.results
     assert evaluated.n_items == 8 and evaluated.split == "test" and evaluated.teacher_calls == 0  # export's baseline labelled them
-    assert {"teacher", "student_base", "student", "student_onnx", "student_onnx_int8", "colbert", "colbert_base",
-            "ref_first_stage_bm25"} == set(res)
+    students = ("student_base", "student", "student_onnx", "student_onnx_int8", "colbert", "colbert_base")
+    assert {"teacher", *students, *(f"{s}+fusion" for s in students), "ref_first_stage_bm25"} == set(res)
+    # a "+fusion" row: the student's stored scores of each list fused with BM25's (evaluate.fusion_weight 0.5)
+    from ragdistill.common.metrics import evaluate_run
+    from ragdistill.reranker.candidates import candidate_sources
+    from ragdistill.reranker.fusion import fuse
+    from ragdistill.reranker.lists import load_data
+
+    data = load_data(cfg)
+    cands, qrels = candidate_sources(cfg, data, "test")[""][0], data.split("test")[1]
+    stored = json.loads((work_dir / "reranker/evaluate/scores/student.json").read_text())["scores"]
+    fused = {q: dict(zip(c.doc_ids, fuse([stored[q][d] for d in c.doc_ids], c.scores, 0.5), strict=True)) for q, c in cands.items()}
+    assert evaluate_run({q: qrels[q] for q in cands}, fused, ("ndcg@10",))["ndcg@10"] == pytest.approx(res["student+fusion"]["ndcg@10"])
+    assert evaluated.details["fusion_weight"] == 0.5
     assert res["student_onnx"]["ndcg@10"] == pytest.approx(res["student"]["ndcg@10"], abs=1e-9)  # fp32 keeps the ranking
     for system in ("teacher", "student", "student_onnx_int8", "colbert"):
         assert res[system]["pairs_per_s"] > 0 and res[system]["p95_ms"] >= res[system]["p50_ms"] > 0

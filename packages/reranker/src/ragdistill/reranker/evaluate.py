@@ -8,7 +8,9 @@ ONNX fp32/int8 exports, ``colbert_base``/``colbert`` (the late-interaction stude
 one searched through its colbert-ai PLAID index), and reference rows that do not rerank with a
 cross-encoder: the first stage itself (``ref_first_stage_<bm25|file|embedder>``) and bi-encoder
 cosine over the same candidates (``ref_biencoder_<model>``), so a reader sees what reranking adds
-and that the teacher beats its own starting point.
+and that the teacher beats its own starting point. With ``evaluate.fusion_weight`` set, every student
+system also gets a ``<system>+fusion`` row: its scores fused with the list's first-stage scores
+(:mod:`ragdistill.reranker.fusion`), what a pipeline that keeps the first stage's signal serves.
 
 ``reranker.evaluate.candidate_sources`` picks the candidate lists: ``first_stage`` (BM25 or the
 candidates file; rows unsuffixed) and ``embedder`` (a bi-encoder's top-k, the lists the e2e
@@ -37,6 +39,7 @@ from ragdistill.common.report import comparison_table
 from ragdistill.common.results import EvaluateResult
 from ragdistill.common.timing import measure
 from ragdistill.reranker.candidates import CandidateList, candidate_sources, first_stage
+from ragdistill.reranker.fusion import fuse
 from ragdistill.reranker.lists import load_data, score_lists
 from ragdistill.reranker.students import ONNX_FP32, int8_file, load_cross_encoder, predict_raw
 
@@ -120,6 +123,7 @@ def evaluate(cfg: Any, teacher: Any) -> EvaluateResult:
     res = EvaluateResult("reranker", n_items=len(primary), split=split)
     eval_dir = stage_dir(cfg, "reranker", "evaluate")
     store = ScoreStore(eval_dir / "scores")
+    fusion = None if ev.get("fusion_weight") is None else float(ev.fusion_weight)
 
     def add(name: str, score: Scorer, fingerprint: str, timed: bool = True, size_mb: float | None = None) -> None:
         """One system's rows on every source (scores memoised), its speed on the latency lists."""
@@ -128,7 +132,11 @@ def evaluate(cfg: Any, teacher: Any) -> EvaluateResult:
             return
         log.info("evaluate: %s", name)
         for suffix, (cands, _, _) in sources.items():
-            results[name + suffix] = _quality(qrels, cands, store.scores(name, fingerprint, score, data, cands))
+            scores = store.scores(name, fingerprint, score, data, cands)
+            results[name + suffix] = _quality(qrels, cands, scores)
+            if fusion is not None and not name.startswith("ref_"):
+                fused = {q: fuse(scores[q], cands[q].scores, fusion) for q in cands}
+                results[f"{name}+fusion{suffix}"] = _quality(qrels, cands, fused)
         if timed and lat_lists:
             results[name].update(_speed(score, lat_lists))
         if size_mb is not None:
@@ -189,7 +197,7 @@ def evaluate(cfg: Any, teacher: Any) -> EvaluateResult:
     res.results = results
     res.details = {"queries": len(primary), "candidates_per_query": int(rc.candidates.eval_k),
                    "candidate_sources": {(s or "first_stage"): info for s, (_, _, info) in sources.items()},
-                   "latency_candidates": len(lat_lists[0][1]) if lat_lists else 0, "teacher": teacher_id,
+                   "latency_candidates": len(lat_lists[0][1]) if lat_lists else 0, "teacher": teacher_id, "fusion_weight": fusion,
                    "student_base_is": "the student encoder with a freshly initialised 1-logit head (no ranking training)",
                    "notes": notes}
     tables = []
