@@ -86,3 +86,26 @@ def test_scifact_slice_scores_as_a_named_mteb_task_and_passes_titled_passages(wo
     assert m["results_file"].endswith(f"{m['task']}.json") and json.loads(open(m["results_file"]).read())["task_name"] == m["task"]
     assert 0.0 < m["mteb_ndcg@10"] <= 1.0
     assert seen and all(isinstance(c, str) and c.title for cs in seen for c in cs)
+
+
+def test_rerank_fusion_brings_the_first_stage_scores_back(work_dir):
+    """``retrieval.rerank_fusion``: a reranker that turns the first stage's list upside down, alone and
+    fused with weight 1 (the first stage's own order comes back: same NDCG@10 as before reranking)."""
+    enc = MiniLMEncoder()
+
+    def upside_down(query: str, docs: list[str]) -> list[float]:
+        return [float(i) for i in range(len(docs))]  # the first stage's last candidate first
+
+    base = [f"paths.work_dir={work_dir}", "data.max_queries=12", "data.max_docs=80", "max_generate=0", "retrieval.rerank_k=10",
+            "pipeline.generator=off", "run.report_to=[]"]
+    res = {}
+    for w in ("null", "1.0"):
+        out = run_e2e(compose("e2e", [*base, f"retrieval.rerank_fusion={w}", f"out_dir={work_dir}/fusion-{w}"]),
+                      custom={"embedder": enc, "reranker": upside_down})
+        res[w] = json.loads((out / "report.json").read_text())["result"]
+    assert res["null"]["after_rerank"]["ndcg@10"] < res["null"]["retrieval"]["ndcg@10"] - 0.1
+    assert res["1.0"]["after_rerank"]["ndcg@10"] == pytest.approx(res["1.0"]["retrieval"]["ndcg@10"])
+    assert (res["null"]["rerank_fusion"], res["1.0"]["rerank_fusion"]) == (None, 1.0)  # the report says which ran
+    with pytest.raises(RagdistillError, match=r"fusion weight 2.0 .*must lie in \[0, 1\]"):
+        run_e2e(compose("e2e", [*base, "retrieval.rerank_fusion=2.0", f"out_dir={work_dir}/fusion-bad"]),
+                custom={"embedder": enc, "reranker": upside_down})

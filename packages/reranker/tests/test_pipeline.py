@@ -130,9 +130,9 @@ def test_pipeline_end_to_end(make_cfg, work_dir, tiny_teacher):
     students = ("student_base", "student", "student_onnx", "student_onnx_int8", "colbert", "colbert_base")
     assert {"teacher", *students, *(f"{s}+fusion" for s in students), "ref_first_stage_bm25"} == set(res)
     # a "+fusion" row: the student's stored scores of each list fused with BM25's (evaluate.fusion_weight 0.5)
+    from ragdistill.common.fusion import fuse
     from ragdistill.common.metrics import evaluate_run
     from ragdistill.reranker.candidates import candidate_sources
-    from ragdistill.reranker.fusion import fuse
     from ragdistill.reranker.lists import load_data
 
     data = load_data(cfg)

@@ -29,6 +29,9 @@ class RetrievalConfig:
     top_k: int = 100  # first-stage candidates (Recall@100)
     rerank_k: int = 20  # candidates the reranker rescores
     n_contexts: int = 3  # passages given to the generator
+    # fuse the reranker's scores with the first stage's (per-list z-scores; (1 - w) * reranker + w * first stage,
+    # ragdistill.common.fusion); null = the reranker's order alone
+    rerank_fusion: float | None = None
 
 
 @dataclass

@@ -179,6 +179,8 @@ def write_report(out: Path, cfg: dict[str, Any], result: dict[str, Any], work_di
 def summary_row(report: dict[str, Any]) -> dict[str, Any]:
     r = report["result"]
     routed = "".join(f" [{k}: {f['routing']['teacher_fraction']:.0%} to teacher]" for k, f in r["stages"].items() if f.get("routing"))
+    if r.get("rerank_fusion") is not None:
+        routed += f" [reranker fused with the first stage, w={r['rerank_fusion']}]"
     row = {"pipeline": pipeline_label(r["pipeline"]) + routed, "ndcg@10": r["retrieval"]["ndcg@10"],
            "ndcg@10_reranked": (r.get("after_rerank") or {}).get("ndcg@10"),
            "recall@100": r["retrieval"]["recall@100"]}

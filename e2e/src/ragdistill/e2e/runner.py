@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 from ragdistill.common.config import compose
 from ragdistill.common.data import QARecord, load_rag
 from ragdistill.common.errors import RagdistillError
+from ragdistill.common.fusion import fuse
 from ragdistill.common.logging import get_logger
 from ragdistill.common.metrics import evaluate_run
 from ragdistill.common.ops.cost import slot_stages
@@ -249,6 +250,8 @@ def run_pipeline(cfg: DictConfig, custom: dict[str, Callable] | None = None,
             t = time.perf_counter()
             scores = comps["reranker"](query, [data.corpus[d].full_text for d, _ in head])
             lat["reranker"].append(time.perf_counter() - t)
+            if r.get("rerank_fusion") is not None:  # the first stage's scores come with its list: fusing them is free
+                scores = fuse(scores, [s for _, s in head], float(r.rerank_fusion))
             order = sorted(zip([d for d, _ in head], scores, strict=True), key=lambda x: -x[1])
             # reranked head first, the rest of the first-stage list after it (so Recall@100 still counts)
             ranked = [(d, 1e6 - j) for j, (d, _) in enumerate(order)] + [(d, -1.0 - j) for j, (d, _) in enumerate(hits[r.rerank_k :])]
@@ -278,6 +281,7 @@ def run_pipeline(cfg: DictConfig, custom: dict[str, Callable] | None = None,
         "index_build_s": index_s,
         "retrieval": evaluate_run(qrels, run_retrieve, metrics),
         "after_rerank": evaluate_run(qrels, run_rerank, metrics) if "reranker" in comps else None,
+        "rerank_fusion": r.get("rerank_fusion") if "reranker" in comps else None,
         "retrieval_raw_question": evaluate_run(qrels, run_raw, metrics) if run_raw else None,
         "rewrites": rewrites,
         "latency": {k: stats_from_latencies(v, len(v)).as_dict() for k, v in lat.items() if v},

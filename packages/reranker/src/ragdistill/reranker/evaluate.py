@@ -10,7 +10,7 @@ cross-encoder: the first stage itself (``ref_first_stage_<bm25|file|embedder>``)
 cosine over the same candidates (``ref_biencoder_<model>``), so a reader sees what reranking adds
 and that the teacher beats its own starting point. With ``evaluate.fusion_weight`` set, every student
 system also gets a ``<system>+fusion`` row: its scores fused with the list's first-stage scores
-(:mod:`ragdistill.reranker.fusion`), what a pipeline that keeps the first stage's signal serves.
+(:mod:`ragdistill.common.fusion`), what a pipeline that keeps the first stage's signal serves.
 
 ``reranker.evaluate.candidate_sources`` picks the candidate lists: ``first_stage`` (BM25 or the
 candidates file; rows unsuffixed) and ``embedder`` (a bi-encoder's top-k, the lists the e2e
@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from ragdistill.common.errors import RagdistillError
+from ragdistill.common.fusion import fuse
 from ragdistill.common.io import read_json, write_json, write_text_atomic
 from ragdistill.common.logging import get_logger
 from ragdistill.common.metrics import evaluate_run
@@ -39,7 +40,6 @@ from ragdistill.common.report import comparison_table
 from ragdistill.common.results import EvaluateResult
 from ragdistill.common.timing import measure
 from ragdistill.reranker.candidates import CandidateList, candidate_sources, first_stage
-from ragdistill.reranker.fusion import fuse
 from ragdistill.reranker.lists import load_data, score_lists
 from ragdistill.reranker.students import ONNX_FP32, int8_file, load_cross_encoder, predict_raw
 

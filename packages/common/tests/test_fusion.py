@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from ragdistill.common.errors import RagdistillError
-from ragdistill.reranker.fusion import fuse, zscores
+from ragdistill.common.fusion import fuse, zscores
 
 
 def test_zscores_and_fusion_by_hand() -> None:
@@ -21,7 +21,7 @@ def test_zscores_and_fusion_by_hand() -> None:
 
 
 def test_bad_fusion_input_is_a_clear_error() -> None:
-    with pytest.raises(RagdistillError, match=r"fusion_weight=1.5: must lie in \[0, 1\]"):
+    with pytest.raises(RagdistillError, match=r"fusion weight 1.5 .*must lie in \[0, 1\]"):
         fuse([1.0, 2.0], [1.0, 2.0], 1.5)
     with pytest.raises(RagdistillError, match="2 reranker scores for 3 first-stage scores"):
         fuse([1.0, 2.0], [1.0, 2.0, 3.0], 0.5)

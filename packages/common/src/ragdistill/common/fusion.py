@@ -1,4 +1,5 @@
-"""Score fusion: a reranker's scores for a candidate list combined with the first stage's own scores.
+"""Score fusion: a reranker's scores for a candidate list combined with the first stage's own scores
+(``reranker.evaluate.fusion_weight`` in the reranker's evaluation, ``retrieval.rerank_fusion`` in the e2e pipeline).
 
 The first stage hands its scores over with the list (BM25's, or the embedder's cosine), so adding
 them back costs nothing at serving time. The default teacher is itself a hybrid (mpnet cosine plus a
@@ -27,8 +28,8 @@ def zscores(scores: Sequence[float]) -> np.ndarray:
 def fuse(student: Sequence[float], first_stage: Sequence[float], weight: float) -> list[float]:
     """One list's fused scores: ``(1 - weight) * z(student) + weight * z(first_stage)``."""
     if not 0.0 <= weight <= 1.0:
-        raise RagdistillError(f"reranker.evaluate.fusion_weight={weight}: must lie in [0, 1] (0 = the reranker alone, "
-                              "1 = the first stage alone), or null to leave fusion out")
+        raise RagdistillError(f"fusion weight {weight} (reranker.evaluate.fusion_weight / retrieval.rerank_fusion): must lie "
+                              "in [0, 1] (0 = the reranker alone, 1 = the first stage alone), or null to leave fusion out")
     if len(student) != len(first_stage):
         raise RagdistillError(f"score fusion: {len(student)} reranker scores for {len(first_stage)} first-stage scores")
     return ((1.0 - weight) * zscores(student) + weight * zscores(first_stage)).tolist()
