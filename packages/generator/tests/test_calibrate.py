@@ -2,7 +2,7 @@
 through the shared operations (``ragdistill.common.ops``) on the stage's hooks, with real models: the
 SmolLM2-135M student (here undistilled, linked where ``train`` keeps the distilled student) against
 the packaged Qwen2.5-0.5B teacher, whose answers to the held-out questions ship in
-``data/labels/generator.jsonl`` (no teacher load)."""
+``data/labels/generator-squad.jsonl.gz`` (no teacher load)."""
 
 from __future__ import annotations
 

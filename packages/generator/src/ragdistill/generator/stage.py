@@ -42,7 +42,7 @@ class GeneratorStage(Stage):
 
     def label_teacher_ids(self, cfg: Any) -> list[str]:
         """The teacher's answers, the undistilled student's (evaluate caches them too; both ship in
-        ``data/labels/generator.jsonl``) and the judge's when the judge filter is on."""
+        ``data/labels/generator-squad.jsonl.gz``) and the judge's when the judge filter is on."""
         from ragdistill.generator.teachers import judge_teacher, undistilled_teacher
 
         ids = [self.teacher(cfg).teacher_id, undistilled_teacher(cfg).teacher_id]

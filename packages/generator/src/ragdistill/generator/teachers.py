@@ -2,8 +2,9 @@
 
 A label's key is ``label_key(teacher_key(...), template, conversation)``: the teacher id names the
 backend, model and decoding settings (``gen:<backend>:<model>:T=<temperature>:max=<max_new_tokens>``),
-so changing any of them labels afresh (except greedy vLLM, filed as the causal LM's: see :func:`teacher_key`), and the shipped ``data/labels/generator.jsonl`` (made with
-these keys) keeps hitting. Three teachers use it: the answer teacher (``teach``, ``evaluate``,
+so changing any of them labels afresh (greedy vLLM answers are filed as the causal LM's: see
+:func:`teacher_key`), and the shipped ``data/labels/generator-squad.jsonl.gz`` (made with these keys)
+keeps hitting. Three teachers use it: the answer teacher (``teach``, ``evaluate``,
 calibrate, routing, the monitor), the judge filter's (possibly another model) and the undistilled
 student, whose greedy answers ``evaluate`` caches like a teacher's.
 """
