@@ -10,7 +10,7 @@ as ONNX int8 >= its first stage + 3 NDCG@10 points on every candidate source
 teacher's NDCG@10 on the same lists, at >= 15x the teacher's pairs/s; the ColBERT student (reranking
 through its colbert-ai PLAID index) >= its first stage + 2 points. With ``reranker.evaluate.fusion_weight``
 (default 0.5) the same targets are also printed for the int8 student fused with the list's first-stage
-scores (``ragdistill.reranker.fusion``), beside the student alone.
+scores (``ragdistill.common.fusion``), beside the student alone.
 ``--speed-only`` times the teacher's and the student's *architectures* (mpnet vs MiniLM
 cross-encoders, torch vs ONNX int8) on 100 real candidates per query; speed does not depend on
 the weights, so it runs before the teacher is built or a student is trained.
@@ -62,7 +62,7 @@ def full(overrides: list[str]) -> int:
         checks.append((f"{best} NDCG@10 {s:.4f} >= first stage {first:.4f} + {TARGET_OVER_FIRST_STAGE:.2f} on {where}",
                        s >= first + TARGET_OVER_FIRST_STAGE))
         checks.append((f"{best} NDCG@10 {s:.4f} >= teacher {teach:.4f} on {where}", s >= teach))
-        if best + "+fusion" + sfx in res:  # the same student fused with the list's first-stage scores (reranker.fusion)
+        if best + "+fusion" + sfx in res:  # the same student fused with the list's first-stage scores (ragdistill.common.fusion)
             f, w = res[best + "+fusion" + sfx]["ndcg@10"], result.details.get("fusion_weight")
             checks.append((f"{best}+fusion (w={w}) NDCG@10 {f:.4f} >= first stage {first:.4f} + {TARGET_OVER_FIRST_STAGE:.2f} on {where}",
                            f >= first + TARGET_OVER_FIRST_STAGE))

@@ -173,7 +173,7 @@ class RerankerEvaluateConfig(EvaluateConfig):
     # parity to torch is in export.json) and each costs an hour on the full split; teacher_speed skips timing the teacher
     skip: list[str] = field(default_factory=list)
     # also report each student fused with the first stage's own scores of the list (rows "<system>+fusion";
-    # reranker.fusion: per-list z-scores, (1 - w) * student + w * first stage); null = no fusion rows
+    # ragdistill.common.fusion: per-list z-scores, (1 - w) * student + w * first stage); null = no fusion rows
     fusion_weight: float | None = 0.5
 
 
