@@ -99,5 +99,7 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
+    from ragdistill.common.cli import run_script
+
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(run_script(main, sys.argv[1:]))

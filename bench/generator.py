@@ -153,5 +153,7 @@ def speed(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
+    from ragdistill.common.cli import run_script
+
     args = sys.argv[1:]
-    sys.exit(speed([a for a in args if a != "--speed"]) if "--speed" in args else quality(args))
+    sys.exit(run_script(speed, [a for a in args if a != "--speed"]) if "--speed" in args else run_script(quality, args))

@@ -126,8 +126,10 @@ def speed_only(overrides: list[str]) -> int:
 
 
 if __name__ == "__main__":
+    from ragdistill.common.cli import run_script
+
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     args = sys.argv[1:]
     if "--speed-only" in args:
-        sys.exit(speed_only([a for a in args if a != "--speed-only"]))
-    sys.exit(full(args))
+        sys.exit(run_script(speed_only, [a for a in args if a != "--speed-only"]))
+    sys.exit(run_script(full, args))

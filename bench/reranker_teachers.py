@@ -73,4 +73,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from ragdistill.common.cli import run_script
+
+    raise SystemExit(run_script(main))

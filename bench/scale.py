@@ -190,4 +190,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from ragdistill.common.cli import run_script
+
+    run_script(main)

@@ -27,6 +27,18 @@ def _fail(msg: str) -> None:
     sys.exit(2)
 
 
+def run_script(main: Callable[..., int | None], *args: Any) -> int | None:
+    """Run a script's ``main`` (the bench scripts) as the CLI runs a verb: a user error is one line and exit 2,
+    not a traceback, so a bench run on a busy work dir says what to do as `ragdistill` would."""
+    try:
+        return main(*args)
+    except RagdistillError as e:
+        _fail(str(e))
+    except KeyboardInterrupt:
+        _interrupted(None)
+    return None
+
+
 def _interrupted(cfg: Any) -> None:
     """Ctrl-C: one line saying what is kept, and exit 130 (the shell's code for SIGINT). Labels are
     committed batch by batch and checkpoints are written atomically, so a rerun resumes."""
