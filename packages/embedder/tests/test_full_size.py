@@ -93,6 +93,29 @@ def test_train_caps_negatives_and_adds_the_corpus_as_mse_texts(taught):
         stage.train(compose("embedder", [f"paths.work_dir={taught}", *TINY, "embedder.train.negatives_per_query=0"]))
 
 
+def test_teach_adds_other_corpora_as_mse_texts(tmp_path):
+    """embedder.teach.mse_extra: another data set's documents (here CANARD's Wikipedia answer spans), embedded by
+    the teacher through the label cache, become MSE rows of train (feature distillation needs no queries)."""
+    from ragdistill.common.data import load_retrieval
+    from ragdistill.common.io import read_jsonl
+
+    over = [f"paths.work_dir={tmp_path}", *TINY, "embedder.teach.mse_extra=[canard]", "embedder.teach.mse_extra_docs=5"]
+    taught = stage_verbs(stage)["teach"](compose("embedder", over))
+    assert taught.details["mse_extra"] == {"canard": 5}
+    rows = read_jsonl(tmp_path / "embedder" / "teach" / "mse_texts.jsonl")
+    canard = {d.full_text for d in load_retrieval("canard").corpus.values()}
+    assert len(rows) == 5 and all(r["text"] in canard and len(r["teacher"]) == 768 for r in rows)
+    assert all(abs(np.linalg.norm(r["teacher"]) - 1.0) < 1e-3 for r in rows)  # the teacher's normalised embeddings
+    again = stage.teach(compose("embedder", over))  # the same sample, from the cache
+    assert again.teacher_calls == 0 and read_jsonl(tmp_path / "embedder" / "teach" / "mse_texts.jsonl") == rows
+    trained = stage.train(compose("embedder", [*over, "embedder.train.mse_corpus_docs=0"]))
+    assert trained.details["n_mse_texts"] == 5 and trained.n_items == trained.details["n_train_rows"] + 5
+    with pytest.raises(RagdistillError, match=r"embedder.teach.mse_extra_docs=-1: use 0 \(off\), a count, or null"):
+        stage.teach(compose("embedder", [*over, "embedder.teach.mse_extra_docs=-1"]))
+    with pytest.raises(RagdistillError, match=r"no-such-set: no such dataset"):
+        stage.teach(compose("embedder", [*over, "embedder.teach.mse_extra=[no-such-set]"]))
+
+
 def read_jsonl_triples(work: Path) -> list[dict]:
     from ragdistill.common.io import read_jsonl
 

@@ -77,6 +77,11 @@ class EmbedderTeachConfig(TeachConfig):
     negatives_per_query: int = 3  # mined negatives kept per query (one training row each)
     mining_margin: float = 0.05  # drop candidates scoring > (lowest positive score - margin): likely false negatives
     mining_skip_top: int = 0  # also skip the teacher's first k non-positive hits (extra false-negative guard)
+    # unlabelled text for train's MSE part (feature distillation needs no queries): the corpora of these data sets
+    # (bundled names, BEIR folders, QA files or HF ids, as data.path takes), embedded by the teacher into
+    # mse_texts.jsonl, e.g. [canard] (QuAC's Wikipedia answer spans): general text that keeps the student general
+    mse_extra: list[str] = field(default_factory=list)
+    mse_extra_docs: int | None = 2000  # a seeded sample of this many documents from each; null = every document
 
 
 @dataclass

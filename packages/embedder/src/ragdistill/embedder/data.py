@@ -7,6 +7,7 @@ reference corpus the routing and monitor score profiles are taken over.
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 from ragdistill.common.data import RetrievalData, load_retrieval
@@ -53,3 +54,22 @@ def held_out_texts(data: RetrievalData, split: str, n: int) -> list[str]:
     docs = list(dict.fromkeys(d for q in qids for d in qrels[q]))
     texts = [queries[q] for q in qids[: n // 2]] + [data.corpus[d].full_text for d in docs[: n - min(n // 2, len(qids))]]
     return texts[:n]
+
+
+def corpus_sample(doc_ids: list[str], n: int | None, seed: int, setting: str) -> list[str]:
+    """Documents trained by MSE alone: all (None), none (0) or a seeded sample of ``n`` (``setting`` names the key)."""
+    if n is None or n >= len(doc_ids):
+        return list(doc_ids)
+    if n < 0:
+        raise RagdistillError(f"{setting}={n}: use 0 (off), a count, or null (the whole corpus)")
+    return sorted(random.Random(seed).sample(list(doc_ids), n))
+
+
+def extra_mse_corpus(source: str, n: int | None, seed: int) -> list[str]:
+    """A seeded sample of ``n`` document texts of another data set (bundled name, BEIR folder, QA file, HF id):
+    unlabelled text for feature distillation, which needs no queries and no judgements."""
+    data = load_retrieval(source)
+    if not data.corpus:
+        raise RagdistillError(f"embedder.teach.mse_extra: data {source!r} has no corpus; name a data set with documents")
+    ids = corpus_sample(list(data.corpus), n, seed, "embedder.teach.mse_extra_docs")
+    return [data.corpus[d].full_text for d in ids]

@@ -33,7 +33,7 @@ from ragdistill.common.results import TrainResult
 from ragdistill.common.training import build_training_args
 from ragdistill.embedder.artifacts import MSE_TEXTS, TeachArtifacts, read_mse_texts
 from ragdistill.embedder.config import Loss, Projection
-from ragdistill.embedder.data import load_data
+from ragdistill.embedder.data import corpus_sample, load_data
 from ragdistill.embedder.losses import DistillationLoss
 from ragdistill.embedder.models import STAGE, embedding_dim, load_sentence_transformer
 
@@ -108,15 +108,6 @@ def cap_negatives(triples: list[Triple], n: int | None) -> list[Triple]:
         if seen[t.query_id] <= n:
             out.append(t)
     return out
-
-
-def corpus_sample(doc_ids: list[str], n: int | None, seed: int) -> list[str]:
-    """The corpus documents trained by MSE alone: all (None), none (0) or a seeded sample of ``n``."""
-    if n is None or n >= len(doc_ids):
-        return list(doc_ids)
-    if n < 0:
-        raise RagdistillError(f"embedder.train.mse_corpus_docs={n}: use 0 (off), a count, or null (the whole corpus)")
-    return sorted(random.Random(seed).sample(list(doc_ids), n))
 
 
 def build_dataset(triples: list[Triple], data: RetrievalData, art: TeachArtifacts, targets: Any,
@@ -254,7 +245,7 @@ def train(cfg: Any) -> TrainResult:
     train_data: Any = dataset
     n_mse_texts = 0
     # single texts trained by MSE alone: corpus documents (no query needed) and folded-in queue texts
-    corpus_ids = [d for d in corpus_sample(art.doc_ids, s.mse_corpus_docs, int(cfg.run.seed)) if d in data.corpus]
+    corpus_ids = [d for d in corpus_sample(art.doc_ids, s.mse_corpus_docs, int(cfg.run.seed), "embedder.train.mse_corpus_docs") if d in data.corpus]
     texts = [data.corpus[d].full_text for d in corpus_ids] + mse_texts
     vecs = np.concatenate([np.asarray([art.doc(d) for d in corpus_ids], dtype=np.float32).reshape(-1, tdim), mse_vecs])
     if texts and inner.mse is not None:
