@@ -79,7 +79,7 @@ class EmbedderTeachConfig(TeachConfig):
     mining_skip_top: int = 0  # also skip the teacher's first k non-positive hits (extra false-negative guard)
     # unlabelled text for train's MSE part (feature distillation needs no queries): the corpora of these data sets
     # (bundled names, BEIR folders, QA files or HF ids, as data.path takes), embedded by the teacher into
-    # mse_texts.jsonl, e.g. [canard] (QuAC's Wikipedia answer spans): general text that keeps the student general
+    # mse_texts.jsonl, e.g. [canard] (QuAC's Wikipedia answer spans; docs/embedder.md has what it did at full size)
     mse_extra: list[str] = field(default_factory=list)
     mse_extra_docs: int | None = 2000  # a seeded sample of this many documents from each; null = every document
 
