@@ -218,36 +218,36 @@ def _commands() -> dict[str, tuple[str, Callable[[list[str]], None]]]:
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     offline_defaults()
-    try:
-        from ragdistill.common.stage import load_stages
+    run_script(_dispatch, argv)
 
-        if not argv or argv[0] in ("-h", "--help", "help"):
-            print(_usage())
-            return
-        head, rest = argv[0], argv[1:]
-        commands = _commands()
-        if head in commands:
-            commands[head][1](rest)
-            return
-        stages = load_stages()
-        if head not in stages:
-            _fail(f"unknown stage or command {head!r}\n\n{_usage()}")
-        from ragdistill.common.ops.verbs import stage_verbs
 
-        stage = stages[head]
-        verbs = stage_verbs(stage)
-        if not rest or rest[0] in ("-h", "--help"):
-            print(f"ragdistill {stage.name}: {stage.description}\n\nverbs: {', '.join(verbs)}\n"
-                  f"usage: ragdistill {stage.name} <verb> [key=value ...]   (add --help after the verb for config groups)")
-            return
-        verb, overrides = rest[0], rest[1:]
-        if verb not in verbs:
-            _fail(f"stage {stage.name!r} has no verb {verb!r}; verbs: {', '.join(verbs)}")
-        run_verb(stage.name, verbs[verb], overrides, f"{stage.name}.{verb}")
-    except RagdistillError as e:
-        _fail(str(e))
-    except KeyboardInterrupt:  # before a verb started (imports, composition): nothing to keep yet
-        _interrupted(None)
+def _dispatch(argv: list[str]) -> None:
+    """``ragdistill <command|stage verb> ...``: usage, a top-level command or a stage verb."""
+    from ragdistill.common.stage import load_stages
+
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(_usage())
+        return
+    head, rest = argv[0], argv[1:]
+    commands = _commands()
+    if head in commands:
+        commands[head][1](rest)
+        return
+    stages = load_stages()
+    if head not in stages:
+        _fail(f"unknown stage or command {head!r}\n\n{_usage()}")
+    from ragdistill.common.ops.verbs import stage_verbs
+
+    stage = stages[head]
+    verbs = stage_verbs(stage)
+    if not rest or rest[0] in ("-h", "--help"):
+        print(f"ragdistill {stage.name}: {stage.description}\n\nverbs: {', '.join(verbs)}\n"
+              f"usage: ragdistill {stage.name} <verb> [key=value ...]   (add --help after the verb for config groups)")
+        return
+    verb, overrides = rest[0], rest[1:]
+    if verb not in verbs:
+        _fail(f"stage {stage.name!r} has no verb {verb!r}; verbs: {', '.join(verbs)}")
+    run_verb(stage.name, verbs[verb], overrides, f"{stage.name}.{verb}")
 
 
 if __name__ == "__main__":
