@@ -197,3 +197,27 @@ def test_multirun_sweep_writes_one_result_per_job(taught, tmp_path):
     for name, r in results.items():
         ran = OmegaConf.load(sweep / name / "embedder" / "train" / "config.yaml")  # the config each job ran with
         assert ran.embedder.train.args.learning_rate == float(name[2:]) and r["train_steps"] == 1
+
+
+def test_base_weight_merges_the_student_back_toward_its_start(taught, tmp_path):
+    """embedder.train.base_weight (WiSE-FT): 1.0 saves the starting checkpoint's weights whatever training did, so the
+    merged student's validation NDCG@10 is the one measured before training; a share outside [0, 1] fails before
+    any training step."""
+    import shutil
+
+    from safetensors.torch import load_file
+
+    from ragdistill.common.models import resolve_model
+
+    work = tmp_path / "merged"
+    shutil.copytree(taught / "embedder" / "teach", work / "embedder" / "teach")
+    over = [f"paths.work_dir={work}", *TINY, f"paths.label_cache={taught}/cache/labels.sqlite", "embedder.train.args.learning_rate=1e-3"]
+    trained = stage.train(compose("embedder", [*over, "embedder.train.base_weight=1.0"]))
+    d = trained.details
+    assert d["merged"]["base_weight"] == 1.0 and d["merged"]["tensors"] > 50
+    assert d["merged"]["val_ndcg@10"] == pytest.approx(d["history"][0]["val_ndcg@10"], abs=1e-6)
+    saved = load_file(str(Path(trained.student) / "model.safetensors"))
+    start = load_file(str(Path(resolve_model("minilm-l6")) / "model.safetensors"))
+    assert all(np.allclose(saved[k].numpy(), start[k].numpy(), atol=1e-6) for k in saved if k in start)
+    with pytest.raises(RagdistillError, match=r"embedder.train.base_weight=1.5: .* must be in \[0, 1\]"):
+        stage.train(compose("embedder", [*over, "embedder.train.base_weight=1.5"]))

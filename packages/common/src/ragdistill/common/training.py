@@ -48,3 +48,36 @@ def build_training_args(cls: type, args: Mapping[str, Any] | Any, where: str, **
         return cls(**given, **fixed)
     except (TypeError, ValueError) as e:
         raise RagdistillError(f"{where}: {cls.__name__} rejects these arguments: {e}") from None
+
+
+def check_base_weight(base_weight: float, where: str) -> None:
+    """Fail before training, not after it, on a merge share outside [0, 1]."""
+    if not 0.0 <= base_weight <= 1.0:
+        raise RagdistillError(f"{where}={base_weight}: the undistilled student's share must be in [0, 1] (0 = the distilled weights as trained)")
+
+
+def merge_with_base(model: Any, base: Any, base_weight: float, where: str) -> int:
+    """Move ``model``'s weights toward ``base``'s in place: ``(1 - w) * trained + w * base``.
+
+    WiSE-FT (Wortsman et al., 2022): the weight-space midpoint of a fine-tuned model and the model
+    it started from keeps most of the in-domain gain and most of the start's robustness on data
+    fine-tuning never saw. ``base`` is a module of the same architecture (the undistilled student);
+    returns the number of tensors merged. ``where`` names the setting in errors.
+    """
+    import torch
+
+    check_base_weight(base_weight, where)
+    if base_weight == 0.0:
+        return 0
+    theirs = base.state_dict()
+    ours = model.state_dict()
+    odd = sorted(k for k, v in ours.items() if v.is_floating_point() and (k not in theirs or theirs[k].shape != v.shape))
+    if odd:
+        raise RagdistillError(f"{where}: the base model differs in {odd[:3]}; it must be the student's own starting checkpoint")
+    n = 0
+    with torch.no_grad():
+        for k, v in ours.items():
+            if v.is_floating_point():
+                v.mul_(1.0 - base_weight).add_(theirs[k].to(v), alpha=base_weight)
+                n += 1
+    return n

@@ -108,6 +108,9 @@ class EmbedderTrainConfig(TrainConfig):
     # Its scores are labelled through the label cache under the reranker's keys (one cache serves both stages)
     margin_teacher: TeacherConfig | None = None
     margin_scale: float = 1.0  # the margin teacher's margins are multiplied by this (put them on the cosine scale)
+    # the undistilled student's share in the saved weights (WiSE-FT weight-space merge, after the best checkpoint is
+    # restored): 0 = the distilled weights as trained; 0.5 = their midpoint with the starting checkpoint
+    base_weight: float = 0.0
 
 
 @dataclass

@@ -30,7 +30,7 @@ from ragdistill.common.io import atomic_path
 from ragdistill.common.logging import get_logger
 from ragdistill.common.paths import stage_dir, student_dir
 from ragdistill.common.results import TrainResult
-from ragdistill.common.training import build_training_args
+from ragdistill.common.training import build_training_args, check_base_weight, merge_with_base
 from ragdistill.embedder.artifacts import MSE_TEXTS, TeachArtifacts, read_mse_texts
 from ragdistill.embedder.config import Loss, Projection
 from ragdistill.embedder.data import corpus_sample, load_data
@@ -180,6 +180,7 @@ def train(cfg: Any) -> TrainResult:
 
     s = cfg.embedder.train
     losses = parse_losses(s.losses, s.loss_weights)
+    check_base_weight(float(s.base_weight), "embedder.train.base_weight")
     if s.margin_teacher is not None and "margin_mse" not in losses:
         raise RagdistillError(f"embedder.train.margin_teacher is set but embedder.train.losses={list(losses)} has no margin_mse, "
                               "the loss its margins train; add margin_mse or unset the margin teacher")
@@ -281,6 +282,15 @@ def train(cfg: Any) -> TrainResult:
         step = int(Path(trainer.state.best_model_checkpoint).name.split("-")[-1])
         best = next((h for h in history if h["step"] == step), {"step": step, "val_ndcg@10": trainer.state.best_metric})
 
+    merged = None
+    if s.base_weight:
+        # WiSE-FT: part of the way back to the starting checkpoint, for data distillation never showed it
+        start = load_sentence_transformer(cfg.student.model)
+        merged = {"base_weight": float(s.base_weight), "tensors": merge_with_base(student, start, float(s.base_weight), "embedder.train.base_weight")}
+        del start
+        if evaluator is not None:
+            merged["val_ndcg@10"] = float(evaluator(student)["val_cosine_ndcg@10"])
+            log.info("train: merged with the undistilled student (base_weight %.2f): val NDCG@10 %.4f", s.base_weight, merged["val_ndcg@10"])
     student.max_seq_length = int(cfg.student.max_length or student.max_seq_length)
     dest = student_dir(cfg, STAGE)
     if trainer.is_world_process_zero():  # under DDP (accelerate/torchrun) only rank 0 writes
@@ -297,6 +307,7 @@ def train(cfg: Any) -> TrainResult:
         "n_mse_corpus_docs": n_mse_texts - len(mse_texts) if n_mse_texts else 0, "margin_teacher": margin_info,
         "negatives_per_query": s.negatives_per_query, "n_train_queries": len(train_qids),
         "n_val_queries": len(val_qids), "train_loss": float(trained.training_loss), "history": history, "best": best,
+        "merged": merged,
     }
     if best is not None:
         log.info("train: best val NDCG@10 %.4f at step %d (before training %.4f); student -> %s",
