@@ -20,18 +20,15 @@ from typing import Any
 DIMS = 96
 
 
-def _score(model: Any, sets: dict[str, Any], max_length: int) -> dict[str, tuple[float, float]]:
-    from ragdistill.common.metrics import evaluate_run
-    from ragdistill.embedder.retrieve import search
+def _score(model: Any, sets: dict[str, Any]) -> dict[str, tuple[float, float]]:
+    from ragdistill.embedder.evaluate import retrieval_metrics
 
-    model.max_seq_length = max_length
     out = {}
     for name, (qids, q_texts, doc_ids, d_texts, qrels) in sets.items():
         d = model.encode(d_texts, batch_size=32, normalize_embeddings=True, show_progress_bar=True)
         q = model.encode(q_texts, batch_size=32, normalize_embeddings=True)
-        full = evaluate_run(qrels, search(d, doc_ids, q, qids, 100), ("ndcg@10",))["ndcg@10"]
-        small = evaluate_run(qrels, search(d, doc_ids, q, qids, 100, dim=DIMS), ("ndcg@10",))["ndcg@10"]
-        out[name] = (full, small)
+        m = retrieval_metrics(d, doc_ids, q, qids, qrels, [DIMS])
+        out[name] = (m["ndcg@10"], m[f"ndcg@10 d={DIMS}"])
     return out
 
 
@@ -46,13 +43,11 @@ def main(argv: list[str]) -> int:
 
     from pathlib import Path
 
-    from sentence_transformers import SentenceTransformer
-
     from ragdistill.common.config import compose
     from ragdistill.common.errors import RagdistillError
-    from ragdistill.common.models import resolve_model
     from ragdistill.common.training import check_base_weight, merge_with_base
     from ragdistill.embedder.data import load_data
+    from ragdistill.embedder.models import load_sentence_transformer
 
     if not (Path(a.student) / "modules.json").is_file():
         raise RagdistillError(f"{a.student}: not a sentence-transformers folder; give <work dir>/embedder/train/student")
@@ -62,15 +57,15 @@ def main(argv: list[str]) -> int:
         raise RagdistillError(f"--weights {a.weights}: give comma-separated numbers in [0, 1], e.g. 0,0.5,0.7") from None
     for w in weights:
         check_base_weight(w, "--weights")
-    sets, max_length, base_name = {}, 256, a.base
+    sets: dict[str, Any] = {}
     for name in a.data.split(","):
         cfg = compose("embedder", [f"data={name}", "run.report_to=[]", *a.overrides])
         data = load_data(cfg)
         queries, qrels = data.split(cfg.data.test_split)
         sets[name] = (list(queries), list(queries.values()), list(data.corpus), [d.full_text for d in data.corpus.values()], qrels)
-        max_length, base_name = int(cfg.student.max_length or 256), base_name or cfg.student.model
         print(f"{name}: {len(queries)} test queries over {len(data.corpus)} documents", flush=True)
-    base = SentenceTransformer(resolve_model(base_name), device="cpu")
+    max_length, base_name = cfg.student.max_length, a.base or cfg.student.model  # the student config is the same for every data set
+    base = load_sentence_transformer(base_name, max_length=max_length)
     names = list(sets)
     print("| student | " + " | ".join(f"{n} NDCG@10 | {n} at {DIMS} dims" for n in names) + " |")
     print("|---|" + "---|---|" * len(names), flush=True)
@@ -78,11 +73,11 @@ def main(argv: list[str]) -> int:
     def row(label: str, r: dict[str, tuple[float, float]]) -> None:
         print(f"| {label} | " + " | ".join(f"{r[n][0]:.4f} | {r[n][1]:.4f}" for n in names) + " |", flush=True)
 
-    row(f"undistilled ({base_name})", _score(base, sets, max_length))
+    row(f"undistilled ({base_name})", _score(base, sets))
     for w in weights:
-        model = SentenceTransformer(a.student, device="cpu")
+        model = load_sentence_transformer(a.student, max_length=max_length)
         merge_with_base(model, base, w, "--weights")
-        row(f"base_weight={w:g}", _score(model, sets, max_length))
+        row(f"base_weight={w:g}", _score(model, sets))
     return 0
 
 
