@@ -2,10 +2,11 @@
 
     .venv/bin/python bench/embedder_merge.py <trained student dir> [--weights 0,0.5,0.7] [--data scifact,squad] [overrides]
 
-For each share ``w`` the trained student (``<work dir>/embedder/train/student``) is merged with the
+For each share ``w`` the trained student (``<work dir>/embedder/train/student``, or ``student_distilled`` beside it
+where train already merged with ``base_weight > 0``) is merged with the
 undistilled student as ``embedder.train.base_weight=w`` would save it (WiSE-FT, ``merge_with_base``)
 and scored on every data set's full test split: NDCG@10 at full size and at 96 dims, exact cosine
-top-100 through pytrec_eval, the undistilled student first. No training: one share costs one
+top-100 through pytrec_eval, the undistilled student first (``--teacher``: the teacher before it). No training: one share costs one
 encoding of each corpus (about 7 minutes for SciFact + SQuAD on 2 CPU cores), so the share can be
 chosen on data the student never saw before a training run bakes it in. Trailing Hydra overrides
 apply to every data set's config (``data.max_queries=20 data.max_docs=200`` scores a slice).
@@ -34,10 +35,12 @@ def _score(model: Any, sets: dict[str, Any]) -> dict[str, tuple[float, float]]:
 
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("student", help="a trained student folder (<work dir>/embedder/train/student)")
+    p.add_argument("student", help="a trained student folder (<work dir>/embedder/train/student, or train/student_distilled after a merge)")
     p.add_argument("--weights", default="0,0.5,0.7", help="undistilled shares to score, comma-separated, each in [0, 1]")
     p.add_argument("--data", default="scifact,squad", help="data configs whose full test split is scored")
     p.add_argument("--base", default=None, help="the undistilled student (default: the config's student.model)")
+    p.add_argument("--teacher", action="store_true", help="score the config's teacher first (the bar; its 96-dim column is a "
+                   "plain truncation, the teacher is not Matryoshka-trained)")
     p.add_argument("overrides", nargs="*", help="Hydra overrides for every data set's config, e.g. data.max_queries=20")
     a = p.parse_intermixed_args(argv)
 
@@ -73,6 +76,10 @@ def main(argv: list[str]) -> int:
     def row(label: str, r: dict[str, tuple[float, float]]) -> None:
         print(f"| {label} | " + " | ".join(f"{r[n][0]:.4f} | {r[n][1]:.4f}" for n in names) + " |", flush=True)
 
+    if a.teacher:
+        teacher = load_sentence_transformer(cfg.teacher.model, max_length=cfg.teacher.max_length)
+        row(f"teacher ({cfg.teacher.model})", _score(teacher, sets))
+        del teacher
     row(f"undistilled ({base_name})", _score(base, sets))
     for w in weights:
         model = load_sentence_transformer(a.student, max_length=max_length)

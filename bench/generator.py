@@ -5,7 +5,7 @@ Quality (``generator evaluate``: teach, train and export must have run with the 
     HF_HUB_OFFLINE=1 .venv/bin/python bench/generator.py [key=value ...]
 
 prints the student/teacher ratios the issue sets as targets (token F1 and grounding >= 90% of the
-teacher's) for the distilled student and each evaluated export (ONNX int8 by default), with the
+teacher's) for the distilled student and each evaluated export (ONNX fp32 by default), with the
 undistilled student beside them; the teacher's answers come from the label cache.
 
 Speed (fair latency ratios, one question at a time, the same questions for every system, a warm-up
@@ -64,16 +64,19 @@ def quality(argv: list[str]) -> int:
 
 
 def _timed(generate: Any, convs: list[Any]) -> dict[str, float]:
-    """Per-answer seconds, one question at a time after one warm-up answer."""
+    """Per-answer seconds, one question at a time after one warm-up answer, and the mean answer length in
+    words: answers of a few words are prefill-bound, so a ratio is only fair where the lengths are alike."""
     import numpy as np
 
     generate(convs[:1])
-    lat = []
+    lat, words = [], []
     for c in convs:
         t0 = time.perf_counter()
-        generate([c])
+        answer = generate([c])[0]
         lat.append(time.perf_counter() - t0)
-    return {"p50_s": float(np.percentile(lat, 50)), "p95_s": float(np.percentile(lat, 95)), "n": len(lat)}
+        words.append(len(answer.split()))
+    return {"p50_s": float(np.percentile(lat, 50)), "p95_s": float(np.percentile(lat, 95)), "n": len(lat),
+            "words": float(np.mean(words))}
 
 
 def _serve(model: str, name: str, port: int, log: Path) -> subprocess.Popen:
@@ -139,9 +142,9 @@ def speed(argv: list[str]) -> int:
                 proc.terminate()
                 proc.wait(timeout=60)
     print(f"\n[bench generator --speed] {len(convs)} held-out questions, one at a time; seconds per answer")
-    print("| system | p50 s | p95 s |\n|---|---|---|")
+    print("| system | p50 s | p95 s | answer words |\n|---|---|---|---|")
     for k, v in rows.items():
-        print(f"| {k} | {v['p50_s']:.3f} | {v['p95_s']:.3f} |")
+        print(f"| {k} | {v['p50_s']:.3f} | {v['p95_s']:.3f} | {v['words']:.1f} |")
     tt, st = rows["teacher transformers"], rows["student transformers"]
     print(f"ratio teacher/student, both on transformers: p50 {tt['p50_s'] / st['p50_s']:.1f}x, p95 {tt['p95_s'] / st['p95_s']:.1f}x")
     best_t = min((k for k in rows if k.startswith("teacher")), key=lambda k: rows[k]["p50_s"])

@@ -29,12 +29,14 @@ def test_merge_bench_scores_each_share_on_each_split(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
     script = str(project_home() / "bench/embedder_merge.py")
     student = resolve_model("minilm-l6")
-    out = subprocess.run([sys.executable, script, student, "--weights", "0,0.5", "--data", "scifact,squad", "data.max_queries=4",
-                          "data.max_docs=20", "student.max_length=32"], capture_output=True, text=True, env=env, timeout=600)
+    out = subprocess.run([sys.executable, script, student, "--weights", "0,0.5", "--data", "scifact,squad", "--teacher", "data.max_queries=4",
+                          "data.max_docs=20", "student.max_length=32", "teacher.max_length=32"], capture_output=True, text=True, env=env, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     rows = [line.split(" | ")[1:] for line in out.stdout.splitlines() if line.startswith(("| undistilled", "| base_weight"))]
     assert len(rows) == 3 and len(rows[0]) == 4
     assert all(r == rows[0] for r in rows) and all(0.0 <= float(v.strip(" |")) <= 1.0 for v in rows[0])
+    teacher = [line.split(" | ")[1:] for line in out.stdout.splitlines() if line.startswith("| teacher (mpnet)")]
+    assert len(teacher) == 1 and all(0.0 <= float(v.strip(" |")) <= 1.0 for v in teacher[0])
     bad = subprocess.run([sys.executable, script, student, "--weights", "0.5,1.5"], capture_output=True, text=True, env=env, timeout=300)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert bad.stderr.strip().splitlines()[-1].startswith("ragdistill: error: --weights=1.5: the undistilled student's share must be in [0, 1]")

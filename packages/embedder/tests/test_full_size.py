@@ -201,8 +201,8 @@ def test_multirun_sweep_writes_one_result_per_job(taught, tmp_path):
 
 def test_base_weight_merges_the_student_back_toward_its_start(taught, tmp_path):
     """embedder.train.base_weight (WiSE-FT): 1.0 saves the starting checkpoint's weights whatever training did, so the
-    merged student's validation NDCG@10 is the one measured before training; a share outside [0, 1] fails before
-    any training step."""
+    merged student's validation NDCG@10 is the one measured before training, and the distilled weights are kept
+    beside it; a share outside [0, 1] fails before any training step."""
     import shutil
 
     from safetensors.torch import load_file
@@ -219,5 +219,9 @@ def test_base_weight_merges_the_student_back_toward_its_start(taught, tmp_path):
     saved = load_file(str(Path(trained.student) / "model.safetensors"))
     start = load_file(str(Path(resolve_model("minilm-l6")) / "model.safetensors"))
     assert all(np.allclose(saved[k].numpy(), start[k].numpy(), atol=1e-6) for k in saved if k in start)
+    # the distilled weights stay beside the merge (another share is a merge bench run, not a retrain)
+    distilled = load_file(str(Path(d["merged"]["distilled"]) / "model.safetensors"))
+    assert distilled.keys() == saved.keys()
+    assert not all(np.allclose(distilled[k].numpy(), start[k].numpy(), atol=1e-6) for k in distilled if k in start)
     with pytest.raises(RagdistillError, match=r"embedder.train.base_weight=1.5: .* must be in \[0, 1\]"):
         stage.train(compose("embedder", [*over, "embedder.train.base_weight=1.5"]))

@@ -284,9 +284,15 @@ def train(cfg: Any) -> TrainResult:
 
     merged = None
     if s.base_weight:
-        # WiSE-FT: part of the way back to the starting checkpoint, for data distillation never showed it
+        # WiSE-FT: part of the way back to the starting checkpoint, for data distillation never showed it. The
+        # distilled weights are kept beside the merge, so another share is a bench/embedder_merge.py run, not a retrain
+        distilled = out / "student_distilled"
+        if trainer.is_world_process_zero():
+            with atomic_path(distilled) as tmp:
+                student.save_pretrained(str(tmp))
         start = load_sentence_transformer(cfg.student.model)
-        merged = {"base_weight": float(s.base_weight), "tensors": merge_with_base(student, start, float(s.base_weight), "embedder.train.base_weight")}
+        merged = {"base_weight": float(s.base_weight), "distilled": str(distilled),
+                  "tensors": merge_with_base(student, start, float(s.base_weight), "embedder.train.base_weight")}
         del start
         if evaluator is not None:
             merged["val_ndcg@10"] = float(evaluator(student)["val_cosine_ndcg@10"])

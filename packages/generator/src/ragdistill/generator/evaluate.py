@@ -75,7 +75,7 @@ def answer_all(gen: Any, conversations: list[Any], batch_size: int, desc: str) -
 
 def student_paths(cfg: Any) -> dict[str, str]:
     """``student_base`` = the configured student; ``student`` = the merged distilled model from train; the
-    exports ``generator.evaluate.exports`` names (ONNX int8 by default) where export wrote them."""
+    exports ``generator.evaluate.exports`` names (ONNX fp32 by default) where export wrote them."""
     merged = student_dir(cfg, STAGE)
     if not is_model_dir(merged):
         raise RagdistillError(f"{merged}: no distilled student; run `ragdistill generator train` first (it writes this folder)")
