@@ -132,6 +132,15 @@ def test_onnx_export_with_kv_cache_parity_and_the_onnx_slot(make_cfg, link_stude
     assert answer(rec["question"], rec["contexts"]).strip()
     assert stage.predictor(cfg, "student_onnx_int8")([rec])[0].answer.strip()
 
+    # generator.export.int8_accuracy_level reaches the op: 4 = int8 compute (CPUs with int8 dot products)
+    from ragdistill.common.onnx_causal_lm import quantize_int8_weights
+
+    fast = quantize_int8_weights(work_dir / "generator/export/onnx", work_dir / "int8_acc4", accuracy_level=4)
+    nodes = [n for n in onnx.load(str(fast / "model.onnx")).graph.node if n.op_type == "MatMulNBits"]
+    assert nodes and all(next(a.i for a in n.attribute if a.name == "accuracy_level") == 4 for n in nodes)
+    default = onnx.load(str(work_dir / "generator/export/onnx_int8/model.onnx")).graph.node
+    assert not any(a.name == "accuracy_level" for n in default if n.op_type == "MatMulNBits" for a in n.attribute)
+
 
 def test_shipped_labels_are_the_keys_teach_and_evaluate_ask_for(make_cfg):
     """Every line of data/labels/generator-squad.jsonl.gz is a label the stage asks for by the same key:

@@ -74,11 +74,12 @@ def quantize_int8(onnx_dir: str | Path, out: str | Path) -> Path:
     return Path(out)
 
 
-def quantize_int8_weights(onnx_dir: str | Path, out: str | Path, block_size: int = 32) -> Path:
+def quantize_int8_weights(onnx_dir: str | Path, out: str | Path, block_size: int = 32, accuracy_level: int | None = None) -> Path:
     """Weight-only int8 of a causal LM export: every MatMul weight in 8-bit blocks of ``block_size`` with its
     scale (onnxruntime's ``MatMulNBits``), activations kept in fp32. Dynamic int8 (:func:`quantize_int8`)
     also quantizes the activations, per tensor, which changed most greedy answers of SmolLM2-135M over
-    a ~500-token RAG prompt; weights alone keep them."""
+    a ~500-token RAG prompt; weights alone keep them. ``accuracy_level`` is the op's attribute (4: int8
+    compute, block-quantized activations; None: its default)."""
     import onnx
     from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
 
@@ -89,7 +90,8 @@ def quantize_int8_weights(onnx_dir: str | Path, out: str | Path, block_size: int
     with atomic_path(out) as tmp:
         tmp.mkdir()
         for f in graphs:
-            q = MatMulNBitsQuantizer(onnx.load(str(f)), algo_config=DefaultWeightOnlyQuantConfig(block_size=block_size, is_symmetric=True, bits=8))
+            q = MatMulNBitsQuantizer(onnx.load(str(f)), algo_config=DefaultWeightOnlyQuantConfig(block_size=block_size, is_symmetric=True, bits=8,
+                                                                                   accuracy_level=accuracy_level))
             q.process()
             q.model.save_model_to_file(str(tmp / f.name), use_external_data_format=False)
         for f in onnx_dir.iterdir():  # configs and tokenizer

@@ -189,6 +189,9 @@ class GeneratorExportConfig(ExportConfig):
     onnx: bool = True  # the ONNX export with a KV cache (export/onnx), the CPU production runtime
     int8: bool = True  # its int8 copy (export/onnx_int8)
     int8_method: Int8Method = Int8Method.weight_only  # a check on 4 test questions (packaged SmolLM2): 3/4 answers kept, dynamic 0/4
+    # weight_only: onnxruntime's MatMulNBits accuracy_level (4 = int8 compute: faster on CPUs with int8 dot
+    # products, fewer answers equal to fp32); null = the op's default (fp32 compute)
+    int8_accuracy_level: int | None = None
     min_parity_quantized: float = 0.5  # int8 greedy answers of a 135M LM drift more than a reranker's scores
     port: int = 8000
     max_model_len: int = 2048

@@ -222,8 +222,10 @@ def export(cfg: Any) -> ExportResult:
         t0 = time.perf_counter()
         onnx_dirs["onnx"] = export_causal_lm(model_dir, out / "onnx")
         if ex.int8:
-            quantize = quantize_int8_weights if str(ex.int8_method) == "weight_only" else quantize_int8
-            onnx_dirs["onnx_int8"] = quantize(out / "onnx", out / "onnx_int8")
+            if str(ex.int8_method) == "weight_only":
+                onnx_dirs["onnx_int8"] = quantize_int8_weights(out / "onnx", out / "onnx_int8", accuracy_level=ex.int8_accuracy_level)
+            else:
+                onnx_dirs["onnx_int8"] = quantize_int8(out / "onnx", out / "onnx_int8")
             info["int8_method"] = str(ex.int8_method)
         info["onnx_seconds"] = time.perf_counter() - t0
     result = ExportResult(STAGE, model=str(model_dir), details=info)
