@@ -211,7 +211,9 @@ def test_base_weight_merges_the_student_back_toward_its_start(taught, tmp_path):
 
     work = tmp_path / "merged"
     shutil.copytree(taught / "embedder" / "teach", work / "embedder" / "teach")
-    over = [f"paths.work_dir={work}", *TINY, f"paths.label_cache={taught}/cache/labels.sqlite", "embedder.train.args.learning_rate=1e-3"]
+    # no warmup: the one step would otherwise run at learning rate 0 and leave the distilled weights at the start
+    over = [f"paths.work_dir={work}", *TINY, f"paths.label_cache={taught}/cache/labels.sqlite", "embedder.train.args.learning_rate=1e-3",
+            "embedder.train.args.warmup_ratio=0"]
     trained = stage.train(compose("embedder", [*over, "embedder.train.base_weight=1.0"]))
     d = trained.details
     assert d["merged"]["base_weight"] == 1.0 and d["merged"]["tensors"] > 50
