@@ -132,7 +132,8 @@ def test_onnx_export_with_kv_cache_parity_and_the_onnx_slot(make_cfg, link_stude
     assert answer(rec["question"], rec["contexts"]).strip()
     assert stage.predictor(cfg, "student_onnx_int8")([rec])[0].answer.strip()
 
-    # generator.export.int8_accuracy_level reaches the op: 4 = int8 compute (CPUs with int8 dot products)
+    # the accuracy level export passes on (generator.export.int8_accuracy_level) reaches every MatMulNBits op: 4 = int8
+    # compute (CPUs with int8 dot products); the default adds no attribute
     from ragdistill.common.onnx_causal_lm import quantize_int8_weights
 
     fast = quantize_int8_weights(work_dir / "generator/export/onnx", work_dir / "int8_acc4", accuracy_level=4)
