@@ -206,6 +206,7 @@ def test_base_weight_merges_the_student_back_toward_its_start(taught, tmp_path):
     import shutil
 
     from safetensors.torch import load_file
+    from sentence_transformers import SentenceTransformer
 
     from ragdistill.common.models import resolve_model
 
@@ -213,7 +214,7 @@ def test_base_weight_merges_the_student_back_toward_its_start(taught, tmp_path):
     shutil.copytree(taught / "embedder" / "teach", work / "embedder" / "teach")
     # no warmup: the one step would otherwise run at learning rate 0 and leave the distilled weights at the start
     over = [f"paths.work_dir={work}", *TINY, f"paths.label_cache={taught}/cache/labels.sqlite", "embedder.train.args.learning_rate=1e-3",
-            "embedder.train.args.warmup_ratio=0"]
+            "embedder.train.args.warmup_ratio=0", "embedder.train.max_length=16"]
     trained = stage.train(compose("embedder", [*over, "embedder.train.base_weight=1.0"]))
     d = trained.details
     assert d["merged"]["base_weight"] == 1.0 and d["merged"]["tensors"] > 50
@@ -225,5 +226,8 @@ def test_base_weight_merges_the_student_back_toward_its_start(taught, tmp_path):
     distilled = load_file(str(Path(d["merged"]["distilled"]) / "model.safetensors"))
     assert distilled.keys() == saved.keys()
     assert not all(np.allclose(distilled[k].numpy(), start[k].numpy(), atol=1e-6) for k in distilled if k in start)
+    # both folders serve at student.max_length (32), not the training length (16)
+    for folder in (Path(trained.student), Path(d["merged"]["distilled"])):
+        assert SentenceTransformer(str(folder)).max_seq_length == 32
     with pytest.raises(RagdistillError, match=r"embedder.train.base_weight=1.5: .* must be in \[0, 1\]"):
         stage.train(compose("embedder", [*over, "embedder.train.base_weight=1.5"]))

@@ -287,9 +287,12 @@ def train(cfg: Any) -> TrainResult:
         # WiSE-FT: part of the way back to the starting checkpoint, for data distillation never showed it. The
         # distilled weights are kept beside the merge, so another share is a bench/embedder_merge.py run, not a retrain
         distilled = out / "student_distilled"
-        if trainer.is_world_process_zero():
+        if trainer.is_world_process_zero():  # saved with the serving length, as student/ is; validation keeps the training one
+            train_len = student.max_seq_length
+            student.max_seq_length = int(cfg.student.max_length or train_len)
             with atomic_path(distilled) as tmp:
                 student.save_pretrained(str(tmp))
+            student.max_seq_length = train_len
         start = load_sentence_transformer(cfg.student.model)
         merged = {"base_weight": float(s.base_weight), "distilled": str(distilled),
                   "tensors": merge_with_base(student, start, float(s.base_weight), "embedder.train.base_weight")}
