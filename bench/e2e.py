@@ -1,4 +1,4 @@
-"""End-to-end benchmark: the conversational pipeline's targets and the swap matrix (issue 25).
+"""End-to-end benchmark: the pipeline targets (issue 23), the conversational pipeline's targets and the swap matrix (issue 25).
 
 Conversational (CANARD test; every stage's train and export must have run in the same work dir):
 
@@ -11,6 +11,18 @@ the student pipeline with the rewriter beats it without in NDCG@10 and answer to
 >= 90% of the all-teacher pipeline's answer F1. The teacher rewrites and answers come from the label
 cache (``paths.label_cache``); for 300 questions they are hours of 0.5B labelling on 2 CPU cores the
 first time, resumable (a rerun reads what was labelled).
+
+Teacher vs exported students vs routed (issue 23's pipeline targets; SQuAD test by default):
+
+    HF_HUB_OFFLINE=1 .venv/bin/python bench/e2e.py pipeline [--n 100] [--no-routed] [key=value ...]
+
+runs the all-teacher pipeline, the all-student pipeline on every stage's export (``student_onnx``)
+and the exported pipeline with a routed generator (``pipeline.generator=routed``: the student, the
+teacher below the calibrated confidence; ``ragdistill generator calibrate`` first), every question
+answered, one after the other in one process; prints the comparison table, each slot's model memory
+and size, and the targets: all-student >= 92% of the all-teacher answer token F1 at >= 10x lower
+end-to-end p50, routed >= 97% at <= 20% teacher calls. ``stage_overrides`` point a stage at its
+own work dir (``"+stage_overrides.generator=['paths.work_dir=W']"``). Speed-ups need an idle machine.
 
 Swap matrix (each stage alone swapped to its student and its export, then all student):
 
@@ -83,6 +95,66 @@ def conversational(n: int, extra: list[str]) -> int:
     return 0 if all(checks.values()) else 1
 
 
+PIPELINE_F1, PIPELINE_SPEEDUP = 0.92, 10.0  # all-student exported vs all-teacher
+ROUTED_F1, ROUTED_MAX_TEACHER = 0.97, 0.20  # routed generator: answer F1 retention at most this share of teacher calls
+
+
+def pipeline_targets(teacher: dict, student: dict, routed: dict | None) -> dict[str, tuple[bool, str]]:
+    """The pipeline targets from three ``report.json`` results: name -> (met, the measured figure)."""
+    def f1(r: dict) -> float:
+        return float((r.get("generation") or {}).get("token_f1") or 0.0)
+
+    def p50(r: dict) -> float:
+        return float(r["latency"]["end_to_end"]["p50_ms"])
+
+    t_f1 = f1(teacher)
+    out = {
+        f"all-student keeps >= {PIPELINE_F1:.0%} of the all-teacher answer F1":
+            (t_f1 > 0 and f1(student) / t_f1 >= PIPELINE_F1, f"{f1(student) / t_f1:.1%}" if t_f1 else "no teacher F1"),
+        f"all-student >= {PIPELINE_SPEEDUP:.0f}x lower end-to-end p50":
+            (p50(teacher) / p50(student) >= PIPELINE_SPEEDUP, f"{p50(teacher) / p50(student):.2f}x"),
+    }
+    if routed is not None:
+        share = float(routed["stages"]["generator"]["routing"]["teacher_fraction"])
+        kept = f1(routed) / t_f1 if t_f1 else 0.0
+        out[f"routed keeps >= {ROUTED_F1:.0%} of the all-teacher answer F1 at <= {ROUTED_MAX_TEACHER:.0%} teacher calls"] = (
+            kept >= ROUTED_F1 and share <= ROUTED_MAX_TEACHER, f"{kept:.1%} at {share:.0%} teacher calls")
+    return out
+
+
+def pipeline(n: int, extra: list[str], with_routed: bool = True) -> int:
+    from ragdistill.common.errors import RagdistillError
+    from ragdistill.e2e.report import compare_runs
+
+    base = [f"data.max_queries={n}", f"max_generate={n}", "pipeline.rewriter=off"]
+    exported = [f"pipeline.{s}=student_onnx" for s in STAGES]
+    runs = {"all teacher": [f"pipeline.{s}=teacher" for s in STAGES], "all student, exported": exported}
+    if with_routed:
+        runs["exported, routed generator"] = [*exported, "pipeline.generator=routed"]
+    dirs: dict[str, Path] = {}
+    for name, o in runs.items():
+        try:
+            dirs[name] = _e2e([*base, *o, *extra])
+        except RagdistillError as e:
+            if name != "exported, routed generator":
+                raise
+            print(f"[bench e2e] routed run not made: {e}")
+    res = {name: json.loads((d / "report.json").read_text())["result"] for name, d in dirs.items()}
+    nq = res["all teacher"]["n_queries"]
+    print(f"\n[bench e2e] {res['all teacher']['dataset']} test, {nq} questions, "
+          f"{len(res['all teacher'].get('answers') or {})} answered per pipeline; retention and speed-up vs the all-teacher run")
+    print(compare_runs(list(dirs.values()), next(iter(dirs.values())).parent / "bench-pipeline"))
+    print("\nmodel memory (MB of process RSS the slot's load added) and size on disk (MB):")
+    for name, r in res.items():
+        cells = [f"{slot} {f.get('variant')}: {f.get('memory_mb', 0):.0f} / {f.get('size_mb') or float('nan'):.0f}"
+                 for slot, f in r["stages"].items()]
+        print(f"  {name:<28} " + "; ".join(cells) + f"; total size {r.get('total_size_mb') or float('nan'):.0f}")
+    checks = pipeline_targets(res["all teacher"], res["all student, exported"], res.get("exported, routed generator"))
+    for name, (ok, fig) in checks.items():
+        print(f"  {'MET   ' if ok else 'MISSED'} {name}: {fig}")
+    return 0 if all(ok for ok, _ in checks.values()) and len(res) == len(runs) else 1
+
+
 def matrix(n: int, extra: list[str]) -> int:
     out = _e2e(["swap=matrix", f"data.max_queries={n}", f"max_generate={n}", *extra])
     print((out / "matrix.txt").read_text())
@@ -91,10 +163,13 @@ def matrix(n: int, extra: list[str]) -> int:
 
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("mode", choices=["conversational", "matrix"])
-    p.add_argument("--n", type=int, default=None, help="held-out questions (default: 300 conversational, 100 matrix)")
+    p.add_argument("mode", choices=["conversational", "pipeline", "matrix"])
+    p.add_argument("--n", type=int, default=None, help="held-out questions (default: 300 conversational, 100 pipeline and matrix)")
+    p.add_argument("--no-routed", action="store_true", help="pipeline: skip the routed-generator run (no calibration yet)")
     a, extra = p.parse_known_args(argv)
     n = a.n or (300 if a.mode == "conversational" else 100)
+    if a.mode == "pipeline":
+        return pipeline(n, extra, with_routed=not a.no_routed)
     return conversational(n, extra) if a.mode == "conversational" else matrix(n, extra)
 
 

@@ -43,3 +43,25 @@ def test_plot_names_fit_without_overlap(tmp_path: Path) -> None:
     pts = [(f"a very long pipeline name number {i} with every slot spelled out in full", 100.0 + i, 0.5) for i in range(6)]
     _scatter(pts, tmp_path / "q.png", "latency", "quality", "six points on one spot", figsize=(5, 3), fontsize=8)
     assert (tmp_path / "q.png").stat().st_size > 5000
+
+
+def test_bench_pipeline_targets_read_three_reports() -> None:
+    """bench/e2e.py pipeline's verdicts from hand-made results: 0.46 / 0.50 = 92% F1 at 3000 / 250 = 12x is met; the
+    routed run at 0.49 / 0.50 = 98% with 25% teacher calls misses (too many calls); no routed run, no routed row."""
+    import importlib.util
+
+    from ragdistill.common.paths import project_home
+
+    spec = importlib.util.spec_from_file_location("bench_e2e", project_home() / "bench" / "e2e.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+
+    def result(f1: float, p50_ms: float, teacher_fraction: float | None = None) -> dict:
+        stages = {"generator": {"routing": {"teacher_fraction": teacher_fraction}}} if teacher_fraction is not None else {}
+        return {"generation": {"token_f1": f1}, "latency": {"end_to_end": {"p50_ms": p50_ms}}, "stages": stages}
+
+    checks = bench.pipeline_targets(result(0.50, 3000.0), result(0.46, 250.0), result(0.49, 900.0, 0.25))
+    assert [ok for ok, _ in checks.values()] == [True, True, False]
+    assert [fig for _, fig in checks.values()] == ["92.0%", "12.00x", "98.0% at 25% teacher calls"]
+    slower = bench.pipeline_targets(result(0.50, 3000.0), result(0.45, 1000.0), None)
+    assert [ok for ok, _ in slower.values()] == [False, False] and len(slower) == 2

@@ -162,20 +162,28 @@ def is_conversational(cfg: DictConfig) -> bool:
     return any(r.history for r in records.get(cfg.data.test_split, []) if r.id in qids)
 
 
-def _warm_up(comps: dict[str, Callable], retriever: Callable, question: str, texts: list[str], history: list[str]) -> None:
+def _warm_up(comps: dict[str, Callable], retriever: Callable, question: str, texts: list[str], history: list[str],
+             facts: dict[str, dict] | None = None) -> None:
     """One untimed call through every stage before timing starts. Lazily loaded models (the
     generator's and rewriter's teachers load on first use) would otherwise charge their load time
-    to the first query, inflating that system's mean latency and cost. Routing stats are reset."""
-    def call(comp: Callable, *args: Any) -> None:  # a routed slot warms its student and teacher, queues nothing
+    to the first query, inflating that system's mean latency and cost. Routing stats are reset.
+    The process memory each slot's first call adds counts in its ``memory_mb`` (``warm_up_mb``):
+    a lazily loaded model is only in memory after it."""
+    def call(slot: str, comp: Callable, *args: Any) -> None:  # a routed slot warms its student and teacher, queues nothing
+        rss0 = _rss_mb()
         getattr(comp, "warm_up", comp)(*args)
+        f = (facts or {}).get(slot)
+        if f is not None and "warm_up_mb" not in f:  # once: the swap matrix reuses a slot's component and facts
+            f["warm_up_mb"] = max(0.0, _rss_mb() - rss0)
+            f["memory_mb"] += f["warm_up_mb"]
 
     if "rewriter" in comps:
-        call(comps["rewriter"], history, question)  # the first query's own turns: a cached teacher rewrite stays a cache hit
-    call(retriever, [question], 1)
+        call("rewriter", comps["rewriter"], history, question)  # the first query's own turns: a cached teacher rewrite stays a cache hit
+    call(FIRST_SLOT, retriever, [question], 1)
     if "reranker" in comps:
-        call(comps["reranker"], question, texts)
+        call("reranker", comps["reranker"], question, texts)
     if "generator" in comps:
-        call(comps["generator"], question, texts[:1])
+        call("generator", comps["generator"], question, texts[:1])
     for comp in [*comps.values(), retriever]:
         if hasattr(comp, "reset"):
             comp.reset()
@@ -227,7 +235,7 @@ def run_pipeline(cfg: DictConfig, custom: dict[str, Callable] | None = None,
     r = cfg.retrieval
     if qids and cfg.warmup:
         _warm_up(comps, retriever, queries[qids[0]], [d.full_text for d in list(data.corpus.values())[:2]],  # as the reranker sees them
-                 list(qa[qids[0]].history) if qids[0] in qa else [])
+                 list(qa[qids[0]].history) if qids[0] in qa else [], facts)
     for i, qid in enumerate(tqdm(qids, desc="e2e queries", unit="q")):
         t_start = time.perf_counter()
         question = queries[qid]
