@@ -14,7 +14,7 @@ first time, resumable (a rerun reads what was labelled).
 
 Teacher vs exported students vs routed (issue 23's pipeline targets; SQuAD test by default):
 
-    HF_HUB_OFFLINE=1 .venv/bin/python bench/e2e.py pipeline [--n 100] [--no-routed] [key=value ...]
+    HF_HUB_OFFLINE=1 .venv/bin/python bench/e2e.py pipeline [--n 100] [--no-routed] [--student key=value ...] [key=value ...]
 
 runs the all-teacher pipeline, the all-student pipeline on every stage's export (``student_onnx``)
 and the exported pipeline with a routed generator (``pipeline.generator=routed``: the student, the
@@ -122,12 +122,12 @@ def pipeline_targets(teacher: dict, student: dict, routed: dict | None) -> dict[
     return out
 
 
-def pipeline(n: int, extra: list[str], with_routed: bool = True) -> int:
+def pipeline(n: int, extra: list[str], with_routed: bool = True, student_extra: list[str] | None = None) -> int:
     from ragdistill.common.errors import RagdistillError
     from ragdistill.e2e.report import compare_runs
 
     base = [f"data.max_queries={n}", f"max_generate={n}", "pipeline.rewriter=off"]
-    exported = [f"pipeline.{s}=student_onnx" for s in STAGES]
+    exported = [*(f"pipeline.{s}=student_onnx" for s in STAGES), *(student_extra or [])]
     runs = {"all teacher": [f"pipeline.{s}=teacher" for s in STAGES], "all student, exported": exported}
     if with_routed:
         runs["exported, routed generator"] = [*exported, "pipeline.generator=routed"]
@@ -166,10 +166,13 @@ def main(argv: list[str]) -> int:
     p.add_argument("mode", choices=["conversational", "pipeline", "matrix"])
     p.add_argument("--n", type=int, default=None, help="held-out questions (default: 300 conversational, 100 pipeline and matrix)")
     p.add_argument("--no-routed", action="store_true", help="pipeline: skip the routed-generator run (no calibration yet)")
+    p.add_argument("--student", action="append", default=[], metavar="KEY=VALUE",
+                   help="pipeline: an override for the student runs only, e.g. --student retrieval.rerank_fusion=0.5 "
+                        "--student retrieval.n_contexts=1 (a deployment choice the table then shows beside the teacher)")
     a, extra = p.parse_known_args(argv)
     n = a.n or (300 if a.mode == "conversational" else 100)
     if a.mode == "pipeline":
-        return pipeline(n, extra, with_routed=not a.no_routed)
+        return pipeline(n, extra, with_routed=not a.no_routed, student_extra=a.student)
     return conversational(n, extra) if a.mode == "conversational" else matrix(n, extra)
 
 
