@@ -231,3 +231,18 @@ def test_base_weight_merges_the_student_back_toward_its_start(taught, tmp_path):
         assert SentenceTransformer(str(folder)).max_seq_length == 32
     with pytest.raises(RagdistillError, match=r"embedder.train.base_weight=1.5: .* must be in \[0, 1\]"):
         stage.train(compose("embedder", [*over, "embedder.train.base_weight=1.5"]))
+
+
+def test_anchor_texts_join_training_and_a_bad_source_is_named(taught, tmp_path):
+    """embedder.train.anchor_data: documents of another data set (CANARD here) train beside the triples toward
+    the student's own starting vectors; a source with no corpus fails before any step, naming the setting."""
+    import shutil
+
+    work = tmp_path / "anchored"
+    shutil.copytree(taught / "embedder" / "teach", work / "embedder" / "teach")
+    over = [f"paths.work_dir={work}", *TINY, f"paths.label_cache={taught}/cache/labels.sqlite", "embedder.train.args.max_steps=2"]
+    trained = stage.train(compose("embedder", [*over, "embedder.train.anchor_data=[canard]", "embedder.train.anchor_docs=8"]))
+    assert trained.details["n_anchor_texts"] == 8 and trained.train_steps == 2
+    assert trained.n_items == trained.details["n_train_rows"] + trained.details["n_mse_texts"] + 8
+    with pytest.raises(RagdistillError, match=r"embedder.train.anchor_docs=-1: use 0 \(off\), a count, or null"):
+        stage.train(compose("embedder", [*over, "embedder.train.anchor_data=[canard]", "embedder.train.anchor_docs=-1"]))

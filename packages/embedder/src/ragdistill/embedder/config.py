@@ -111,6 +111,11 @@ class EmbedderTrainConfig(TrainConfig):
     # the undistilled student's share in the saved weights (WiSE-FT weight-space merge, after the best checkpoint is
     # restored): 0 = the distilled weights as trained; 0.5 = their midpoint with the starting checkpoint
     base_weight: float = 0.0
+    # learning without forgetting: documents of other data sets on which the student keeps its own starting embeddings
+    # (MSE to the undistilled student's vectors, no teacher), so in-domain distillation need not cost unseen data
+    anchor_data: list[str] = field(default_factory=list)  # bundled names, BEIR folders, QA files; [] = off
+    anchor_docs: int | None = 2000  # a seeded sample of this many documents from each; null = every document
+    anchor_weight: float = 1.0
 
 
 @dataclass

@@ -65,11 +65,13 @@ def corpus_sample(doc_ids: list[str], n: int | None, seed: int, setting: str) ->
     return sorted(random.Random(seed).sample(list(doc_ids), n))
 
 
-def extra_mse_corpus(source: str, n: int | None, seed: int) -> list[str]:
+def extra_mse_corpus(source: str, n: int | None, seed: int, setting: str = "embedder.teach.mse_extra",
+                     size_setting: str = "embedder.teach.mse_extra_docs") -> list[str]:
     """A seeded sample of ``n`` document texts of another data set (bundled name, BEIR folder, QA file, HF id):
-    unlabelled text for feature distillation, which needs no queries and no judgements."""
+    unlabelled text for feature distillation (or for anchoring the student), which needs no queries and no
+    judgements. ``setting`` and ``size_setting`` name the config keys in errors."""
     data = load_retrieval(source)
     if not data.corpus:
-        raise RagdistillError(f"embedder.teach.mse_extra: data {source!r} has no corpus; name a data set with documents")
-    ids = corpus_sample(list(data.corpus), n, seed, "embedder.teach.mse_extra_docs")
+        raise RagdistillError(f"{setting}: data {source!r} has no corpus; name a data set with documents")
+    ids = corpus_sample(list(data.corpus), n, seed, size_setting)
     return [data.corpus[d].full_text for d in ids]

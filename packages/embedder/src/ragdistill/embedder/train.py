@@ -33,7 +33,7 @@ from ragdistill.common.results import TrainResult
 from ragdistill.common.training import build_training_args, check_base_weight, merge_with_base
 from ragdistill.embedder.artifacts import MSE_TEXTS, TeachArtifacts, read_mse_texts
 from ragdistill.embedder.config import Loss, Projection
-from ragdistill.embedder.data import corpus_sample, load_data
+from ragdistill.embedder.data import corpus_sample, extra_mse_corpus, load_data
 from ragdistill.embedder.losses import DistillationLoss
 from ragdistill.embedder.models import STAGE, embedding_dim, load_sentence_transformer
 
@@ -249,19 +249,31 @@ def train(cfg: Any) -> TrainResult:
     corpus_ids = [d for d in corpus_sample(art.doc_ids, s.mse_corpus_docs, int(cfg.run.seed), "embedder.train.mse_corpus_docs") if d in data.corpus]
     texts = [data.corpus[d].full_text for d in corpus_ids] + mse_texts
     vecs = np.concatenate([np.asarray([art.doc(d) for d in corpus_ids], dtype=np.float32).reshape(-1, tdim), mse_vecs])
+    from datasets import Dataset, DatasetDict
+
+    from ragdistill.embedder.losses import ProjectedMSELoss, TextMSELoss
+
+    extra: dict[str, tuple[Any, Any]] = {}  # single-text datasets beside the triples: name -> (rows, loss)
     if texts and inner.mse is not None:
-        from datasets import Dataset, DatasetDict
-
-        from ragdistill.embedder.losses import TextMSELoss
-
-        text_loss = TextMSELoss(student, inner.mse, losses["mse"])
         n_mse_texts = len(texts)
-        train_data = DatasetDict({"triples": dataset, "mse_texts": Dataset.from_dict({"text": texts, "label": targets(vecs).tolist()})})
-        loss = {"triples": loss, "mse_texts": MatryoshkaLoss(student, text_loss, matryoshka, s.matryoshka_weights) if matryoshka else text_loss}
+        extra["mse_texts"] = (Dataset.from_dict({"text": texts, "label": targets(vecs).tolist()}),
+                              TextMSELoss(student, inner.mse, losses["mse"]))
         log.info("train: %d corpus documents and %d folded-in texts (%s) add MSE rows", len(texts) - len(mse_texts), len(mse_texts), MSE_TEXTS)
     elif texts:
         log.warning("train: %d corpus documents and %d texts of %s are not used: they train the MSE loss, which "
                     "embedder.train.losses=%s leaves out", len(texts) - len(mse_texts), len(mse_texts), MSE_TEXTS, list(losses))
+    anchor = [t for src in s.anchor_data
+              for t in extra_mse_corpus(str(src), s.anchor_docs, int(cfg.run.seed), "embedder.train.anchor_data", "embedder.train.anchor_docs")]
+    if anchor:  # the student has not moved yet: its own vectors now are the undistilled ones it keeps on these texts
+        start = student.encode(anchor, batch_size=64, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=True)
+        extra["anchor"] = (Dataset.from_dict({"text": anchor, "label": start.tolist()}),
+                           TextMSELoss(student, ProjectedMSELoss(student), float(s.anchor_weight)))
+        log.info("train: %d documents of %s anchor the student to its starting embeddings (weight %.2f)", len(anchor),
+                 list(s.anchor_data), s.anchor_weight)
+    if extra:
+        train_data = DatasetDict({"triples": dataset, **{k: rows for k, (rows, _) in extra.items()}})
+        loss = {"triples": loss, **{k: MatryoshkaLoss(student, part, matryoshka, s.matryoshka_weights) if matryoshka else part
+                                    for k, (_, part) in extra.items()}}
 
     has_eval = evaluator is not None
     callbacks = [EarlyStoppingCallback(early_stopping_patience=int(s.early_stopping_patience))] if has_eval and s.early_stopping_patience > 0 else []
@@ -316,12 +328,12 @@ def train(cfg: Any) -> TrainResult:
         "n_mse_corpus_docs": n_mse_texts - len(mse_texts) if n_mse_texts else 0, "margin_teacher": margin_info,
         "negatives_per_query": s.negatives_per_query, "n_train_queries": len(train_qids),
         "n_val_queries": len(val_qids), "train_loss": float(trained.training_loss), "history": history, "best": best,
-        "merged": merged,
+        "merged": merged, "n_anchor_texts": len(anchor),
     }
     if best is not None:
         log.info("train: best val NDCG@10 %.4f at step %d (before training %.4f); student -> %s",
                  best["val_ndcg@10"], best["step"], history[0]["val_ndcg@10"] if history else float("nan"), dest)
-    result = TrainResult(STAGE, n_items=len(dataset) + n_mse_texts, train_steps=int(trainer.state.global_step), student=str(dest),
+    result = TrainResult(STAGE, n_items=len(dataset) + n_mse_texts + len(anchor), train_steps=int(trainer.state.global_step), student=str(dest),
                          details=details)
     if margin_run is not None:
         result.count_labels(margin_run)
