@@ -144,7 +144,7 @@ def pipeline(n: int, extra: list[str], with_routed: bool = True, student_extra: 
     print(f"\n[bench e2e] {res['all teacher']['dataset']} test, {nq} questions, "
           f"{len(res['all teacher'].get('answers') or {})} answered per pipeline; retention and speed-up vs the all-teacher run")
     print(compare_runs(list(dirs.values()), next(iter(dirs.values())).parent / "bench-pipeline"))
-    print("\nmodel memory (MB of process RSS the slot's load added) and size on disk (MB):")
+    print("\nmodel memory (MB of process RSS the slot's load and first call added) and size on disk (MB):")
     for name, r in res.items():
         cells = [f"{slot} {f.get('variant')}: {f.get('memory_mb', 0):.0f} / {f.get('size_mb') or float('nan'):.0f}"
                  for slot, f in r["stages"].items()]

@@ -265,8 +265,8 @@ def train(cfg: Any) -> TrainResult:
     anchor = [t for src in s.anchor_data
               for t in extra_mse_corpus(str(src), s.anchor_docs, int(cfg.run.seed), "embedder.train.anchor_data", "embedder.train.anchor_docs")]
     if anchor:  # the student has not moved yet: its own vectors now are the undistilled ones it keeps on these texts
-        start = student.encode(anchor, batch_size=64, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=True)
-        extra["anchor"] = (Dataset.from_dict({"text": anchor, "label": start.tolist()}),
+        start_vecs = student.encode(anchor, batch_size=64, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=True)
+        extra["anchor"] = (Dataset.from_dict({"text": anchor, "label": start_vecs.tolist()}),
                            TextMSELoss(student, ProjectedMSELoss(student), float(s.anchor_weight)))
         log.info("train: %d documents of %s anchor the student to its starting embeddings (weight %.2f)", len(anchor),
                  list(s.anchor_data), s.anchor_weight)
