@@ -103,3 +103,23 @@ def test_a_list_without_a_judged_positive_is_an_error_naming_the_query(taught, t
     # distillation only: the same lists train
     off = compose("reranker", [*SMALL, f"paths.work_dir={work}", "reranker.train.loss.supervised_weight=0", "reranker.train.args.max_steps=1"])
     assert stage_verbs(stage)["train"](off).train_steps == 1
+
+
+def test_a_student_serves_at_the_length_it_was_trained_with(taught):
+    """Trained at 48 tokens, the student keeps its window when the config later says 256 (e.g. a new
+    default): the pipeline's component scores as the 48-token model does, not as the 256-token one."""
+    from ragdistill.common.data import load_retrieval
+    from ragdistill.reranker import stage
+    from ragdistill.reranker.component import component
+    from ragdistill.reranker.students import load_cross_encoder, predict_raw
+
+    path = taught / "reranker/train/student"
+    if not (path / "config.json").is_file():
+        stage_verbs(stage)["train"](compose("reranker", [*SMALL, f"paths.work_dir={taught}", "reranker.train.args.max_steps=2"]))
+    rows = read_jsonl(taught / "reranker/teach/train.jsonl")[:2]
+    corpus = load_retrieval("squad", max_queries=12).corpus
+    query, docs = rows[0]["query"], [corpus[d].full_text for r in rows for d in r["doc_ids"]]
+    served = np.array(component(compose("reranker", [*SMALL, f"paths.work_dir={taught}", "student.max_length=256"]), "student")(query, docs))
+    at = {n: np.array(predict_raw(load_cross_encoder(str(path), n), [(query, d) for d in docs])) for n in (48, 256)}
+    assert np.allclose(served, at[48], atol=1e-5)
+    assert not np.allclose(at[48], at[256], atol=1e-3)  # the windows differ on these paragraphs, so the check can fail

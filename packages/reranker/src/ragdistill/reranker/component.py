@@ -42,13 +42,13 @@ def component(cfg: Any, variant: str, teacher: Any = None) -> Any:
         f = int8_file(path) or ONNX_FP32
         if not (path / f).is_file():
             raise RagdistillError(f"{path / f} not found; run `ragdistill reranker export` first (with the same paths.work_dir)")
-        ce = load_cross_encoder(str(path), cfg.student.max_length, backend="onnx", model_kwargs={"file_name": f})
+        ce = load_cross_encoder(str(path), backend="onnx", model_kwargs={"file_name": f})
         path = path / f
     else:
         path = stage_dir(cfg, "reranker", "train") / variant  # student_base, student (= paths.student_dir)
         if not (path / "config.json").is_file():
             raise RagdistillError(f"{path} not found; run `ragdistill reranker train` first (with the same paths.work_dir)")
-        ce = load_cross_encoder(str(path), cfg.student.max_length)
+        ce = load_cross_encoder(str(path))
 
     def rerank(query: str, docs: list[str]) -> list[float]:
         return predict_raw(ce, [(query, d) for d in docs], bs)

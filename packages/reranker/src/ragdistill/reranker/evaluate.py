@@ -161,21 +161,20 @@ def evaluate(cfg: Any, teacher: Any) -> EvaluateResult:
         notes["teacher"] = "speed not measured: the teacher model is not built here (scores came from the label cache)"
 
     train_dir, onnx_dir = stage_dir(cfg, "reranker", "train"), export_dir(cfg, "reranker")
-    max_len = cfg.student.max_length
-    for name in ("student_base", "student"):
+    for name in ("student_base", "student"):  # each served at the length it was trained with (saved in its tokenizer)
         p = train_dir / name
         if name in skip:
             notes[name] = "skipped (reranker.evaluate.skip)"
             continue
         if not (p / "config.json").is_file():
             raise RagdistillError(f"{p} not found; run `ragdistill reranker train` first (with the same paths.work_dir)")
-        ce = load_cross_encoder(str(p), max_len)
-        add(name, _cross_encoder_scorer(ce, texts, bs), f"{_fingerprint([p])}:len={max_len}", size_mb=_dir_mb(p, "*.safetensors"))
+        ce = load_cross_encoder(str(p))
+        add(name, _cross_encoder_scorer(ce, texts, bs), f"{_fingerprint([p])}:len={ce.max_seq_length}", size_mb=_dir_mb(p, "*.safetensors"))
     if onnx_dir.is_dir():
         for name, f in (("student_onnx", ONNX_FP32), ("student_onnx_int8", int8_file(onnx_dir))):
             if f and (onnx_dir / f).is_file() and name not in skip:
-                ce = load_cross_encoder(str(onnx_dir), max_len, backend="onnx", model_kwargs={"file_name": f})
-                add(name, _cross_encoder_scorer(ce, texts, bs), f"{_fingerprint([onnx_dir / f, onnx_dir / 'config.json'])}:len={max_len}",
+                ce = load_cross_encoder(str(onnx_dir), backend="onnx", model_kwargs={"file_name": f})
+                add(name, _cross_encoder_scorer(ce, texts, bs), f"{_fingerprint([onnx_dir / f, onnx_dir / 'config.json'])}:len={ce.max_seq_length}",
                     size_mb=(onnx_dir / f).stat().st_size / 2**20)
     else:
         notes["student_onnx"] = "not exported yet (ragdistill reranker export)"

@@ -60,20 +60,19 @@ def export(cfg: Any) -> ExportResult:
     src, dest = student_dir(cfg, "reranker"), export_dir(cfg, "reranker")
     if not (src / "config.json").is_file():
         raise RagdistillError(f"{src} not found; run `ragdistill reranker train` first (with the same paths.work_dir)")
-    max_len = cfg.student.max_length
     pairs = parity_pairs(cfg, int(ec.parity_pairs))
-    torch_scores = predict_raw(load_cross_encoder(str(src), max_len), pairs)
+    torch_scores = predict_raw(load_cross_encoder(str(src)), pairs)
     preset = ec.quantization.value
     result = ExportResult("reranker", n_items=len(pairs), model=str(dest), details={"pairs": len(pairs)})
     with atomic_path(dest) as tmp:
         shutil.copytree(src, tmp)
-        onnx_model = load_cross_encoder(str(tmp), max_len, backend="onnx", model_kwargs={"export": True})
+        onnx_model = load_cross_encoder(str(tmp), backend="onnx", model_kwargs={"export": True})
         onnx_model.save_pretrained(str(tmp))
         files = {"onnx_fp32": (ONNX_FP32, spearman(torch_scores, predict_raw(onnx_model, pairs)), False)}
         if ec.quantize:
             qcfg = getattr(AutoQuantizationConfig, preset)(is_static=False, per_channel=True)
             export_dynamic_quantized_onnx_model(onnx_model, qcfg, str(tmp), file_suffix=INT8_SUFFIX)
-            q_model = load_cross_encoder(str(tmp), max_len, backend="onnx", model_kwargs={"file_name": ONNX_INT8})
+            q_model = load_cross_encoder(str(tmp), backend="onnx", model_kwargs={"file_name": ONNX_INT8})
             files["onnx_int8"] = (ONNX_INT8, spearman(torch_scores, predict_raw(q_model, pairs)), True)
             result.details["onnx_int8"] = {"file": ONNX_INT8, "quantization_preset": preset, "per_channel": True, "dynamic": True}
     for name, (f, parity, quantized) in files.items():

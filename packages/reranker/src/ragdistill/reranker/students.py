@@ -97,6 +97,9 @@ def truncate_layers(ce: Any, n: int) -> None:
 
 
 def load_cross_encoder(path: str, max_length: int | None = None, **kw: Any) -> Any:
+    """A saved cross-encoder; ``max_length=None`` serves it at the length it was trained and saved with
+    (its tokenizer's ``model_max_length``), so a change of ``student.max_length`` does not silently
+    re-window a student trained at another length."""
     from sentence_transformers.cross_encoder import CrossEncoder
 
     return CrossEncoder(path, max_length=max_length, **kw)
